@@ -1,0 +1,162 @@
+/* copy.c — copies between layouts and dtypes, fills, and random fills. */
+#include "internal.h"
+#include "../kernels/cpu/cpu.h"
+
+#include <math.h>
+
+static grove_status identity_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    GV_UNUSED(n);
+    grove_tensor_retain(g);
+    gi[0] = g;
+    return 0;
+}
+
+/* A fresh contiguous copy of t, converted to dtype, recorded on the tape
+ * when dtype stays f32. */
+static grove_tensor *copy_as(const char *op, grove_tensor *t, int32_t dtype)
+{
+    if (!gv_check_live(op, t)) return NULL;
+    if (dtype < 0 || dtype >= GROVE_DTYPE_COUNT) return gv_fail_null("%s: unknown dtype %d", op, dtype);
+    if (t->device != GROVE_CPU) return gv_no_backend(op, t);
+    grove_tensor *c = gv_empty(t->ndim, t->shape, dtype, t->device);
+    if (!c) return NULL;
+    gv_cpu_copy(t->ndim, t->shape, c->data, c->stride, dtype, t->data, t->stride, t->dtype);
+    if (dtype == GROVE_F32 && t->dtype == GROVE_F32) {
+        grove_node *node;
+        if (gv_node_begin(op, identity_backward, 1, &t, &node)) {
+            grove_tensor_release(c);
+            return NULL;
+        }
+        if (node) gv_node_finish(node, c);
+    }
+    return c;
+}
+
+grove_tensor *grove_contiguous(grove_tensor *t)
+{
+    if (!gv_check_live("contiguous", t)) return NULL;
+    if (grove_tensor_is_contiguous(t)) {
+        grove_tensor_retain(t);
+        return t;
+    }
+    return copy_as("contiguous", t, t->dtype);
+}
+
+grove_tensor *grove_clone(grove_tensor *t) { return copy_as("clone", t, t ? t->dtype : 0); }
+
+grove_tensor *grove_to_dtype(grove_tensor *t, int32_t dtype)
+{
+    if (!gv_check_live("to", t)) return NULL;
+    if (t->dtype == dtype) {
+        grove_tensor_retain(t);
+        return t;
+    }
+    if (gv_tracks(t))
+        return gv_fail_null("to: converting %s from f32 to %s would cut it from the autograd tape; detach it first",
+                            gv_shape_str(t), grove_dtype_name(dtype));
+    return copy_as("to", t, dtype);
+}
+
+/* In-place writes to a tensor the tape may read later would corrupt the
+ * gradients; refuse them while grad mode is on. */
+static bool check_writable(const char *op, const grove_tensor *t)
+{
+    if (!gv_check_live(op, t)) return false;
+    if (gv_tracks(t)) {
+        gv_fail("%s: in-place write to %s, which requires grad; wrap it in grove.no_grad", op, gv_shape_str(t));
+        return false;
+    }
+    if (t->device != GROVE_CPU) {
+        gv_no_backend(op, t);
+        return false;
+    }
+    return true;
+}
+
+grove_status grove_copy_(grove_tensor *dst, grove_tensor *src)
+{
+    if (!check_writable("copy_", dst) || !gv_check_live("copy_", src)) return -1;
+    if (!gv_check_same_device("copy_", dst, src)) return -1;
+    int64_t st[GROVE_MAX_DIMS];
+    if (src->ndim > dst->ndim) goto mismatch;
+    for (int32_t i = 0; i < src->ndim; i++) {
+        int64_t s = src->shape[i], d = dst->shape[dst->ndim - src->ndim + i];
+        if (s != d && s != 1) goto mismatch;
+    }
+    gv_broadcast_strides(src, dst->ndim, dst->shape, st);
+    if (dst->storage == src->storage) {
+        /* Overlapping source and destination: go through a temporary. */
+        grove_tensor *tmp = gv_contiguous_data(src);
+        if (tmp == src) {
+            grove_tensor_release(tmp);
+            tmp = copy_as("copy_", src, src->dtype);
+            if (tmp && tmp->grad_fn) { gv_node_release(tmp->grad_fn); tmp->grad_fn = NULL; tmp->requires_grad = 0; }
+        }
+        if (!tmp) return -1;
+        gv_broadcast_strides(tmp, dst->ndim, dst->shape, st);
+        gv_cpu_copy(dst->ndim, dst->shape, dst->data, dst->stride, dst->dtype, tmp->data, st, tmp->dtype);
+        grove_tensor_release(tmp);
+        return 0;
+    }
+    gv_cpu_copy(dst->ndim, dst->shape, dst->data, dst->stride, dst->dtype, src->data, st, src->dtype);
+    return 0;
+mismatch:
+    return gv_fail("copy_: source %s does not broadcast to destination %s", gv_shape_str(src), gv_shape_str(dst));
+}
+
+grove_status grove_fill_(grove_tensor *t, double value)
+{
+    if (!check_writable("fill_", t)) return -1;
+    gv_cpu_fill(t->ndim, t->shape, t->data, t->stride, t->dtype, value);
+    return 0;
+}
+
+static grove_status random_fill(const char *op, grove_tensor *t, grove_generator *gen, double a, double b, bool normal)
+{
+    if (!check_writable(op, t)) return -1;
+    if (t->dtype != GROVE_F32) return gv_fail("%s: expected an f32 tensor, got %s", op, grove_dtype_name(t->dtype));
+    if (!isfinite(a) || !isfinite(b)) return gv_fail("%s: parameters must be finite (%g, %g)", op, a, b);
+    if (normal && b < 0) return gv_fail("%s: standard deviation %g is negative", op, b);
+    if (!gen) gen = grove_default_generator();
+    int64_t n = grove_tensor_numel(t);
+    grove_tensor *c = gv_contiguous_data(t);
+    if (!c) return -1;
+    if (normal) gv_cpu_philox_normal(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
+    else gv_cpu_philox_uniform(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
+    gen->offset += (uint64_t)(n + 3) / 4;
+    grove_status st = 0;
+    if (c != t) st = grove_copy_(t, c);
+    grove_tensor_release(c);
+    return st;
+}
+
+grove_status grove_uniform_(grove_tensor *t, grove_generator *gen, double lo, double hi)
+{
+    return random_fill("uniform_", t, gen, lo, hi, false);
+}
+
+grove_status grove_normal_(grove_tensor *t, grove_generator *gen, double mean, double std)
+{
+    return random_fill("normal_", t, gen, mean, std, true);
+}
+
+grove_tensor *grove_rand(int32_t ndim, const int64_t *shape, grove_generator *gen)
+{
+    grove_tensor *t = gv_empty(ndim, shape, GROVE_F32, GROVE_CPU);
+    if (t && grove_uniform_(t, gen, 0.0, 1.0)) {
+        grove_tensor_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+grove_tensor *grove_randn(int32_t ndim, const int64_t *shape, grove_generator *gen)
+{
+    grove_tensor *t = gv_empty(ndim, shape, GROVE_F32, GROVE_CPU);
+    if (t && grove_normal_(t, gen, 0.0, 1.0)) {
+        grove_tensor_release(t);
+        return NULL;
+    }
+    return t;
+}

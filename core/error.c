@@ -1,0 +1,55 @@
+/* error.c — the thread-local last error and the shape strings used in messages. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_error[1024];
+
+const char *grove_last_error(void) { return last_error[0] ? last_error : "no error"; }
+
+void grove_clear_error(void) { last_error[0] = 0; }
+
+static void set_error(const char *fmt, va_list ap)
+{
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+}
+
+grove_status gv_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void *gv_fail_null(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+const char *gv_dims_str(int32_t ndim, const int64_t *shape)
+{
+    /* Rotating buffers: one message may name up to four shapes. */
+    static _Thread_local char bufs[4][160];
+    static _Thread_local int next;
+    char *b = bufs[next];
+    next = (next + 1) % 4;
+    size_t n = 0;
+    b[n++] = '[';
+    for (int32_t i = 0; i < ndim && ndim <= GROVE_MAX_DIMS; i++)
+        n += (size_t)snprintf(b + n, sizeof bufs[0] - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    snprintf(b + n, sizeof bufs[0] - n, "]");
+    return b;
+}
+
+const char *gv_shape_str(const grove_tensor *t)
+{
+    if (!t) return "(nil)";
+    return gv_dims_str(t->ndim, t->shape);
+}

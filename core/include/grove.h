@@ -1,0 +1,244 @@
+/*
+ * grove.h — the one public header of libgrove.
+ *
+ * Everything between GROVE_FFI_BEGIN and GROVE_FFI_END is also the LuaJIT FFI
+ * declaration of the library: the build extracts it into lua/grove/cdefs.lua.
+ * So that region holds plain C declarations only — no macros, no #if, no
+ * function-like constructs LuaJIT's parser does not know.
+ *
+ * Conventions: dimensions and indices are 0-based here (the Lua layer
+ * translates from 1-based); shapes are outermost-first, row-major. A function
+ * returning a tensor returns a new reference (release it with
+ * grove_tensor_release) or NULL on error; a function returning grove_status
+ * returns 0 on success and -1 on error. After an error grove_last_error()
+ * names the op and the shapes. Nothing here aborts or exits.
+ */
+#ifndef GROVE_H
+#define GROVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GROVE_FFI_BEGIN */
+
+typedef int32_t grove_status;
+
+typedef enum grove_dtype {
+    GROVE_F32 = 0,
+    GROVE_F16 = 1,
+    GROVE_BF16 = 2,
+    GROVE_U8 = 3,
+    GROVE_I8 = 4,
+    GROVE_I32 = 5,
+    GROVE_I64 = 6,
+    GROVE_DTYPE_COUNT = 7
+} grove_dtype;
+
+typedef enum grove_device {
+    GROVE_CPU = 0,
+    GROVE_CUDA = 1,
+    GROVE_DEVICE_COUNT = 2
+} grove_device;
+
+enum { GROVE_MAX_DIMS = 8 };
+
+typedef struct grove_storage grove_storage;
+typedef struct grove_node grove_node;
+
+/* A strided view into a refcounted storage (Torch7's TH model). The fields
+ * are public so that Lua can read shapes without a call; only the library
+ * writes them. */
+typedef struct grove_tensor {
+    grove_storage *storage;     /* NULL once the tensor was freed explicitly */
+    void *data;                 /* address of element 0 of this view */
+    int64_t offset;             /* in elements, from the storage's start */
+    int64_t shape[8];
+    int64_t stride[8];          /* in elements */
+    int32_t ndim;
+    int32_t dtype;              /* grove_dtype */
+    int32_t device;             /* grove_device */
+    int32_t refcount;
+    int32_t requires_grad;      /* a leaf that collects .grad, or a tape output */
+    int32_t is_leaf;
+    struct grove_tensor *grad;  /* accumulated gradient of a leaf, or NULL */
+    grove_node *grad_fn;        /* the tape node that produced it, or NULL */
+} grove_tensor;
+
+/* Counter-based Philox4x32-10 generator: element i of a fill draws counter
+ * (offset + i/4), lane i%4, so a draw never depends on the thread count. */
+typedef struct grove_generator {
+    uint64_t seed;
+    uint64_t offset;            /* counters consumed so far */
+} grove_generator;
+
+typedef struct grove_memory_stats {
+    int64_t live_bytes;         /* bytes held by live storages */
+    int64_t peak_bytes;         /* highest live_bytes since the last reset */
+    int64_t cached_bytes;       /* freed blocks kept by the caching allocator */
+    int64_t live_tensors;       /* tensor objects alive (all devices) */
+    int64_t live_nodes;         /* autograd nodes alive */
+} grove_memory_stats;
+
+typedef enum grove_unary_op {
+    GROVE_NEG = 0, GROVE_EXP, GROVE_LOG, GROVE_SQRT, GROVE_RSQRT, GROVE_ABS,
+    GROVE_RELU, GROVE_SILU, GROVE_GELU_TANH, GROVE_SIGMOID, GROVE_TANH,
+    GROVE_UNARY_COUNT
+} grove_unary_op;
+
+typedef enum grove_binary_op {
+    GROVE_ADD = 0, GROVE_SUB, GROVE_MUL, GROVE_DIV,
+    GROVE_BINARY_COUNT
+} grove_binary_op;
+
+typedef enum grove_reduce_op {
+    GROVE_SUM = 0, GROVE_MEAN, GROVE_MAX, GROVE_MIN,
+    GROVE_REDUCE_COUNT
+} grove_reduce_op;
+
+/* ---- library ---------------------------------------------------------- */
+const char *grove_version(void);
+const char *grove_last_error(void);
+void grove_clear_error(void);
+int32_t grove_num_threads(void);
+grove_status grove_set_num_threads(int32_t n);
+/* The OpenBLAS core type in use ("SkylakeX", "Haswell", ...) and how it was
+ * chosen; loads OpenBLAS if it is not loaded yet. */
+const char *grove_blas_info(void);
+grove_status grove_memory(int32_t device, grove_memory_stats *out);
+void grove_memory_reset_peak(int32_t device);
+/* Returns blocks kept by the caching allocator to the system. */
+void grove_memory_empty_cache(int32_t device);
+const char *grove_dtype_name(int32_t dtype);
+int64_t grove_dtype_size(int32_t dtype);
+
+/* ---- tensors ---------------------------------------------------------- */
+grove_tensor *grove_tensor_empty(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device);
+grove_tensor *grove_tensor_zeros(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device);
+grove_tensor *grove_tensor_full(int32_t ndim, const int64_t *shape, double value, int32_t dtype, int32_t device);
+/* Copies count values of src_dtype from a host buffer into a new tensor. */
+grove_tensor *grove_tensor_from_buffer(int32_t ndim, const int64_t *shape, int32_t dtype,
+                                       const void *src, int32_t src_dtype, int64_t count);
+grove_tensor *grove_tensor_from_doubles(int32_t ndim, const int64_t *shape, int32_t dtype,
+                                        const double *src, int64_t count);
+grove_tensor *grove_arange(double start, double end, double step, int32_t dtype);
+grove_tensor *grove_linspace(double start, double end, int64_t steps, int32_t dtype);
+grove_tensor *grove_eye(int64_t n, int64_t m, int32_t dtype);
+grove_tensor *grove_rand(int32_t ndim, const int64_t *shape, grove_generator *gen);
+grove_tensor *grove_randn(int32_t ndim, const int64_t *shape, grove_generator *gen);
+
+void grove_tensor_retain(grove_tensor *t);
+/* Drops one reference; the tensor object is freed when none are left. */
+void grove_tensor_release(grove_tensor *t);
+/* Releases the tensor's data now (Lua's :free()); later use is an error. */
+void grove_tensor_free_data(grove_tensor *t);
+bool grove_tensor_is_freed(const grove_tensor *t);
+int64_t grove_tensor_numel(const grove_tensor *t);
+bool grove_tensor_is_contiguous(const grove_tensor *t);
+/* Writes the elements in logical (row-major) order as doubles. */
+grove_status grove_tensor_read_doubles(const grove_tensor *t, double *out, int64_t count);
+grove_status grove_tensor_item(const grove_tensor *t, double *out);
+
+/* ---- views (share storage) ---------------------------------------------- */
+grove_tensor *grove_view(grove_tensor *t, int32_t ndim, const int64_t *shape);
+/* A view when the strides allow, a copy otherwise; one dimension may be -1. */
+grove_tensor *grove_reshape(grove_tensor *t, int32_t ndim, const int64_t *shape);
+grove_tensor *grove_permute(grove_tensor *t, int32_t ndim, const int32_t *dims);
+grove_tensor *grove_transpose(grove_tensor *t, int32_t dim0, int32_t dim1);
+grove_tensor *grove_narrow(grove_tensor *t, int32_t dim, int64_t start, int64_t length);
+grove_tensor *grove_select(grove_tensor *t, int32_t dim, int64_t index);
+grove_tensor *grove_expand(grove_tensor *t, int32_t ndim, const int64_t *shape);
+/* dim < 0 squeezes every dimension of size 1. */
+grove_tensor *grove_squeeze(grove_tensor *t, int32_t dim);
+grove_tensor *grove_unsqueeze(grove_tensor *t, int32_t dim);
+
+/* ---- copies ------------------------------------------------------------- */
+grove_tensor *grove_contiguous(grove_tensor *t);
+grove_tensor *grove_clone(grove_tensor *t);
+grove_tensor *grove_to_dtype(grove_tensor *t, int32_t dtype);
+/* In place; src broadcasts to dst and is converted to dst's dtype. */
+grove_status grove_copy_(grove_tensor *dst, grove_tensor *src);
+grove_status grove_fill_(grove_tensor *t, double value);
+grove_status grove_uniform_(grove_tensor *t, grove_generator *gen, double lo, double hi);
+grove_status grove_normal_(grove_tensor *t, grove_generator *gen, double mean, double std);
+
+/* ---- random --------------------------------------------------------------- */
+grove_generator *grove_default_generator(void);
+void grove_manual_seed(uint64_t seed);
+/* Raw Philox4x32-10 block, for tests against published vectors. */
+void grove_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+
+/* ---- elementwise ------------------------------------------------------ */
+grove_tensor *grove_unary(grove_tensor *a, int32_t op);
+grove_tensor *grove_binary(grove_tensor *a, grove_tensor *b, int32_t op);
+/* a op s, or s op a when reverse is true. */
+grove_tensor *grove_binary_scalar(grove_tensor *a, double s, int32_t op, bool reverse);
+grove_tensor *grove_pow_scalar(grove_tensor *a, double exponent);
+/* Use -INFINITY / INFINITY for an open side. */
+grove_tensor *grove_clamp(grove_tensor *a, double lo, double hi);
+
+/* ---- reductions ---------------------------------------------------------- */
+/* Over the listed dimensions (ndims = 0: over all, giving a 0-d tensor). */
+grove_tensor *grove_reduce(grove_tensor *a, int32_t op, int32_t ndims, const int32_t *dims, bool keepdim);
+/* Max or min over one dimension; *indices (i64) receives the positions. */
+grove_tensor *grove_reduce_arg(grove_tensor *a, int32_t op, int32_t dim, bool keepdim, grove_tensor **indices);
+/* i64 positions; dim < 0 means over the flattened tensor. */
+grove_tensor *grove_argmax(grove_tensor *a, int32_t dim, bool keepdim);
+grove_tensor *grove_argmin(grove_tensor *a, int32_t dim, bool keepdim);
+
+/* ---- linear algebra --------------------------------------------------- */
+/* 2-d @ 2-d, or batched with broadcast batch dimensions; 1-d operands are
+ * treated as a row (left) or column (right) vector as in torch. */
+grove_tensor *grove_matmul(grove_tensor *a, grove_tensor *b);
+/* x (..., in) · w (out, in)ᵀ + b (out); b may be NULL. */
+grove_tensor *grove_linear(grove_tensor *x, grove_tensor *w, grove_tensor *b);
+
+/* ---- neural network ops ----------------------------------------------- */
+grove_tensor *grove_softmax(grove_tensor *x, int32_t dim);
+grove_tensor *grove_log_softmax(grove_tensor *x, int32_t dim);
+/* Over the last dimension; w and b may be NULL (no affine). */
+grove_tensor *grove_layer_norm(grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps);
+grove_tensor *grove_rms_norm(grove_tensor *x, grove_tensor *w, double eps);
+/* NHWC input (B, H, W, Cin), PyTorch-layout weight (Cout, Cin/groups, k, k),
+ * bias (Cout) or NULL. Supported: 1x1 (groups 1) and depthwise kxk (groups = C). */
+grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b,
+                           int32_t stride, int32_t padding, int32_t groups);
+grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices);
+grove_tensor *grove_cat(int32_t n, grove_tensor *const *ts, int32_t dim);
+grove_tensor *grove_stack(int32_t n, grove_tensor *const *ts, int32_t dim);
+/* pads holds (before, after) pairs starting from the last dimension, as torch. */
+grove_tensor *grove_pad(grove_tensor *x, int32_t npairs, const int64_t *pads, double value);
+/* cond is u8; a and b broadcast against it. */
+grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b);
+grove_tensor *grove_masked_fill(grove_tensor *x, grove_tensor *mask, double value);
+grove_tensor *grove_mse_loss(grove_tensor *input, grove_tensor *target);
+/* logits (N, C), target i64 (N): mean negative log-likelihood. */
+grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target);
+grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_generator *gen);
+grove_tensor *grove_cosine_similarity(grove_tensor *a, grove_tensor *b, int32_t dim, double eps);
+
+/* ---- autograd ------------------------------------------------------------- */
+bool grove_grad_enabled(void);
+/* Returns the previous setting. */
+bool grove_set_grad_enabled(bool enabled);
+grove_status grove_set_requires_grad(grove_tensor *t, bool requires_grad);
+/* grad may be NULL when t has one element. */
+grove_status grove_backward(grove_tensor *t, grove_tensor *grad, bool retain_graph);
+grove_tensor *grove_detach(grove_tensor *t);
+/* A new reference to the accumulated gradient, or NULL (no error) when none. */
+grove_tensor *grove_tensor_grad(grove_tensor *t);
+grove_status grove_tensor_set_grad(grove_tensor *t, grove_tensor *grad);
+void grove_zero_grad(grove_tensor *t);
+const char *grove_grad_fn_name(const grove_tensor *t);
+
+/* GROVE_FFI_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GROVE_H */

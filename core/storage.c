@@ -1,0 +1,157 @@
+/*
+ * storage.c — refcounted, 64-byte aligned buffers with per-device byte
+ * counters, and a cache for large CPU blocks: glibc returns big freed blocks
+ * to the OS, so without the cache every training step's activations would
+ * page-fault afresh.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ALIGN = 64 };
+/* Blocks at least this big go through the cache; sizes are rounded up to
+ * a multiple of CACHE_QUANTUM so that similar requests reuse blocks. */
+#define CACHE_MIN ((int64_t)1 << 20)
+#define CACHE_QUANTUM ((int64_t)1 << 16)
+#define CACHE_SLOTS 64
+#define CACHE_MAX_BYTES ((int64_t)4 << 30)
+/* No single allocation may exceed this (2^46 bytes = 64 TiB): larger requests
+ * are certainly mistakes and would overflow size arithmetic downstream. */
+#define MAX_ALLOC ((int64_t)1 << 46)
+
+static _Atomic int64_t live_bytes[GROVE_DEVICE_COUNT];
+static _Atomic int64_t peak_bytes[GROVE_DEVICE_COUNT];
+static _Atomic int64_t live_tensors;
+static _Atomic int64_t live_nodes;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { void *ptr; int64_t nbytes; } cache[CACHE_SLOTS];
+static int cache_count;
+static int64_t cache_bytes;
+
+void gv_count_tensor(int delta) { atomic_fetch_add(&live_tensors, delta); }
+void gv_count_node(int delta) { atomic_fetch_add(&live_nodes, delta); }
+
+static void count_bytes(int32_t device, int64_t delta)
+{
+    int64_t now = atomic_fetch_add(&live_bytes[device], delta) + delta;
+    int64_t peak = atomic_load(&peak_bytes[device]);
+    while (now > peak && !atomic_compare_exchange_weak(&peak_bytes[device], &peak, now)) {}
+}
+
+static void *cache_take(int64_t nbytes)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < cache_count; i++) {
+        if (cache[i].nbytes == nbytes) {
+            p = cache[i].ptr;
+            cache_bytes -= nbytes;
+            cache[i] = cache[--cache_count];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return p;
+}
+
+static void cache_put(void *p, int64_t nbytes)
+{
+    pthread_mutex_lock(&cache_lock);
+    /* Evict the oldest entries until the new block fits. */
+    while (cache_count > 0 && (cache_count == CACHE_SLOTS || cache_bytes + nbytes > CACHE_MAX_BYTES)) {
+        free(cache[0].ptr);
+        cache_bytes -= cache[0].nbytes;
+        memmove(&cache[0], &cache[1], (size_t)(cache_count - 1) * sizeof cache[0]);
+        cache_count--;
+    }
+    if (nbytes <= CACHE_MAX_BYTES) {
+        cache[cache_count].ptr = p;
+        cache[cache_count].nbytes = nbytes;
+        cache_count++;
+        cache_bytes += nbytes;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    free(p);
+}
+
+void grove_memory_empty_cache(int32_t device)
+{
+    if (device != GROVE_CPU) return;
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < cache_count; i++) free(cache[i].ptr);
+    cache_count = 0;
+    cache_bytes = 0;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static int64_t rounded(int64_t nbytes)
+{
+    if (nbytes >= CACHE_MIN) return (nbytes + CACHE_QUANTUM - 1) / CACHE_QUANTUM * CACHE_QUANTUM;
+    return (nbytes + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+grove_storage *gv_storage_new(int64_t nbytes, int32_t device)
+{
+    if (device != GROVE_CPU)
+        return gv_fail_null("device %d: this build has no backend for it", device);
+    if (nbytes < 0 || nbytes > MAX_ALLOC)
+        return gv_fail_null("out of memory: cannot allocate %lld bytes on cpu", (long long)nbytes);
+    grove_storage *s = malloc(sizeof *s);
+    if (!s) return gv_fail_null("out of memory: cannot allocate a storage header");
+    int64_t size = rounded(nbytes > 0 ? nbytes : 1);
+    void *p = size >= CACHE_MIN ? cache_take(size) : NULL;
+    if (!p) p = aligned_alloc(ALIGN, (size_t)size);
+    if (!p) {
+        grove_memory_empty_cache(device); /* the cache may be what stands in the way */
+        p = aligned_alloc(ALIGN, (size_t)size);
+    }
+    if (!p) {
+        free(s);
+        return gv_fail_null("out of memory: cannot allocate %lld bytes on cpu", (long long)nbytes);
+    }
+    s->data = p;
+    s->nbytes = size;
+    s->device = device;
+    s->refcount = 1;
+    count_bytes(device, size);
+    return s;
+}
+
+void gv_storage_retain(grove_storage *s)
+{
+    if (s) __atomic_add_fetch(&s->refcount, 1, __ATOMIC_RELAXED);
+}
+
+void gv_storage_release(grove_storage *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+    count_bytes(s->device, -s->nbytes);
+    if (s->nbytes >= CACHE_MIN) cache_put(s->data, s->nbytes);
+    else free(s->data);
+    free(s);
+}
+
+grove_status grove_memory(int32_t device, grove_memory_stats *out)
+{
+    if (device < 0 || device >= GROVE_DEVICE_COUNT) return gv_fail("memory: no device %d", device);
+    if (!out) return gv_fail("memory: NULL output");
+    out->live_bytes = atomic_load(&live_bytes[device]);
+    out->peak_bytes = atomic_load(&peak_bytes[device]);
+    pthread_mutex_lock(&cache_lock);
+    out->cached_bytes = device == GROVE_CPU ? cache_bytes : 0;
+    pthread_mutex_unlock(&cache_lock);
+    out->live_tensors = atomic_load(&live_tensors);
+    out->live_nodes = atomic_load(&live_nodes);
+    return 0;
+}
+
+void grove_memory_reset_peak(int32_t device)
+{
+    if (device >= 0 && device < GROVE_DEVICE_COUNT)
+        atomic_store(&peak_bytes[device], atomic_load(&live_bytes[device]));
+}

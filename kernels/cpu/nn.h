@@ -1,0 +1,38 @@
+/* nn.h — CPU kernels of this family (see cpu.h). */
+#ifndef GROVE_KERNELS_CPU_NN_H
+#define GROVE_KERNELS_CPU_NN_H
+
+#include <stdint.h>
+
+/* ---- convolutions on NHWC data (conv.c) --------------------------------
+ * 1x1: m = B·H·W pixel rows, weight (cout, cin); blas is core/internal.h's
+ * OpenBLAS table. Depthwise kxk, stride 1, zero padding pad: input
+ * (b, h, w, c), output (b, h + 2pad - k + 1, w + 2pad - k + 1, c), weight
+ * wt in tap-major order (k, k, c); dw is written in PyTorch order (c, 1, k, k).
+ * bias may be NULL; so may dx and dw, which are then not computed. */
+struct gv_blas;
+void gv_cpu_conv1x1_forward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
+                            const float *w, const float *bias, float *y);
+void gv_cpu_conv1x1_backward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
+                             const float *w, const float *dy, float *dx, float *dw);
+/* db[c] = Σ over the m rows of dy (m, c). */
+void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db);
+void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad, const float *x,
+                           const float *wt, const float *bias, float *y);
+void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
+                                  const float *dy, const float *wt, float *dx);
+void gv_cpu_dwconv_backward_weight(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
+                                   const float *x, const float *dy, float *dw);
+
+/* ---- gathers and selections (index.c) ----------------------------------
+ * Embedding: n indices (i64 when is_i64, else i32, all in [0, v)) pick rows
+ * of weight (v, d); the backward zeroes dweight and scatter-adds g (n, d).
+ * where: out (contiguous, shape) = cond ? a : b, each read through its own
+ * strides (0 along broadcast dimensions). */
+void gv_cpu_embedding(int64_t n, int64_t d, const float *weight, const void *idx, int32_t is_i64, float *out);
+void gv_cpu_embedding_backward(int64_t n, int64_t d, int64_t v, const float *g, const void *idx, int32_t is_i64,
+                               float *dweight);
+void gv_cpu_where(int32_t ndim, const int64_t *shape, const uint8_t *cond, const int64_t *c_stride, const float *a,
+                  const int64_t *a_stride, const float *b, const int64_t *b_stride, float *out);
+
+#endif

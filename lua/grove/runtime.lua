@@ -1,0 +1,56 @@
+-- Library-wide settings and counters: threads, BLAS, memory, random seeds.
+local ffi = require "ffi"
+
+return function(grove)
+  local C = grove.C
+
+  function grove.num_threads() return C.grove_num_threads() end
+
+  function grove.set_num_threads(n)
+    if C.grove_set_num_threads(n) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+  end
+
+  function grove.blas_info() return ffi.string(C.grove_blas_info()) end
+
+  local device_ids = { cpu = 0, cuda = 1 }
+  local stats = ffi.new("grove_memory_stats")
+
+  -- Live, peak and cached bytes of a device plus live tensor and tape-node
+  -- counts: a leak is a number that does not come back.
+  function grove.memory(device)
+    local id = device_ids[device or "cpu"]
+    if not id then error("memory: unknown device '" .. tostring(device) .. "'", 2) end
+    if C.grove_memory(id, stats) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    return {
+      live_bytes = tonumber(stats.live_bytes), peak_bytes = tonumber(stats.peak_bytes),
+      cached_bytes = tonumber(stats.cached_bytes), live_tensors = tonumber(stats.live_tensors),
+      live_nodes = tonumber(stats.live_nodes),
+    }
+  end
+
+  function grove.reset_peak_memory(device) C.grove_memory_reset_peak(device_ids[device or "cpu"] or 0) end
+  function grove.empty_cache(device) C.grove_memory_empty_cache(device_ids[device or "cpu"] or 0) end
+
+  -- Runs the collector until finalizers have released every unreachable tensor.
+  function grove.collect()
+    collectgarbage("collect")
+    collectgarbage("collect")
+  end
+
+  function grove.manual_seed(seed)
+    if type(seed) ~= "number" or seed < 0 or seed % 1 ~= 0 then
+      error("manual_seed: expected a non-negative integer, got " .. tostring(seed), 2)
+    end
+    C.grove_manual_seed(seed)
+  end
+
+  -- A generator object; pass it as the `generator` of random ops.
+  function grove.Generator(seed)
+    local g = ffi.new("grove_generator")
+    g.seed = seed or 0
+    g.offset = 0
+    return g
+  end
+
+  function grove.default_generator() return C.grove_default_generator() end
+end

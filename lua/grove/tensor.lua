@@ -1,0 +1,594 @@
+-- Tensors from Lua: a metatype over a one-pointer handle to a C tensor.
+--
+-- The handle owns one reference to the C tensor and releases it from its
+-- finalizer (ffi.gc) or from :free(). Dimensions and indices are 1-based and
+-- may count from the end (-1 is the last); the C API is 0-based, and this
+-- file is where the translation happens. Index values *inside* tensors
+-- (argmax results, embedding ids, class targets) are 0-based, as in PyTorch
+-- and on disk.
+local ffi = require "ffi"
+
+ffi.cdef [[ typedef struct grove_handle { grove_tensor *p; } grove_handle; ]]
+
+return function(grove)
+  local C = grove.C
+  local M = {}          -- methods
+  local Tensor = {}     -- metatable
+  local handle_ct = ffi.typeof("grove_handle")
+  local i64buf = ffi.typeof("int64_t[?]")
+  local shape_a = ffi.new("int64_t[8]")
+  local dims_a = ffi.new("int32_t[8]")
+
+  local dtype_ids = { f32 = 0, f16 = 1, bf16 = 2, u8 = 3, i8 = 4, i32 = 5, i64 = 6,
+                      float = 0, float32 = 0, half = 1, float16 = 1, bfloat16 = 2, uint8 = 3,
+                      int8 = 4, int32 = 5, int64 = 6, long = 6, int = 5, byte = 3 }
+  local dtype_names = { [0] = "f32", "f16", "bf16", "u8", "i8", "i32", "i64" }
+  grove.dtypes = dtype_ids
+
+  local function fail(level)
+    error(ffi.string(C.grove_last_error()), (level or 2) + 1)
+  end
+
+  local function release(h)
+    if h.p ~= nil then C.grove_tensor_release(h.p); h.p = nil end
+  end
+
+  -- Wraps a new C reference; raises the C error when the call failed.
+  local function wrap(p)
+    if p == nil then fail(2) end
+    return ffi.gc(handle_ct(p), release)
+  end
+  grove._wrap = wrap
+
+  local function is_tensor(x) return ffi.istype(handle_ct, x) end
+  grove.is_tensor = is_tensor
+
+  local function dtype_id(d, op)
+    if d == nil then return 0 end
+    if type(d) == "number" then return d end
+    local id = dtype_ids[d]
+    if not id then error((op or "dtype") .. ": unknown dtype '" .. tostring(d) .. "'", 3) end
+    return id
+  end
+  grove._dtype_id = dtype_id
+
+  -- 1-based (or negative) Lua dimension to the C convention.
+  local function cdim(d, op)
+    if type(d) ~= "number" or d % 1 ~= 0 or d == 0 then
+      error((op or "dim") .. ": dimension " .. tostring(d) .. " is invalid (dimensions are 1-based; -1 is the last)", 3)
+    end
+    return d > 0 and d - 1 or d
+  end
+  grove._cdim = cdim
+
+  local function fill_shape(shape, op)
+    if type(shape) ~= "table" then error((op or "shape") .. ": expected a shape table like {2, 3}, got " .. type(shape), 3) end
+    local n = #shape
+    if n > 8 then error((op or "shape") .. ": " .. n .. " dimensions; tensors have at most 8", 3) end
+    for i = 1, n do
+      local s = shape[i]
+      if type(s) ~= "number" or s % 1 ~= 0 then error((op or "shape") .. ": size " .. tostring(s) .. " is not an integer", 3) end
+      shape_a[i - 1] = s
+    end
+    return n, shape_a
+  end
+
+  local function tensor_arg(x, op, name)
+    if is_tensor(x) then return x.p end
+    error(op .. ": expected a tensor" .. (name and (" for " .. name) or "") .. ", got " .. type(x), 3)
+  end
+
+  -- ---- geometry ------------------------------------------------------------
+  function M.dim(t) return t.p.ndim end
+  function M.shape(t)
+    local p, s = t.p, {}
+    for i = 0, p.ndim - 1 do s[i + 1] = tonumber(p.shape[i]) end
+    return s
+  end
+  function M.stride(t)
+    local p, s = t.p, {}
+    for i = 0, p.ndim - 1 do s[i + 1] = tonumber(p.stride[i]) end
+    return s
+  end
+  function M.size(t, d)
+    if d == nil then return M.shape(t) end
+    local n = t.p.ndim
+    local i = d < 0 and n + d or d - 1
+    if d == 0 or i < 0 or i >= n then error("size: dimension " .. tostring(d) .. " out of range for a " .. n .. "-d tensor", 2) end
+    return tonumber(t.p.shape[i])
+  end
+  function M.numel(t) return tonumber(C.grove_tensor_numel(t.p)) end
+  function M.dtype(t) return dtype_names[t.p.dtype] end
+  function M.device(t) return t.p.device == 0 and "cpu" or "cuda" end
+  function M.is_contiguous(t) return C.grove_tensor_is_contiguous(t.p) end
+  function M.is_freed(t) return C.grove_tensor_is_freed(t.p) end
+
+  -- Releases the data now; any later use raises "use of a freed tensor".
+  function M.free(t)
+    if t.p ~= nil then C.grove_tensor_free_data(t.p) end
+  end
+
+  -- ---- values ----------------------------------------------------------------
+  local function read_all(t)
+    local n = M.numel(t)
+    local buf = ffi.new("double[?]", n > 0 and n or 1)
+    if C.grove_tensor_read_doubles(t.p, buf, n) ~= 0 then fail(3) end
+    return buf, n
+  end
+
+  function M.item(t)
+    local v = ffi.new("double[1]")
+    if C.grove_tensor_item(t.p, v) ~= 0 then fail() end
+    return v[0]
+  end
+
+  function M.tolist(t)
+    local buf = read_all(t)
+    local shape = M.shape(t)
+    if #shape == 0 then return buf[0] end
+    local pos = 0
+    local function build(d)
+      local out = {}
+      for i = 1, shape[d] do
+        if d == #shape then out[i] = buf[pos]; pos = pos + 1
+        else out[i] = build(d + 1) end
+      end
+      return out
+    end
+    return build(1)
+  end
+
+  -- ---- constructors ------------------------------------------------------------
+  local function flatten(data, shape, depth, out)
+    if type(data) == "number" or type(data) == "boolean" then
+      if shape[depth] ~= nil then error("tensor: ragged nested table (a number where a list was expected)", 4) end
+      out[#out + 1] = type(data) == "boolean" and (data and 1 or 0) or data
+      return
+    end
+    if type(data) ~= "table" then error("tensor: cannot make a tensor from a " .. type(data), 4) end
+    local n = #data
+    if shape[depth] == nil then shape[depth] = n
+    elseif shape[depth] ~= n then error("tensor: ragged nested table (lengths " .. shape[depth] .. " and " .. n .. ")", 4) end
+    for i = 1, n do flatten(data[i], shape, depth + 1, out) end
+    if n == 0 and depth == 1 then shape[1] = 0 end
+  end
+
+  local function options(o) return type(o) == "table" and o or {} end
+
+  local function finish_new(t, opts)
+    if opts.requires_grad then M.requires_grad_(t, true) end
+    return t
+  end
+
+  function grove.tensor(data, opts)
+    opts = options(opts)
+    if is_tensor(data) then return finish_new(M.clone(data), opts) end
+    local shape, flat = {}, {}
+    flatten(data, shape, 1, flat)
+    -- a nested table's depth fixes the rank even when a level is empty
+    local n = #flat
+    local buf = ffi.new("double[?]", n > 0 and n or 1)
+    for i = 1, n do buf[i - 1] = flat[i] end
+    local nd, sh = fill_shape(shape, "tensor")
+    return finish_new(wrap(C.grove_tensor_from_doubles(nd, sh, dtype_id(opts.dtype, "tensor"), buf, n)), opts)
+  end
+
+  -- Shapes may be given as a table or as separate numbers: zeros{2,3} or zeros(2, 3).
+  local function shape_args(a, ...)
+    if type(a) == "table" and not is_tensor(a) then return a, ... end
+    local s, rest = {}, { a, ... }
+    local i = 1
+    while type(rest[i]) == "number" do s[i] = rest[i]; i = i + 1 end
+    return s, rest[i]
+  end
+
+  function grove.empty(...)
+    local shape, opts = shape_args(...)
+    opts = options(opts)
+    local nd, sh = fill_shape(shape, "empty")
+    return finish_new(wrap(C.grove_tensor_empty(nd, sh, dtype_id(opts.dtype, "empty"), 0)), opts)
+  end
+
+  function grove.full(shape, value, opts)
+    opts = options(opts)
+    local nd, sh = fill_shape(shape, "full")
+    return finish_new(wrap(C.grove_tensor_full(nd, sh, value, dtype_id(opts.dtype, "full"), 0)), opts)
+  end
+  function grove.zeros(...)
+    local shape, opts = shape_args(...)
+    return grove.full(shape, 0, opts)
+  end
+  function grove.ones(...)
+    local shape, opts = shape_args(...)
+    return grove.full(shape, 1, opts)
+  end
+
+  function grove.arange(a, b, step, opts)
+    if type(step) == "table" then opts, step = step, nil end
+    if type(b) == "table" then opts, b = b, nil end
+    if b == nil then a, b = 0, a end
+    opts = options(opts)
+    return finish_new(wrap(C.grove_arange(a, b, step or 1, dtype_id(opts.dtype, "arange"))), opts)
+  end
+
+  function grove.linspace(a, b, steps, opts)
+    opts = options(opts)
+    return finish_new(wrap(C.grove_linspace(a, b, steps or 100, dtype_id(opts.dtype, "linspace"))), opts)
+  end
+
+  function grove.eye(n, m, opts)
+    if type(m) == "table" then opts, m = m, nil end
+    opts = options(opts)
+    return finish_new(wrap(C.grove_eye(n, m or n, dtype_id(opts.dtype, "eye"))), opts)
+  end
+
+  function grove.rand(...)
+    local shape, opts = shape_args(...)
+    opts = options(opts)
+    local nd, sh = fill_shape(shape, "rand")
+    return finish_new(wrap(C.grove_rand(nd, sh, opts.generator)), opts)
+  end
+  function grove.randn(...)
+    local shape, opts = shape_args(...)
+    opts = options(opts)
+    local nd, sh = fill_shape(shape, "randn")
+    return finish_new(wrap(C.grove_randn(nd, sh, opts.generator)), opts)
+  end
+
+  local function like_opts(t, opts)
+    opts = options(opts)
+    return { dtype = opts.dtype or M.dtype(t), requires_grad = opts.requires_grad, generator = opts.generator }
+  end
+  function grove.zeros_like(t, o) return grove.zeros(M.shape(t), like_opts(t, o)) end
+  function grove.ones_like(t, o) return grove.ones(M.shape(t), like_opts(t, o)) end
+  function grove.full_like(t, v, o) return grove.full(M.shape(t), v, like_opts(t, o)) end
+  function grove.empty_like(t, o) return grove.empty(M.shape(t), like_opts(t, o)) end
+  function grove.rand_like(t, o) return grove.rand(M.shape(t), like_opts(t, o)) end
+  function grove.randn_like(t, o) return grove.randn(M.shape(t), like_opts(t, o)) end
+
+  -- ---- views ---------------------------------------------------------------------
+  function M.view(t, ...)
+    local shape = shape_args(...)
+    local nd, sh = fill_shape(shape, "view")
+    return wrap(C.grove_view(t.p, nd, sh))
+  end
+  function M.reshape(t, ...)
+    local shape = shape_args(...)
+    local nd, sh = fill_shape(shape, "reshape")
+    return wrap(C.grove_reshape(t.p, nd, sh))
+  end
+  function M.permute(t, ...)
+    local dims = shape_args(...)
+    for i = 1, #dims do dims_a[i - 1] = cdim(dims[i], "permute") end
+    return wrap(C.grove_permute(t.p, #dims, dims_a))
+  end
+  function M.transpose(t, d0, d1)
+    return wrap(C.grove_transpose(t.p, cdim(d0 or 1, "transpose"), cdim(d1 or 2, "transpose")))
+  end
+  function M.t(t)
+    if t.p.ndim ~= 2 then error("t: expects a 2-d tensor, got " .. M.shape_str(t) .. "; use transpose", 2) end
+    return wrap(C.grove_transpose(t.p, 0, 1))
+  end
+  function M.narrow(t, d, start, len)
+    local cd = cdim(d, "narrow")
+    local n = tonumber(t.p.shape[cd < 0 and t.p.ndim + cd or cd]) or 0
+    if start < 0 then start = n + start + 1 end
+    return wrap(C.grove_narrow(t.p, cd, start - 1, len))
+  end
+  function M.select(t, d, i)
+    return wrap(C.grove_select(t.p, cdim(d, "select"), i > 0 and i - 1 or i))
+  end
+  function M.expand(t, ...)
+    local shape = shape_args(...)
+    local nd, sh = fill_shape(shape, "expand")
+    return wrap(C.grove_expand(t.p, nd, sh))
+  end
+  function M.expand_as(t, o) return M.expand(t, M.shape(o)) end
+  function M.squeeze(t, d) return wrap(C.grove_squeeze(t.p, d == nil and -1 or (d < 0 and t.p.ndim + d or d - 1))) end
+  function M.unsqueeze(t, d)
+    -- -1 inserts after the last dimension, as torch
+    local cd = d > 0 and d - 1 or t.p.ndim + 1 + d
+    return wrap(C.grove_unsqueeze(t.p, cd))
+  end
+  function M.flatten(t) return M.reshape(t, { -1 }) end
+
+  function M.split(t, size, d)
+    d = d or 1
+    local n = M.size(t, d)
+    local out = {}
+    local start = 1
+    if type(size) == "table" then
+      for i = 1, #size do out[i] = M.narrow(t, d, start, size[i]); start = start + size[i] end
+      if start ~= n + 1 then error("split: sizes add up to " .. (start - 1) .. ", dimension has " .. n, 2) end
+      return out
+    end
+    if type(size) ~= "number" or size <= 0 then error("split: size must be a positive number", 2) end
+    while start <= n do
+      local len = math.min(size, n - start + 1)
+      out[#out + 1] = M.narrow(t, d, start, len)
+      start = start + len
+    end
+    return out
+  end
+  function M.chunk(t, chunks, d)
+    d = d or 1
+    local n = M.size(t, d)
+    if type(chunks) ~= "number" or chunks < 1 then error("chunk: number of chunks must be >= 1", 2) end
+    return M.split(t, math.ceil(n / chunks), d)
+  end
+
+  -- ---- copies ------------------------------------------------------------------------
+  function M.contiguous(t) return wrap(C.grove_contiguous(t.p)) end
+  function M.clone(t) return wrap(C.grove_clone(t.p)) end
+  function M.to(t, dtype)
+    if dtype == "cpu" then return t end
+    return wrap(C.grove_to_dtype(t.p, dtype_id(dtype, "to")))
+  end
+  function M.float(t) return M.to(t, "f32") end
+  function M.long(t) return M.to(t, "i64") end
+  function M.int(t) return M.to(t, "i32") end
+  function M.byte(t) return M.to(t, "u8") end
+  function M.bf16(t) return M.to(t, "bf16") end
+  function M.half(t) return M.to(t, "f16") end
+
+  local function as_tensor(x, like)
+    if is_tensor(x) then return x end
+    if type(x) == "number" then return grove.full({}, x, { dtype = like and M.dtype(like) }) end
+    if type(x) == "table" then return grove.tensor(x, { dtype = like and M.dtype(like) }) end
+    error("expected a tensor, number or table, got " .. type(x), 3)
+  end
+
+  function M.copy_(t, src)
+    if C.grove_copy_(t.p, as_tensor(src, t).p) ~= 0 then fail() end
+    return t
+  end
+  function M.fill_(t, v)
+    if type(v) ~= "number" then error("fill_: expected a number, got " .. type(v), 2) end
+    if C.grove_fill_(t.p, v) ~= 0 then fail() end
+    return t
+  end
+  function M.zero_(t) return M.fill_(t, 0) end
+  function M.uniform_(t, lo, hi, gen)
+    if C.grove_uniform_(t.p, gen, lo or 0, hi or 1) ~= 0 then fail() end
+    return t
+  end
+  function M.normal_(t, mean, std, gen)
+    if C.grove_normal_(t.p, gen, mean or 0, std or 1) ~= 0 then fail() end
+    return t
+  end
+
+  -- ---- autograd ------------------------------------------------------------------------
+  function M.requires_grad_(t, on)
+    if C.grove_set_requires_grad(t.p, on == nil or on) ~= 0 then fail() end
+    return t
+  end
+  function M.backward(t, grad, retain_graph)
+    if C.grove_backward(t.p, grad and tensor_arg(grad, "backward", "grad") or nil, retain_graph and true or false) ~= 0 then
+      fail()
+    end
+  end
+  function M.detach(t) return wrap(C.grove_detach(t.p)) end
+  function M.zero_grad(t) C.grove_zero_grad(t.p) end
+  function M.grad_fn(t)
+    local n = C.grove_grad_fn_name(t.p)
+    return n ~= nil and ffi.string(n) or nil
+  end
+
+  local properties = {
+    grad = function(t)
+      local g = C.grove_tensor_grad(t.p)
+      if g == nil then return nil end
+      return ffi.gc(handle_ct(g), release)
+    end,
+    requires_grad = function(t) return t.p.requires_grad ~= 0 end,
+    is_leaf = function(t) return t.p.is_leaf ~= 0 end,
+  }
+
+  -- ---- elementwise ------------------------------------------------------------------------
+  local U = { neg = 0, exp = 1, log = 2, sqrt = 3, rsqrt = 4, abs = 5, relu = 6, silu = 7, gelu = 8,
+              sigmoid = 9, tanh = 10 }
+  for name, op in pairs(U) do
+    M[name] = function(t) return wrap(C.grove_unary(t.p, op)) end
+  end
+
+  local function binary(op, opname)
+    return function(a, b)
+      if is_tensor(a) then
+        if is_tensor(b) then return wrap(C.grove_binary(a.p, b.p, op)) end
+        if type(b) == "number" then return wrap(C.grove_binary_scalar(a.p, b, op, false)) end
+      elseif type(a) == "number" and is_tensor(b) then
+        return wrap(C.grove_binary_scalar(b.p, a, op, true))
+      end
+      error(opname .. ": expected tensors or numbers, got " .. type(a) .. " and " .. type(b), 2)
+    end
+  end
+  M.add, M.sub, M.mul, M.div = binary(0, "add"), binary(1, "sub"), binary(2, "mul"), binary(3, "div")
+
+  function M.pow(t, e)
+    if type(e) ~= "number" then error("pow: exponent must be a number", 2) end
+    return wrap(C.grove_pow_scalar(t.p, e))
+  end
+  function M.clamp(t, lo, hi) return wrap(C.grove_clamp(t.p, lo or -math.huge, hi or math.huge)) end
+  function M.square(t) return M.mul(t, t) end
+
+  -- ---- reductions ---------------------------------------------------------------------------
+  local R = { sum = 0, mean = 1, max = 2, min = 3 }
+  local function reduce(op, name)
+    return function(t, d, keepdim)
+      if d == nil then return wrap(C.grove_reduce(t.p, op, 0, nil, false)) end
+      if (op == 2 or op == 3) and type(d) == "number" then
+        local idx = ffi.new("grove_tensor *[1]")
+        local v = C.grove_reduce_arg(t.p, op, cdim(d, name), keepdim and true or false, idx)
+        if v == nil then fail() end
+        return wrap(v), ffi.gc(handle_ct(idx[0]), release)
+      end
+      local dims = type(d) == "table" and d or { d }
+      for i = 1, #dims do dims_a[i - 1] = cdim(dims[i], name) end
+      return wrap(C.grove_reduce(t.p, op, #dims, dims_a, keepdim and true or false))
+    end
+  end
+  for name, op in pairs(R) do M[name] = reduce(op, name) end
+  function M.argmax(t, d, keepdim) return wrap(C.grove_argmax(t.p, d and cdim(d, "argmax") or -1, keepdim and true or false)) end
+  function M.argmin(t, d, keepdim) return wrap(C.grove_argmin(t.p, d and cdim(d, "argmin") or -1, keepdim and true or false)) end
+
+  -- ---- linear algebra and nn ops ----------------------------------------------------------
+  local function opt_p(x, op, name)
+    if x == nil then return nil end
+    return tensor_arg(x, op, name)
+  end
+  function M.matmul(a, b) return wrap(C.grove_matmul(a.p, tensor_arg(b, "matmul"))) end
+  function M.linear(x, w, b) return wrap(C.grove_linear(x.p, tensor_arg(w, "linear", "weight"), opt_p(b, "linear", "bias"))) end
+  function M.softmax(x, d) return wrap(C.grove_softmax(x.p, cdim(d or -1, "softmax"))) end
+  function M.log_softmax(x, d) return wrap(C.grove_log_softmax(x.p, cdim(d or -1, "log_softmax"))) end
+  function M.layer_norm(x, w, b, eps)
+    return wrap(C.grove_layer_norm(x.p, opt_p(w, "layer_norm", "weight"), opt_p(b, "layer_norm", "bias"), eps or 1e-5))
+  end
+  function M.rms_norm(x, w, eps) return wrap(C.grove_rms_norm(x.p, opt_p(w, "rms_norm", "weight"), eps or 1e-6)) end
+  function M.conv2d(x, w, b, o)
+    o = options(o)
+    return wrap(C.grove_conv2d(x.p, tensor_arg(w, "conv2d", "weight"), opt_p(b, "conv2d", "bias"),
+                               o.stride or 1, o.padding or 0, o.groups or 1))
+  end
+  function M.embedding(weight, ids) return wrap(C.grove_embedding(weight.p, tensor_arg(ids, "embedding", "indices"))) end
+
+  local function tensor_list(ts, op)
+    if type(ts) ~= "table" then error(op .. ": expected a list of tensors", 3) end
+    local n = #ts
+    local arr = ffi.new("grove_tensor *[?]", n > 0 and n or 1)
+    for i = 1, n do arr[i - 1] = tensor_arg(ts[i], op, "element " .. i) end
+    return n, arr
+  end
+  function grove.cat(ts, d)
+    local n, arr = tensor_list(ts, "cat")
+    return wrap(C.grove_cat(n, arr, cdim(d or 1, "cat")))
+  end
+  function grove.stack(ts, d)
+    local n, arr = tensor_list(ts, "stack")
+    d = d or 1
+    -- stack may insert after the last dimension: -1 means a new last dim
+    local cd = d > 0 and d - 1 or ((n > 0 and ts[1].p.ndim or 0) + 1 + d)
+    return wrap(C.grove_stack(n, arr, cd))
+  end
+  function M.pad(x, pads, value)
+    if type(pads) ~= "table" or #pads % 2 ~= 0 then error("pad: pads must be a table of (before, after) pairs", 2) end
+    local arr = i64buf(#pads > 0 and #pads or 1)
+    for i = 1, #pads do arr[i - 1] = pads[i] end
+    return wrap(C.grove_pad(x.p, #pads / 2, arr, value or 0))
+  end
+  function grove.where(cond, a, b)
+    return wrap(C.grove_where(tensor_arg(cond, "where", "condition"), as_tensor(a, is_tensor(b) and b or nil).p,
+                              as_tensor(b, is_tensor(a) and a or nil).p))
+  end
+  function M.masked_fill(x, mask, value) return wrap(C.grove_masked_fill(x.p, tensor_arg(mask, "masked_fill", "mask"), value)) end
+  function M.mse_loss(a, b) return wrap(C.grove_mse_loss(a.p, tensor_arg(b, "mse_loss", "target"))) end
+  function M.cross_entropy(x, t) return wrap(C.grove_cross_entropy(x.p, tensor_arg(t, "cross_entropy", "target"))) end
+  function M.dropout(x, p, training, gen)
+    if training == nil then training = true end
+    return wrap(C.grove_dropout(x.p, p or 0.5, training, gen))
+  end
+  function M.cosine_similarity(a, b, d, eps)
+    return wrap(C.grove_cosine_similarity(a.p, tensor_arg(b, "cosine_similarity"), cdim(d or -1, "cosine_similarity"), eps or 1e-8))
+  end
+
+  -- every method is also a grove.<name> function
+  for name, f in pairs(M) do if grove[name] == nil then grove[name] = f end end
+  M.cat = function(t, others, d) local l = { t }; for i = 1, #others do l[i + 1] = others[i] end; return grove.cat(l, d) end
+
+  -- ---- printing --------------------------------------------------------------------------------
+  function M.shape_str(t)
+    local s = M.shape(t)
+    return "[" .. table.concat(s, ",") .. "]"
+  end
+
+  local function fmt_number(v, integer)
+    if integer then return string.format("%d", v) end
+    if v ~= v then return "nan" end
+    if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+    local a = math.abs(v)
+    if a ~= 0 and (a >= 1e5 or a < 1e-4) then return string.format("%.4e", v) end
+    return string.format("%.4f", v)
+  end
+
+  -- torch-like text: values (abbreviated beyond 1000 elements), then dtype and shape.
+  function Tensor.__tostring(t)
+    if t.p == nil or C.grove_tensor_is_freed(t.p) then return "tensor(<freed>)" end
+    local shape = M.shape(t)
+    local dt = M.dtype(t)
+    local integer = dt == "u8" or dt == "i8" or dt == "i32" or dt == "i64"
+    local buf, n = read_all(t)
+    local summarize = n > 1000
+    local width = 0
+    local strs = {}
+    for i = 0, n - 1 do
+      local s = fmt_number(buf[i], integer)
+      strs[i] = s
+      if #s > width then width = #s end
+    end
+    local suffix = ", dtype=" .. dt .. ", shape=" .. M.shape_str(t) ..
+      (t.p.requires_grad ~= 0 and (t.p.grad_fn ~= nil and ", grad_fn=" .. ffi.string(C.grove_grad_fn_name(t.p)) or ", requires_grad=true") or "") .. ")"
+    if #shape == 0 then return "tensor(" .. strs[0] .. suffix end
+    local strides = {}
+    local acc = 1
+    for d = #shape, 1, -1 do strides[d] = acc; acc = acc * shape[d] end
+    local function render(d, base, indent)
+      local parts = {}
+      local len = shape[d]
+      local function item(i)
+        if d == #shape then
+          local s = strs[base + (i - 1) * strides[d]]
+          return string.rep(" ", width - #s) .. s
+        end
+        return render(d + 1, base + (i - 1) * strides[d], indent .. " ")
+      end
+      if summarize and len > 6 then
+        for i = 1, 3 do parts[#parts + 1] = item(i) end
+        parts[#parts + 1] = "..."
+        for i = len - 2, len do parts[#parts + 1] = item(i) end
+      else
+        for i = 1, len do parts[#parts + 1] = item(i) end
+      end
+      local sep = d == #shape and ", " or (",\n" .. string.rep("\n", #shape - d - 1) .. indent .. " ")
+      return "[" .. table.concat(parts, sep) .. "]"
+    end
+    return "tensor(" .. render(1, 0, "       ") .. suffix
+  end
+
+  -- ---- metamethods --------------------------------------------------------------------------------
+  Tensor.__add, Tensor.__sub, Tensor.__mul, Tensor.__div = M.add, M.sub, M.mul, M.div
+  Tensor.__unm = M.neg
+  Tensor.__len = function(t)
+    if t.p.ndim == 0 then error("len: a 0-d tensor has no length", 2) end
+    return tonumber(t.p.shape[0])
+  end
+
+  -- t[i] selects along the first dimension (1-based, negative from the end);
+  -- a 1-d tensor gives a number, as Torch7 did.
+  Tensor.__index = function(t, k)
+    local m = M[k]
+    if m then return m end
+    if type(k) == "number" then
+      local s = M.select(t, 1, k)
+      if t.p.ndim == 1 then return M.item(s) end
+      return s
+    end
+    local prop = properties[k]
+    if prop then return prop(t) end
+    return nil
+  end
+  Tensor.__newindex = function(t, k, v)
+    if type(k) == "number" then
+      local s = M.select(t, 1, k)
+      if is_tensor(v) then M.copy_(s, v) else M.fill_(s, v) end
+      return
+    end
+    if k == "grad" then
+      if C.grove_tensor_set_grad(t.p, v and tensor_arg(v, "grad") or nil) ~= 0 then fail() end
+      return
+    end
+    if k == "requires_grad" then M.requires_grad_(t, v); return end
+    error("tensor: cannot set field '" .. tostring(k) .. "'", 2)
+  end
+
+  ffi.metatype(handle_ct, Tensor)
+  grove.Tensor = M
+end
