@@ -2,8 +2,8 @@
 -- SGD, printing the loss as it falls. Run: grove examples/mlp.lua [steps]
 local grove = grove or require "grove"
 
-local steps = tonumber(arg and arg[1]) or 1500
-local hidden, lr, n = 64, 0.1, 256
+local steps = tonumber(arg and arg[1]) or 3000
+local hidden, lr, n = 64, 0.05, 256
 grove.manual_seed(0)
 
 -- the function to fit, sampled at n points

@@ -2,7 +2,26 @@
 #ifndef GROVE_KERNELS_CPU_NN_H
 #define GROVE_KERNELS_CPU_NN_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* ---- softmax and norms (norm.c) ----------------------------------------
+ * Softmax over the middle dimension of a contiguous (outer, n, inner) block;
+ * log_out selects log-softmax, whose backward reads its own output y.
+ * Layer / RMS norm over the last dimension of contiguous (rows, cols) data;
+ * w, b (cols) may be NULL (no affine); mean and rstd (rows) receive the
+ * statistics the backward reads and may be NULL in the forward. In the
+ * backward, dx, dw, db may be NULL and are then not computed. */
+void gv_cpu_softmax(int64_t outer, int64_t n, int64_t inner, const float *x, float *y, bool log_out);
+void gv_cpu_softmax_backward(int64_t outer, int64_t n, int64_t inner, const float *y, const float *g, float *dx,
+                             bool log_out);
+void gv_cpu_layer_norm(int64_t rows, int64_t cols, const float *x, const float *w, const float *b, double eps,
+                       float *y, float *mean, float *rstd);
+void gv_cpu_layer_norm_backward(int64_t rows, int64_t cols, const float *x, const float *w, const float *mean,
+                                const float *rstd, const float *g, float *dx, float *dw, float *db);
+void gv_cpu_rms_norm(int64_t rows, int64_t cols, const float *x, const float *w, double eps, float *y, float *rstd);
+void gv_cpu_rms_norm_backward(int64_t rows, int64_t cols, const float *x, const float *w, const float *rstd,
+                              const float *g, float *dx, float *dw);
 
 /* ---- convolutions on NHWC data (conv.c) --------------------------------
  * 1x1: m = B·H·W pixel rows, weight (cout, cin); blas is core/internal.h's

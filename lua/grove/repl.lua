@@ -45,14 +45,18 @@ local function reader(soname)
   end
 end
 
--- Chunk is complete, incomplete (more lines wanted), or a syntax error.
+-- A chunk is complete (a function), incomplete (nil, nil: more lines
+-- wanted), or a syntax error (nil, message). Lua reports input that ends too
+-- early as an error "near <eof>".
+local function incomplete(err) return err and (err:match("near '<eof>'$") or err:match("near <eof>$")) end
+
 local function compile(src)
-  local f = loadstring("return " .. src, "=stdin")
+  local f, e1 = loadstring("return " .. src, "=stdin")
   if f then return f end
-  local g, err = loadstring(src, "=stdin")
+  local g, e2 = loadstring(src, "=stdin")
   if g then return g end
-  if err:match("<eof>$") or err:match("'<eof>'$") then return nil, nil end
-  return nil, err
+  if incomplete(e1) or incomplete(e2) then return nil, nil end
+  return nil, e2
 end
 
 local function show(...)

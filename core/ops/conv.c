@@ -1,0 +1,191 @@
+/*
+ * conv.c — conv2d on NHWC activations with PyTorch-layout weights.
+ *
+ * Two cases cover SANA's Mix-FFN: the 1x1 convolution (a GEMM over pixels)
+ * and the depthwise kxk convolution with stride 1. Anything else is refused
+ * with a message saying what is supported, rather than computed slowly.
+ */
+#include "internal.h"
+#include "cpu.h"
+
+#include <limits.h>
+
+enum { CONV_1X1 = 0, CONV_DEPTHWISE = 1 };
+
+/* The depthwise weight (C, 1, k, k) as a contiguous (k, k, C) copy, so the
+ * kernels read one tap's weights for all channels contiguously. */
+static grove_tensor *taps_major(grove_tensor *w)
+{
+    int64_t c = w->shape[0], k = w->shape[2];
+    int64_t shape[3] = {k, k, c}, stride[3] = {w->stride[2], w->stride[3], w->stride[0]};
+    grove_tensor *view = gv_alias(w, 3, shape, stride, w->offset);
+    if (!view) return NULL;
+    grove_tensor *wt = gv_contiguous_data(view);
+    grove_tensor_release(view);
+    return wt;
+}
+
+static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    grove_tensor *x = n->saved[0], *w = n->saved[1];
+    int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
+    int64_t cout = w->shape[0], k = w->shape[2], pad = n->ints[1];
+    grove_tensor *gc = gv_contiguous_data(g);
+    if (!gc) return -1;
+    grove_tensor *dx = NULL, *dw = NULL, *db = NULL, *wt = NULL;
+    if (n->needs_grad[0] && !(dx = gv_empty(4, x->shape, GROVE_F32, x->device))) goto fail;
+    if (n->needs_grad[1] && !(dw = gv_empty(4, w->shape, GROVE_F32, w->device))) goto fail;
+    if (n->needs_grad[2] && !(db = gv_empty(1, &cout, GROVE_F32, g->device))) goto fail;
+    if (n->ints[0] == CONV_1X1) {
+        const gv_blas *blas = gv_blas_get();
+        if (!blas) goto fail;
+        gv_cpu_conv1x1_backward(blas, bsz * h * wd, cin, cout, x->data, w->data, gc->data, dx ? dx->data : NULL,
+                                dw ? dw->data : NULL);
+    } else {
+        if (dx) {
+            if (!(wt = taps_major(w))) goto fail;
+            gv_cpu_dwconv_backward_input(bsz, h, wd, cin, k, pad, gc->data, wt->data, dx->data);
+        }
+        if (dw) gv_cpu_dwconv_backward_weight(bsz, h, wd, cin, k, pad, x->data, gc->data, dw->data);
+    }
+    if (db && cout > 0) gv_cpu_conv_bias_grad(grove_tensor_numel(gc) / cout, cout, gc->data, db->data);
+    grove_tensor_release(wt);
+    grove_tensor_release(gc);
+    gi[0] = dx;
+    gi[1] = dw;
+    gi[2] = db;
+    return 0;
+fail:
+    grove_tensor_release(wt);
+    grove_tensor_release(gc);
+    grove_tensor_release(dx);
+    grove_tensor_release(dw);
+    grove_tensor_release(db);
+    return -1;
+}
+
+/* Validates the arguments and picks the case; false with an error. */
+static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
+                       int32_t groups, int32_t *kind)
+{
+    if (!gv_check_f32("conv2d", x) || !gv_check_f32("conv2d", w)) return false;
+    if (b && !gv_check_f32("conv2d", b)) return false;
+    if (!gv_check_same_device("conv2d", x, w) || (b && !gv_check_same_device("conv2d", x, b))) return false;
+    if (x->ndim != 4) {
+        gv_fail("conv2d: input %s must be 4-d NHWC (batch, height, width, channels)", gv_shape_str(x));
+        return false;
+    }
+    if (w->ndim != 4) {
+        gv_fail("conv2d: weight %s must be 4-d (out_channels, in_channels/groups, k, k)", gv_shape_str(w));
+        return false;
+    }
+    if (groups < 1 || stride < 1 || padding < 0) {
+        gv_fail("conv2d: input %s, weight %s: invalid groups %d, stride %d or padding %d "
+                "(need groups >= 1, stride >= 1, padding >= 0)",
+                gv_shape_str(x), gv_shape_str(w), groups, stride, padding);
+        return false;
+    }
+    int64_t cin = x->shape[3], cout = w->shape[0];
+    if (cin % groups || cout % groups) {
+        gv_fail("conv2d: input %s, weight %s: channels (%lld in, %lld out) are not divisible by groups %d",
+                gv_shape_str(x), gv_shape_str(w), (long long)cin, (long long)cout, groups);
+        return false;
+    }
+    if (w->shape[1] != cin / groups) {
+        gv_fail("conv2d: input %s has %lld channels but weight %s expects %lld per group x %d groups = %lld",
+                gv_shape_str(x), (long long)cin, gv_shape_str(w), (long long)w->shape[1], groups,
+                (long long)(w->shape[1] * groups));
+        return false;
+    }
+    if (w->shape[2] != w->shape[3] || w->shape[2] < 1) {
+        gv_fail("conv2d: weight %s: only square kxk kernels with k >= 1 are supported", gv_shape_str(w));
+        return false;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != cout)) {
+        gv_fail("conv2d: bias %s does not match weight %s (expected [%lld])", gv_shape_str(b), gv_shape_str(w),
+                (long long)cout);
+        return false;
+    }
+    int64_t k = w->shape[2];
+    int64_t ho = (x->shape[1] + 2 * (int64_t)padding - k) / stride + 1;
+    int64_t wo = (x->shape[2] + 2 * (int64_t)padding - k) / stride + 1;
+    if (x->shape[1] + 2 * (int64_t)padding < k || x->shape[2] + 2 * (int64_t)padding < k || ho <= 0 || wo <= 0) {
+        gv_fail("conv2d: input %s with padding %d is smaller than the %lldx%lld kernel of weight %s", gv_shape_str(x),
+                padding, (long long)k, (long long)k, gv_shape_str(w));
+        return false;
+    }
+    if (k == 1 && groups == 1) {
+        if (stride != 1 || padding != 0) {
+            gv_fail("conv2d: 1x1 weight %s with stride %d, padding %d: only stride 1 and padding 0 are supported "
+                    "for 1x1 convolutions", gv_shape_str(w), stride, padding);
+            return false;
+        }
+        int64_t m = x->shape[0] * x->shape[1] * x->shape[2];
+        if (m > INT_MAX || cin > INT_MAX || cout > INT_MAX) {
+            gv_fail("conv2d: input %s, weight %s: too large for one BLAS call", gv_shape_str(x), gv_shape_str(w));
+            return false;
+        }
+        *kind = CONV_1X1;
+        return true;
+    }
+    if (groups == cin && cout == cin && w->shape[1] == 1) {
+        if (stride != 1) {
+            gv_fail("conv2d: depthwise weight %s with stride %d: only stride 1 is supported for depthwise "
+                    "convolutions", gv_shape_str(w), stride);
+            return false;
+        }
+        *kind = CONV_DEPTHWISE;
+        return true;
+    }
+    gv_fail("conv2d: weight %s with groups %d: only 1x1 and depthwise kxk convolutions are supported "
+            "(1x1 with groups 1, or groups = in = out channels with weight [C,1,k,k])",
+            gv_shape_str(w), groups);
+    return false;
+}
+
+grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
+                           int32_t groups)
+{
+    int32_t kind;
+    if (!conv_check(x, w, b, stride, padding, groups, &kind)) return NULL;
+    if (x->device != GROVE_CPU) return gv_no_backend("conv2d", x);
+    const gv_blas *blas = NULL;
+    if (kind == CONV_1X1 && !(blas = gv_blas_get())) return NULL;
+
+    int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
+    int64_t cout = w->shape[0], k = w->shape[2];
+    int64_t out_shape[4] = {bsz, h + 2 * (int64_t)padding - k + 1, wd + 2 * (int64_t)padding - k + 1, cout};
+    grove_tensor *xc = gv_contiguous_data(x), *wc = gv_contiguous_data(w), *bc = b ? gv_contiguous_data(b) : NULL;
+    grove_tensor *wt = NULL, *out = NULL;
+    if (!xc || !wc || (b && !bc)) goto done;
+    if (!(out = gv_empty(4, out_shape, GROVE_F32, x->device))) goto done;
+    if (kind == CONV_1X1) {
+        gv_cpu_conv1x1_forward(blas, bsz * h * wd, cin, cout, xc->data, wc->data, bc ? bc->data : NULL, out->data);
+    } else {
+        if (!(wt = taps_major(wc))) goto fail;
+        gv_cpu_dwconv_forward(bsz, h, wd, cin, k, padding, xc->data, wt->data, bc ? bc->data : NULL, out->data);
+    }
+    grove_tensor *inputs[3] = {x, w, b};
+    grove_node *node;
+    if (gv_node_begin("conv2d", conv_backward, 3, inputs, &node)) goto fail;
+    if (node) {
+        /* The backward reads x for dw and w for dx: keep the contiguous data. */
+        if (gv_node_save(node, 0, xc) || gv_node_save(node, 1, wc)) {
+            gv_node_release(node);
+            goto fail;
+        }
+        node->ints[0] = kind;
+        node->ints[1] = padding;
+        gv_node_finish(node, out);
+    }
+    goto done;
+fail:
+    grove_tensor_release(out);
+    out = NULL;
+done:
+    grove_tensor_release(wt);
+    grove_tensor_release(xc);
+    grove_tensor_release(wc);
+    grove_tensor_release(bc);
+    return out;
+}

@@ -1,0 +1,61 @@
+/* dropout.c — inverted dropout with a Philox mask.
+ *
+ * Element i draws the same uniform u_i in (0, 1] as a uniform fill from the
+ * generator's (seed, offset) would (counter offset + i/4, lane i%4), and is
+ * kept when u_i > p, which happens with probability 1 − p. Kept elements are
+ * scaled by 1/(1 − p), so the expectation is unchanged; p = 1 drops all. The
+ * generator then advances by (n + 3)/4 counters, as after a fill. */
+#include "internal.h"
+#include "../../kernels/cpu/cpu.h"
+
+static grove_status dropout_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    grove_tensor *gc = gv_contiguous_data(g);
+    if (!gc) return -1;
+    grove_tensor *gx = gv_empty(n->in_ndim[0], n->in_shape[0], GROVE_F32, g->device);
+    if (gx) gv_cpu_dropout_backward(gc->data, n->saved[0]->data, grove_tensor_numel(gx), (float)n->scalars[0], gx->data);
+    grove_tensor_release(gc);
+    gi[0] = gx;
+    return gx ? 0 : -1;
+}
+
+grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_generator *gen)
+{
+    if (!gv_check_f32("dropout", x)) return NULL;
+    if (!(p >= 0 && p <= 1))
+        return gv_fail_null("dropout: probability %g for %s is outside [0, 1]", p, gv_shape_str(x));
+    if (!training || p == 0) {
+        grove_tensor_retain(x);
+        return x;
+    }
+    if (x->device != GROVE_CPU) return gv_no_backend("dropout", x);
+    if (!gen) gen = grove_default_generator();
+    int64_t n = grove_tensor_numel(x);
+    grove_tensor *xc = gv_contiguous_data(x);
+    if (!xc) return NULL;
+    grove_tensor *out = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
+    grove_tensor *keep = NULL;
+    grove_node *node = NULL;
+    if (!out) goto fail;
+    if (gv_node_begin("dropout", dropout_backward, 1, &x, &node)) goto fail;
+    if (node && !(keep = gv_empty(x->ndim, x->shape, GROVE_U8, x->device))) goto fail;
+    /* The uniforms go straight into the output buffer, then become the result. */
+    gv_cpu_philox_uniform(out->data, n, gen->seed, gen->offset, 0.0f, 1.0f);
+    gen->offset += (uint64_t)(n + 3) / 4;
+    float scale = p < 1 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+    gv_cpu_dropout_apply(xc->data, out->data, keep ? keep->data : NULL, n, (float)p, scale);
+    if (node) {
+        if (gv_node_save(node, 0, keep)) goto fail;
+        node->scalars[0] = scale;
+        gv_node_finish(node, out);
+    }
+    grove_tensor_release(keep);
+    grove_tensor_release(xc);
+    return out;
+fail:
+    if (node) gv_node_release(node);
+    grove_tensor_release(keep);
+    grove_tensor_release(out);
+    grove_tensor_release(xc);
+    return NULL;
+}

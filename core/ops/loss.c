@@ -1,0 +1,154 @@
+/* loss.c — mean squared error and cross entropy, each a fused kernel with its
+ * own backward. Both reduce to a 0-d mean, as torch's default reduction. */
+#include "internal.h"
+#include "../../kernels/cpu/cpu.h"
+
+#include <string.h>
+
+static bool same_shape(const grove_tensor *a, const grove_tensor *b)
+{
+    return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]);
+}
+
+/* A 0-d f32 tensor holding v. */
+static grove_tensor *scalar_out(double v, int32_t device)
+{
+    grove_tensor *out = gv_empty(0, NULL, GROVE_F32, device);
+    if (out) *(float *)out->data = (float)v;
+    return out;
+}
+
+/* ---- mse_loss ------------------------------------------------------------- */
+
+static grove_status mse_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    double gv;
+    if (grove_tensor_item(g, &gv)) return -1;
+    grove_tensor *a = gv_contiguous_data(n->saved[0]);
+    grove_tensor *b = gv_contiguous_data(n->saved[1]);
+    grove_tensor *ga = NULL, *gb = NULL;
+    grove_status st = -1;
+    if (!a || !b) goto done;
+    int64_t cnt = grove_tensor_numel(a);
+    if (n->needs_grad[0] && !(ga = gv_empty_like(a))) goto done;
+    if (n->needs_grad[1] && !(gb = gv_empty_like(b))) goto done;
+    /* d/da mean((a − b)²) = 2(a − b)/numel */
+    float scale = cnt > 0 ? (float)(2.0 * gv / (double)cnt) : 0.0f;
+    gv_cpu_mse_backward(a->data, b->data, cnt, scale, ga ? ga->data : NULL, gb ? gb->data : NULL);
+    gi[0] = ga;
+    gi[1] = gb;
+    ga = gb = NULL;
+    st = 0;
+done:
+    grove_tensor_release(ga);
+    grove_tensor_release(gb);
+    grove_tensor_release(a);
+    grove_tensor_release(b);
+    return st;
+}
+
+grove_tensor *grove_mse_loss(grove_tensor *input, grove_tensor *target)
+{
+    if (!gv_check_f32("mse_loss", input) || !gv_check_f32("mse_loss", target)) return NULL;
+    if (!gv_check_same_device("mse_loss", input, target)) return NULL;
+    if (!same_shape(input, target))
+        return gv_fail_null("mse_loss: input %s and target %s: shapes differ (mse_loss does not broadcast)",
+                            gv_shape_str(input), gv_shape_str(target));
+    if (input->device != GROVE_CPU) return gv_no_backend("mse_loss", input);
+    grove_tensor *a = gv_contiguous_data(input);
+    grove_tensor *b = a ? gv_contiguous_data(target) : NULL;
+    grove_tensor *out = NULL;
+    if (!b) goto done;
+    int64_t cnt = grove_tensor_numel(a);
+    /* An empty input gives NaN (0/0), as torch's mean. */
+    out = scalar_out(gv_cpu_sq_diff_sum(a->data, b->data, cnt) / (double)cnt, input->device);
+    if (!out) goto done;
+    grove_tensor *ins[2] = {input, target};
+    grove_node *node;
+    if (gv_node_begin("mse_loss", mse_backward, 2, ins, &node)) goto fail;
+    if (node) {
+        if (gv_node_save(node, 0, input) || gv_node_save(node, 1, target)) {
+            gv_node_release(node);
+            goto fail;
+        }
+        gv_node_finish(node, out);
+    }
+    goto done;
+fail:
+    grove_tensor_release(out);
+    out = NULL;
+done:
+    grove_tensor_release(a);
+    grove_tensor_release(b);
+    return out;
+}
+
+/* ---- cross_entropy ------------------------------------------------------- */
+
+static grove_status cross_entropy_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    double gv;
+    if (grove_tensor_item(g, &gv)) return -1;
+    grove_tensor *x = gv_contiguous_data(n->saved[0]);
+    grove_tensor *t = gv_contiguous_data(n->saved[1]);
+    grove_tensor *gx = NULL;
+    grove_status st = -1;
+    if (x && t && (gx = gv_empty_like(x))) {
+        int64_t rows = x->shape[0], cls = x->shape[1];
+        float scale = rows > 0 ? (float)(gv / (double)rows) : 0.0f;
+        gv_cpu_cross_entropy_backward(x->data, t->data, rows, cls, scale, gx->data);
+        gi[0] = gx;
+        st = 0;
+    }
+    grove_tensor_release(x);
+    grove_tensor_release(t);
+    return st;
+}
+
+grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target)
+{
+    if (!gv_check_f32("cross_entropy", logits) || !gv_check_live("cross_entropy", target)) return NULL;
+    if (!gv_check_same_device("cross_entropy", logits, target)) return NULL;
+    if (logits->ndim != 2)
+        return gv_fail_null("cross_entropy: logits must be (N, C), got %s", gv_shape_str(logits));
+    if (target->dtype != GROVE_I64)
+        return gv_fail_null("cross_entropy: target must hold i64 class indices, got %s %s",
+                            grove_dtype_name(target->dtype), gv_shape_str(target));
+    int64_t rows = logits->shape[0], cls = logits->shape[1];
+    if (target->ndim != 1 || target->shape[0] != rows)
+        return gv_fail_null("cross_entropy: target %s does not match logits %s (expected [%lld])",
+                            gv_shape_str(target), gv_shape_str(logits), (long long)rows);
+    if (logits->device != GROVE_CPU) return gv_no_backend("cross_entropy", logits);
+    grove_tensor *x = gv_contiguous_data(logits);
+    grove_tensor *t = x ? gv_contiguous_data(target) : NULL;
+    grove_tensor *out = NULL;
+    if (!t) goto done;
+    const int64_t *tv = t->data;
+    for (int64_t i = 0; i < rows; i++)
+        if (tv[i] < 0 || tv[i] >= cls) {
+            gv_fail("cross_entropy: target value %lld (row %lld) is out of range for %lld classes [0, %lld) "
+                    "of logits %s",
+                    (long long)tv[i], (long long)i, (long long)cls, (long long)cls, gv_shape_str(logits));
+            goto done;
+        }
+    /* N = 0 gives NaN (0/0), as torch's mean. */
+    out = scalar_out(gv_cpu_cross_entropy_sum(x->data, tv, rows, cls) / (double)rows, logits->device);
+    if (!out) goto done;
+    grove_node *node;
+    if (gv_node_begin("cross_entropy", cross_entropy_backward, 1, &logits, &node)) goto fail;
+    if (node) {
+        if (gv_node_save(node, 0, logits) || gv_node_save(node, 1, target)) {
+            gv_node_release(node);
+            goto fail;
+        }
+        gv_node_finish(node, out);
+    }
+    goto done;
+fail:
+    grove_tensor_release(out);
+    out = NULL;
+done:
+    grove_tensor_release(x);
+    grove_tensor_release(t);
+    return out;
+}

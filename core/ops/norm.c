@@ -1,0 +1,128 @@
+/* norm.c — layer norm and RMS norm over the last dimension. The forward
+ * saves the per-row statistics (mean and 1/std) in a small tensor so the
+ * backward does not recompute them. */
+#include "internal.h"
+#include "../../kernels/cpu/cpu.h"
+
+#include <math.h>
+
+static bool check_param(const char *op, const char *what, const grove_tensor *x, const grove_tensor *p)
+{
+    if (!p) return true;
+    if (!gv_check_f32(op, p) || !gv_check_same_device(op, x, p)) return false;
+    int64_t c = x->shape[x->ndim - 1];
+    if (p->ndim != 1 || p->shape[0] != c) {
+        gv_fail("%s: %s %s does not match the last dimension of input %s (expected [%lld])", op, what,
+                gv_shape_str(p), gv_shape_str(x), (long long)c);
+        return false;
+    }
+    return true;
+}
+
+static bool check_norm_args(const char *op, const grove_tensor *x, const grove_tensor *w, const grove_tensor *b,
+                            double eps)
+{
+    if (!gv_check_f32(op, x)) return false;
+    if (x->ndim == 0) {
+        gv_fail("%s: input %s needs at least 1 dimension", op, gv_shape_str(x));
+        return false;
+    }
+    if (!check_param(op, "weight", x, w) || !check_param(op, "bias", x, b)) return false;
+    if (!(eps >= 0) || isinf(eps)) {
+        gv_fail("%s: eps must be finite and >= 0, got %g (input %s)", op, eps, gv_shape_str(x));
+        return false;
+    }
+    return true;
+}
+
+/* Contiguous data of an optional parameter: *out NULL when p is NULL. */
+static bool param_data(grove_tensor *p, grove_tensor **out)
+{
+    *out = p ? gv_contiguous_data(p) : NULL;
+    return !p || *out;
+}
+
+static float *data_or_null(grove_tensor *t) { return t ? t->data : NULL; }
+
+/* Saved: 0 = contiguous input, 1 = weight (or none), 2 = stats (2, rows):
+ * the means (zeros for RMS norm), then the 1/std. ints[0] = 1 for layer norm. */
+static grove_status norm_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    bool layer = n->ints[0] != 0;
+    int64_t cols = n->in_shape[0][n->in_ndim[0] - 1];
+    int64_t rows = gv_numel_of(n->in_ndim[0] - 1, n->in_shape[0]);
+    grove_tensor *x = n->saved[0], *w = n->saved[1], *stats = n->saved[2];
+    grove_tensor *gc = gv_contiguous_data(g);
+    if (!gc) return -1;
+    grove_tensor *wc = NULL;
+    grove_status st = param_data(w, &wc) ? 0 : -1;
+    for (int32_t i = 0; i < 3 && st == 0; i++) {
+        if (!n->needs_grad[i]) continue;
+        gi[i] = gv_empty(n->in_ndim[i], n->in_shape[i], GROVE_F32, g->device);
+        if (!gi[i]) st = -1;
+    }
+    if (st == 0) {
+        const float *mean = (const float *)stats->data, *rstd = mean + rows;
+        if (layer)
+            gv_cpu_layer_norm_backward(rows, cols, x->data, data_or_null(wc), mean, rstd, gc->data,
+                                       data_or_null(gi[0]), data_or_null(gi[1]), data_or_null(gi[2]));
+        else
+            gv_cpu_rms_norm_backward(rows, cols, x->data, data_or_null(wc), rstd, gc->data, data_or_null(gi[0]),
+                                     data_or_null(gi[1]));
+    }
+    grove_tensor_release(gc);
+    grove_tensor_release(wc);
+    return st;
+}
+
+static grove_tensor *norm_op(const char *op, grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps, bool layer)
+{
+    if (!check_norm_args(op, x, w, b, eps)) return NULL;
+    if (x->device != GROVE_CPU) return gv_no_backend(op, x);
+    int64_t cols = x->shape[x->ndim - 1];
+    int64_t rows = gv_numel_of(x->ndim - 1, x->shape);
+    grove_tensor *in[3] = {x, w, b};
+    grove_node *node;
+    if (gv_node_begin(op, norm_backward, layer ? 3 : 2, in, &node)) return NULL;
+    grove_tensor *xc = gv_contiguous_data(x), *wc = NULL, *bc = NULL, *y = NULL, *stats = NULL;
+    int64_t sshape[2] = {2, rows};
+    bool ok = xc && param_data(w, &wc) && param_data(b, &bc);
+    if (ok) y = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
+    if (y && node) stats = gv_empty(2, sshape, GROVE_F32, x->device);
+    ok = y && (!node || stats);
+    if (ok) {
+        float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + rows : NULL;
+        if (layer) {
+            gv_cpu_layer_norm(rows, cols, xc->data, data_or_null(wc), data_or_null(bc), eps, y->data, mean, rstd);
+        } else {
+            gv_cpu_rms_norm(rows, cols, xc->data, data_or_null(wc), eps, y->data, rstd);
+            if (mean)
+                for (int64_t r = 0; r < rows; r++) mean[r] = 0;
+        }
+    }
+    if (ok && node) {
+        node->ints[0] = layer;
+        ok = !gv_node_save(node, 0, xc) && (!wc || !gv_node_save(node, 1, wc)) && !gv_node_save(node, 2, stats);
+    }
+    grove_tensor_release(xc);
+    grove_tensor_release(wc);
+    grove_tensor_release(bc);
+    grove_tensor_release(stats);
+    if (!ok) {
+        if (node) gv_node_release(node);
+        grove_tensor_release(y);
+        return NULL;
+    }
+    if (node) gv_node_finish(node, y);
+    return y;
+}
+
+grove_tensor *grove_layer_norm(grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps)
+{
+    return norm_op("layer_norm", x, w, b, eps, true);
+}
+
+grove_tensor *grove_rms_norm(grove_tensor *x, grove_tensor *w, double eps)
+{
+    return norm_op("rms_norm", x, w, NULL, eps, false);
+}

@@ -1,0 +1,153 @@
+/*
+ * conv.c — the two convolutions SANA's Mix-FFN needs, on NHWC data.
+ *
+ * 1x1: a GEMM over the B·H·W pixel rows, the weight (Cout, Cin) read
+ * transposed in place by OpenBLAS.
+ * Depthwise kxk, stride 1: direct loops whose innermost index is the
+ * channel, contiguous in NHWC, so they vectorise; the weight comes in tap
+ * major order (k, k, C) for the same reason.
+ */
+#include "cpu.h"
+#include "../../core/internal.h"
+
+#include <string.h>
+
+/* Channels per task in the reductions: a fixed size, so that the split (and
+ * so every sum's order) never depends on the thread count. */
+enum { CHANNEL_BLOCK = 64 };
+
+void gv_cpu_conv1x1_forward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
+                            const float *w, const float *bias, float *y)
+{
+    if (m == 0 || cout == 0) return;
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for schedule(static) if (m * cout > 65536)
+        for (int64_t r = 0; r < m; r++) memcpy(y + r * cout, bias, (size_t)cout * sizeof *y);
+        beta = 1.0f;
+    } else if (cin == 0) {
+        memset(y, 0, (size_t)(m * cout) * sizeof *y);
+    }
+    if (cin == 0) return;
+    /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ (+ y holding the bias). */
+    blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_NO_TRANS, GV_CBLAS_TRANS, (int)m, (int)cout, (int)cin, 1.0f, x,
+                (int)cin, w, (int)cin, beta, y, (int)cout);
+}
+
+void gv_cpu_conv1x1_backward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
+                             const float *w, const float *dy, float *dx, float *dw)
+{
+    if (dx && m * cin > 0) {
+        if (cout == 0) memset(dx, 0, (size_t)(m * cin) * sizeof *dx);
+        else /* dx (m, cin) = dy (m, cout) · w (cout, cin) */
+            blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_NO_TRANS, GV_CBLAS_NO_TRANS, (int)m, (int)cin, (int)cout, 1.0f,
+                        dy, (int)cout, w, (int)cin, 0.0f, dx, (int)cin);
+    }
+    if (dw && cout * cin > 0) {
+        if (m == 0) memset(dw, 0, (size_t)(cout * cin) * sizeof *dw);
+        else /* dw (cout, cin) = dyᵀ (cout, m) · x (m, cin) */
+            blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_TRANS, GV_CBLAS_NO_TRANS, (int)cout, (int)cin, (int)m, 1.0f, dy,
+                        (int)cout, x, (int)cin, 0.0f, dw, (int)cin);
+    }
+}
+
+void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db)
+{
+    int64_t blocks = (c + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
+#pragma omp parallel for schedule(static) if (m * c > 32768 && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int64_t c0 = blk * CHANNEL_BLOCK, n = c - c0 < CHANNEL_BLOCK ? c - c0 : CHANNEL_BLOCK;
+        double acc[CHANNEL_BLOCK] = {0};
+        for (int64_t r = 0; r < m; r++) {
+            const float *row = dy + r * c + c0;
+            for (int64_t i = 0; i < n; i++) acc[i] += row[i];
+        }
+        for (int64_t i = 0; i < n; i++) db[c0 + i] = (float)acc[i];
+    }
+}
+
+/* out[o, :] += in[o + shift, :] * wv for every o in [0, out_w) that reads
+ * inside [0, in_w): one tap of a depthwise correlation along a row. */
+static void tap_row(float *restrict out, int64_t out_w, const float *restrict in, int64_t in_w, int64_t shift,
+                    const float *restrict wv, int64_t c)
+{
+    int64_t lo = shift < 0 ? -shift : 0, hi = in_w - shift < out_w ? in_w - shift : out_w;
+    for (int64_t o = lo; o < hi; o++) {
+        float *restrict po = out + o * c;
+        const float *restrict pi = in + (o + shift) * c;
+        for (int64_t ch = 0; ch < c; ch++) po[ch] += pi[ch] * wv[ch];
+    }
+}
+
+void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad, const float *x,
+                           const float *wt, const float *bias, float *y)
+{
+    int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
+    int64_t rows = b * ho;
+#pragma omp parallel for schedule(static) if (rows * wo * c * k * k > 32768 && rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t bi = r / ho, oh = r % ho;
+        float *out = y + r * wo * c;
+        if (bias)
+            for (int64_t o = 0; o < wo; o++) memcpy(out + o * c, bias, (size_t)c * sizeof *out);
+        else
+            memset(out, 0, (size_t)(wo * c) * sizeof *out);
+        for (int64_t i = 0; i < k; i++) {
+            int64_t ih = oh + i - pad;
+            if (ih < 0 || ih >= h) continue;
+            const float *in = x + (bi * h + ih) * w * c;
+            for (int64_t j = 0; j < k; j++) tap_row(out, wo, in, w, j - pad, wt + (i * k + j) * c, c);
+        }
+    }
+}
+
+/* dx[h, w] = Σ_ij dy[h + pad - i, w + pad - j] · wt[i, j]: the correlation
+ * run backwards, one dx row per task, so every element has one writer. */
+void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
+                                  const float *dy, const float *wt, float *dx)
+{
+    int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
+    int64_t rows = b * h;
+#pragma omp parallel for schedule(static) if (rows * w * c * k * k > 32768 && rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t bi = r / h, ih = r % h;
+        float *out = dx + r * w * c;
+        memset(out, 0, (size_t)(w * c) * sizeof *out);
+        for (int64_t i = 0; i < k; i++) {
+            int64_t oh = ih + pad - i;
+            if (oh < 0 || oh >= ho) continue;
+            const float *in = dy + (bi * ho + oh) * wo * c;
+            for (int64_t j = 0; j < k; j++) tap_row(out, w, in, wo, pad - j, wt + (i * k + j) * c, c);
+        }
+    }
+}
+
+/* dw[c, 0, i, j] = Σ_{b, oh, ow} dy[b, oh, ow, c] · x[b, oh + i - pad, ow + j - pad, c].
+ * One task per (tap, channel block), summing in double in a fixed order. */
+void gv_cpu_dwconv_backward_weight(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
+                                   const float *x, const float *dy, float *dw)
+{
+    int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
+    int64_t blocks = (c + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK, tasks = k * k * blocks;
+#pragma omp parallel for schedule(static) if (b * ho * wo * c * k * k > 32768 && tasks > 1)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t tap = t / blocks, i = tap / k, j = tap % k;
+        int64_t c0 = (t % blocks) * CHANNEL_BLOCK, n = c - c0 < CHANNEL_BLOCK ? c - c0 : CHANNEL_BLOCK;
+        int64_t shift = j - pad;
+        int64_t lo = shift < 0 ? -shift : 0, hi = w - shift < wo ? w - shift : wo;
+        double acc[CHANNEL_BLOCK] = {0};
+        for (int64_t bi = 0; bi < b; bi++) {
+            for (int64_t oh = 0; oh < ho; oh++) {
+                int64_t ih = oh + i - pad;
+                if (ih < 0 || ih >= h) continue;
+                const float *g = dy + (bi * ho + oh) * wo * c + c0;
+                const float *in = x + (bi * h + ih) * w * c + c0;
+                for (int64_t o = lo; o < hi; o++) {
+                    const float *pg = g + o * c, *pi = in + (o + shift) * c;
+                    for (int64_t ch = 0; ch < n; ch++) acc[ch] += (double)pg[ch] * pi[ch];
+                }
+            }
+        }
+        for (int64_t ch = 0; ch < n; ch++) dw[(c0 + ch) * k * k + tap] = (float)acc[ch];
+    }
+}

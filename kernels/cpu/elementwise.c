@@ -1,0 +1,221 @@
+/* elementwise.c — pointwise float kernels: unary maps with their
+ * derivatives, broadcasting binary ops over strided inputs, scalar forms,
+ * pow and clamp. Each element is independent, so any split across threads
+ * gives the same bits. */
+#include "cpu.h"
+#include "../../core/include/grove.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PAR_MIN 32768
+
+/* sqrt(2/pi) and the cubic coefficient of the tanh form of GELU. */
+#define GELU_K 0.7978845608028654
+#define GELU_C 0.044715
+
+static inline float sigmoidf(float x)
+{
+    /* Two branches so exp never overflows into inf/inf. */
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void gv_cpu_unary(int32_t op, const float *x, float *y, int64_t n)
+{
+#define MAP(expr)                                                              \
+    _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")              \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        float v = x[i];                                                        \
+        y[i] = (expr);                                                         \
+    }                                                                          \
+    break;
+    switch (op) {
+    case GROVE_NEG: MAP(-v)
+    case GROVE_EXP: MAP(expf(v))
+    case GROVE_LOG: MAP(logf(v))
+    case GROVE_SQRT: MAP(sqrtf(v))
+    case GROVE_RSQRT: MAP(1.0f / sqrtf(v))
+    case GROVE_ABS: MAP(fabsf(v))
+    /* v > 0 ? v : 0 would turn NaN into 0; keep NaN visible instead. */
+    case GROVE_RELU: MAP(v < 0 ? 0.0f : v)
+    case GROVE_SILU: MAP(v * sigmoidf(v))
+    case GROVE_GELU_TANH: MAP((float)(0.5 * v * (1.0 + tanh(GELU_K * (v + GELU_C * (double)v * v * v)))))
+    case GROVE_SIGMOID: MAP(sigmoidf(v))
+    case GROVE_TANH: MAP(tanhf(v))
+    default: break;
+    }
+#undef MAP
+}
+
+static inline float gelu_grad(float xf)
+{
+    double x = xf, u = GELU_K * (x + GELU_C * x * x * x), t = tanh(u);
+    return (float)(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * GELU_C * x * x));
+}
+
+void gv_cpu_unary_backward(int32_t op, const float *x, const float *y, const float *g, float *gx, int64_t n)
+{
+#define MAP(expr)                                                              \
+    _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")              \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        gx[i] = g[i] * (expr);                                                 \
+    }                                                                          \
+    break;
+    switch (op) {
+    case GROVE_NEG: MAP(-1.0f)
+    case GROVE_EXP: MAP(y[i])
+    case GROVE_LOG: MAP(1.0f / x[i])
+    case GROVE_SQRT: MAP(0.5f / y[i])
+    case GROVE_RSQRT: MAP(-0.5f * y[i] * y[i] * y[i])
+    case GROVE_ABS: MAP(x[i] > 0 ? 1.0f : (x[i] < 0 ? -1.0f : 0.0f))
+    case GROVE_RELU: MAP(x[i] > 0 ? 1.0f : 0.0f)
+    case GROVE_SILU: MAP(sigmoidf(x[i]) * (1.0f + x[i] * (1.0f - sigmoidf(x[i]))))
+    case GROVE_GELU_TANH: MAP(gelu_grad(x[i]))
+    case GROVE_SIGMOID: MAP(y[i] * (1.0f - y[i]))
+    case GROVE_TANH: MAP(1.0f - y[i] * y[i])
+    default: break;
+    }
+#undef MAP
+}
+
+/* Drops size-1 dimensions and merges neighbours that both inputs step
+ * through as one run (the output is contiguous, so it always can). A
+ * broadcast of a row over a matrix then becomes one long row or a short
+ * 2-d loop instead of an 8-deep index walk. Returns the new rank. */
+static int32_t coalesce(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb)
+{
+    int32_t k = 0;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] == 1) continue;
+        if (k > 0 && sa[k - 1] == sa[i] * shape[i] && sb[k - 1] == sb[i] * shape[i]) {
+            shape[k - 1] *= shape[i];
+            sa[k - 1] = sa[i];
+            sb[k - 1] = sb[i];
+            continue;
+        }
+        shape[k] = shape[i];
+        sa[k] = sa[i];
+        sb[k] = sb[i];
+        k++;
+    }
+    return k;
+}
+
+#define BINARY_LOOP(OPX)                                                                   \
+    if (as == 1 && bs == 1)                                                                \
+        for (int64_t i = 0; i < len; i++) { float x = pa[i], z = pb[i]; po[i] = OPX; }      \
+    else if (as == 1 && bs == 0) {                                                         \
+        float z = pb[0];                                                                   \
+        for (int64_t i = 0; i < len; i++) { float x = pa[i]; po[i] = OPX; }                \
+    } else if (as == 0 && bs == 1) {                                                       \
+        float x = pa[0];                                                                   \
+        for (int64_t i = 0; i < len; i++) { float z = pb[i]; po[i] = OPX; }                \
+    } else                                                                                 \
+        for (int64_t i = 0; i < len; i++) { float x = pa[i * as], z = pb[i * bs]; po[i] = OPX; }
+
+/* One run of len outputs with the inputs' innermost strides as and bs. */
+static void binary_run(int32_t op, const float *pa, int64_t as, const float *pb, int64_t bs, float *po, int64_t len)
+{
+    switch (op) {
+    case GROVE_ADD: BINARY_LOOP(x + z) break;
+    case GROVE_SUB: BINARY_LOOP(x - z) break;
+    case GROVE_MUL: BINARY_LOOP(x * z) break;
+    case GROVE_DIV: BINARY_LOOP(x / z) break;
+    default: break;
+    }
+}
+
+void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const float *a, const int64_t *a_stride,
+                   const float *b, const int64_t *b_stride, float *out)
+{
+    int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        shape[i] = shape_in[i];
+        sa[i] = a_stride[i];
+        sb[i] = b_stride[i];
+        n *= shape[i];
+    }
+    if (n == 0) return;
+    int32_t k = coalesce(ndim, shape, sa, sb);
+    if (k == 0) {
+        binary_run(op, a, 0, b, 0, out, 1);
+        return;
+    }
+    int64_t len = shape[k - 1], rows = n / len;
+    if (rows == 1) {
+        /* One long run: split it into blocks across threads. */
+        const int64_t blk = 8192;
+        int64_t nblk = (len + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (len > PAR_MIN)
+        for (int64_t j = 0; j < nblk; j++) {
+            int64_t s = j * blk, m = len - s < blk ? len - s : blk;
+            binary_run(op, a + s * sa[0], sa[0], b + s * sb[0], sb[0], out + s, m);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t oa = 0, ob = 0, rem = r;
+        for (int32_t d = k - 2; d >= 0; d--) {
+            int64_t i = rem % shape[d];
+            rem /= shape[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        binary_run(op, a + oa, sa[k - 1], b + ob, sb[k - 1], out + r * len, len);
+    }
+}
+
+void gv_cpu_binary_scalar(int32_t op, const float *a, float s, bool reverse, float *out, int64_t n)
+{
+    /* A scalar is a 0-stride operand on one side. */
+    const int64_t blk = 8192;
+    int64_t nblk = (n + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t j = 0; j < nblk; j++) {
+        int64_t st = j * blk, m = n - st < blk ? n - st : blk;
+        if (reverse) binary_run(op, &s, 0, a + st, 1, out + st, m);
+        else binary_run(op, a + st, 1, &s, 0, out + st, m);
+    }
+}
+
+void gv_cpu_pow_scalar(const float *x, float p, float *y, int64_t n)
+{
+    if (p == 2.0f) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], p);
+}
+
+void gv_cpu_pow_scalar_backward(const float *x, float p, const float *g, float *gx, int64_t n)
+{
+    /* d/dx x^0 is 0 everywhere (powf(0, -1) would give inf * 0 = NaN). */
+    if (p == 0.0f) {
+        memset(gx, 0, (size_t)n * sizeof *gx);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] = g[i] * p * powf(x[i], p - 1.0f);
+}
+
+void gv_cpu_clamp(const float *x, float lo, float hi, float *y, int64_t n)
+{
+    /* Written so that a NaN input fails both tests and passes through. */
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v < lo ? lo : (v > hi ? hi : v);
+    }
+}
+
+void gv_cpu_clamp_backward(const float *x, float lo, float hi, const float *g, float *gx, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] = (x[i] >= lo && x[i] <= hi) ? g[i] : 0.0f;
+}
