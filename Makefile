@@ -24,7 +24,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure
 
 # The whole suite again under AddressSanitizer and UBSan.
-test-asan: deps
+test-asan: build
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGROVE_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \

@@ -159,7 +159,10 @@ static grove_tensor *matmul_grad_b(grove_node *n, grove_tensor *a2, grove_tensor
     grove_tensor *r = gf ? matmul_t(af, gf, true, false) : NULL;
     grove_tensor_release(af);
     grove_tensor_release(gf);
-    return r;
+    /* (K, N) back to b's batch-of-ones shape, which sum_to then keeps. */
+    grove_tensor *v = r ? grove_reshape(r, bnd, bshape) : NULL;
+    grove_tensor_release(r);
+    return v;
 }
 
 /* dA = g @ Bᵀ and dB = Aᵀ @ g, through transposed views (no copies). */

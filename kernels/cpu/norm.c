@@ -10,6 +10,91 @@
 #include <stddef.h>
 
 enum { CHUNK = 64 }; /* columns one task handles in a strided pass */
+enum { LANES = 8 };  /* independent partial sums along a contiguous row */
+
+/* Row reductions with LANES partial sums: the compiler vectorises them (one
+ * running sum would serialise on the add latency), and the summation order
+ * depends only on n, never on the thread count. */
+static double lanes_total(const double *acc)
+{
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+static double row_sum(const float *x, int64_t n)
+{
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += x[j + l];
+    for (; j < n; j++) acc[0] += x[j];
+    return lanes_total(acc);
+}
+
+/* Σ (x - c)². */
+static double row_sum_sq(const float *x, int64_t n, double c)
+{
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = x[j + l] - c;
+            acc[l] += d * d;
+        }
+    for (; j < n; j++) acc[0] += (x[j] - c) * (x[j] - c);
+    return lanes_total(acc);
+}
+
+/* Σ a b. */
+static double row_dot(const float *a, const float *b, int64_t n)
+{
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += (double)a[j + l] * b[j + l];
+    for (; j < n; j++) acc[0] += (double)a[j] * b[j];
+    return lanes_total(acc);
+}
+
+static float row_max(const float *x, int64_t n)
+{
+    float acc[LANES];
+    for (int l = 0; l < LANES; l++) acc[l] = -INFINITY;
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+    for (; j < n; j++) acc[0] = x[j] > acc[0] ? x[j] : acc[0];
+    float m = acc[0];
+    for (int l = 1; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
+    return m;
+}
+
+/* Softmax of one contiguous row (the inner == 1 case). */
+static void softmax_row(const float *x, float *y, int64_t n, bool log_out)
+{
+    float m = row_max(x, n);
+    for (int64_t j = 0; j < n; j++) y[j] = expf(x[j] - m);
+    double sum = row_sum(y, n);
+    if (log_out) {
+        float shift = m + (float)log(sum);
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] - shift;
+    } else {
+        float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < n; j++) y[j] *= inv;
+    }
+}
+
+static void softmax_row_backward(const float *y, const float *g, float *dx, int64_t n, bool log_out)
+{
+    if (log_out) {
+        float s = (float)row_sum(g, n);
+        for (int64_t j = 0; j < n; j++) dx[j] = g[j] - expf(y[j]) * s;
+    } else {
+        float s = (float)row_dot(g, y, n);
+        for (int64_t j = 0; j < n; j++) dx[j] = y[j] * (g[j] - s);
+    }
+}
 
 /* ---- softmax over (outer, n, inner) ---------------------------------------- */
 
@@ -21,6 +106,11 @@ void gv_cpu_softmax(int64_t outer, int64_t n, int64_t inner, const float *x, flo
 {
     int64_t blocks = (inner + CHUNK - 1) / CHUNK, tasks = softmax_tasks(outer, inner);
     if (n == 0) return;
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer * n > 32768 && outer > 1)
+        for (int64_t o = 0; o < outer; o++) softmax_row(x + o * n, y + o * n, n, log_out);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (outer * n * inner > 32768 && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t o = t / blocks, j0 = (t % blocks) * CHUNK;
@@ -60,6 +150,11 @@ void gv_cpu_softmax_backward(int64_t outer, int64_t n, int64_t inner, const floa
 {
     int64_t blocks = (inner + CHUNK - 1) / CHUNK, tasks = softmax_tasks(outer, inner);
     if (n == 0) return;
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer * n > 32768 && outer > 1)
+        for (int64_t o = 0; o < outer; o++) softmax_row_backward(y + o * n, g + o * n, dx + o * n, n, log_out);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (outer * n * inner > 32768 && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t o = t / blocks, j0 = (t % blocks) * CHUNK;
@@ -93,17 +188,10 @@ static void norm_forward(int64_t rows, int64_t cols, const float *x, const float
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        double mean = 0, ss = 0;
-        if (centered && cols > 0) {
-            for (int64_t j = 0; j < cols; j++) mean += xr[j];
-            mean /= (double)cols;
-        }
         /* Two passes (mean, then squared deviations) keep the variance exact
          * enough in double without Welford's divisions. */
-        for (int64_t j = 0; j < cols; j++) {
-            double d = xr[j] - mean;
-            ss += d * d;
-        }
+        double mean = centered && cols > 0 ? row_sum(xr, cols) / (double)cols : 0;
+        double ss = row_sum_sq(xr, cols, mean);
         double var = cols > 0 ? ss / (double)cols : 0;
         double rstd = 1.0 / sqrt(var + eps);
         float m = (float)mean, rs = (float)rstd;
@@ -129,15 +217,23 @@ static void norm_backward_input(int64_t rows, int64_t cols, const float *x, cons
         const float *xr = x + r * cols, *gr = g + r * cols;
         float *dr = dx + r * cols;
         float m = mean ? mean[r] : 0.0f, rs = rstd[r];
-        double sd = 0, sdx = 0;
-        for (int64_t j = 0; j < cols; j++) {
+        double sd[LANES] = {0}, sdx[LANES] = {0};
+        int64_t j = 0;
+        for (; j + LANES <= cols; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = w ? gr[j + l] * w[j + l] : gr[j + l];
+                float xh = (xr[j + l] - m) * rs;
+                sd[l] += d;
+                sdx[l] += (double)d * xh;
+            }
+        for (; j < cols; j++) {
             float d = w ? gr[j] * w[j] : gr[j];
             float xh = (xr[j] - m) * rs;
-            sd += d;
-            sdx += (double)d * xh;
+            sd[0] += d;
+            sdx[0] += (double)d * xh;
         }
-        float md = centered && cols > 0 ? (float)(sd / (double)cols) : 0.0f;
-        float mdx = cols > 0 ? (float)(sdx / (double)cols) : 0.0f;
+        float md = centered && cols > 0 ? (float)(lanes_total(sd) / (double)cols) : 0.0f;
+        float mdx = cols > 0 ? (float)(lanes_total(sdx) / (double)cols) : 0.0f;
         for (int64_t j = 0; j < cols; j++) {
             float d = w ? gr[j] * w[j] : gr[j];
             float xh = (xr[j] - m) * rs;

@@ -20,8 +20,11 @@ local function load_editline(soname)
   return lib
 end
 
+pcall(ffi.cdef, "int isatty(int fd);")
+
+-- Line editing only at a terminal; piped input is read as it comes.
 local function reader(soname)
-  local el = load_editline(soname)
+  local el = ffi.C.isatty(0) == 1 and load_editline(soname) or nil
   local home = os.getenv("HOME")
   local history = home and (home .. "/.grove_history")
   if el then
@@ -80,6 +83,22 @@ function repl.format(v)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
+-- The error and the user's frames: the REPL's own and the error-raising
+-- helpers' frames are noise at a prompt.
+local function report(err)
+  local tb = debug.traceback(tostring(err), 2)
+  local keep = {}
+  for line in tb:gmatch("[^\n]+") do
+    if not (line:find("grove/repl.lua", 1, true) or line:find("in function 'fail'", 1, true)
+            or line:find("[C]: in function 'error'", 1, true) or line:find("[C]: in function 'xpcall'", 1, true)
+            or line:find("grove/tensor.lua:%d+: in function <")) then
+      keep[#keep + 1] = line
+    end
+  end
+  if #keep > 0 and keep[#keep] == "stack traceback:" then keep[#keep] = nil end
+  return table.concat(keep, "\n")
+end
+
 function repl.run(soname)
   local read = reader(soname)
   print("grove " .. grove._VERSION .. " (LuaJIT) — " .. grove.num_threads() .. " threads. Ctrl-D exits.")
@@ -92,7 +111,7 @@ function repl.run(soname)
     if f then
       buffer = nil
       if repl.arm_interrupt then repl.arm_interrupt() end
-      local res = { xpcall(f, debug.traceback) }
+      local res = { xpcall(f, report) }
       if res[1] then show(unpack(res, 2, table.maxn(res)))
       else print(res[2]) end
     elseif err then

@@ -428,8 +428,16 @@ return function(grove)
     end
   end
   for name, op in pairs(R) do M[name] = reduce(op, name) end
-  function M.argmax(t, d, keepdim) return wrap(C.grove_argmax(t.p, d and cdim(d, "argmax") or -1, keepdim and true or false)) end
-  function M.argmin(t, d, keepdim) return wrap(C.grove_argmin(t.p, d and cdim(d, "argmin") or -1, keepdim and true or false)) end
+  -- C takes dim < 0 as "flattened", so negative Lua dims are resolved here.
+  local function argdim(t, d, op)
+    if d == nil then return -1 end
+    local c = cdim(d, op)
+    if c < 0 then c = c + t.p.ndim end
+    if c < 0 then error(op .. ": dimension " .. d .. " out of range for " .. t.p.ndim .. " dimensions", 3) end
+    return c
+  end
+  function M.argmax(t, d, keepdim) return wrap(C.grove_argmax(t.p, argdim(t, d, "argmax"), keepdim and true or false)) end
+  function M.argmin(t, d, keepdim) return wrap(C.grove_argmin(t.p, argdim(t, d, "argmin"), keepdim and true or false)) end
 
   -- ---- linear algebra and nn ops ----------------------------------------------------------
   local function opt_p(x, op, name)

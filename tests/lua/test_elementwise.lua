@@ -251,3 +251,27 @@ spec.describe("threads", function()
     end
   end)
 end)
+
+spec.describe("memory", function()
+  spec.it("ops, backward and errors leave no tensors or nodes behind", function()
+    local function work()
+      local a = grove.randn{3, 4}:requires_grad_(true)
+      local b = grove.randn{4}:requires_grad_(true)
+      local c = grove.randn{4, 3}:t():detach():requires_grad_(true)
+      local y = ((a * b + c) / (b:abs() + 1)):gelu():exp():clamp(-1, 2):pow(2) * 2 - 1
+      y = (1 - y):relu() + (2 / (y:sigmoid() + 1)):log():silu():tanh():neg()
+      y:sum():backward()
+      pcall(function() return a + grove.randn{5} end)
+      pcall(function() return a:clamp(1, 0) end)
+    end
+    work()
+    grove.collect()
+    local m0 = grove.memory()
+    for _ = 1, 3 do work() end
+    grove.collect()
+    local m1 = grove.memory()
+    spec.eq(m1.live_tensors, m0.live_tensors, "live tensors")
+    spec.eq(m1.live_nodes, m0.live_nodes, "live nodes")
+    spec.eq(m1.live_bytes, m0.live_bytes, "live bytes")
+  end)
+end)
