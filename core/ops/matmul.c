@@ -61,7 +61,7 @@ static bool gemm_operand_of(grove_tensor *t, bool transposed, gemm_operand *op)
     if (!gemm_layout(t->shape[r], t->shape[c], op->t->stride[r], op->t->stride[c], &op->trans, &op->ld)) {
         grove_tensor_release(op->t);
         op->t = NULL;
-        gv_fail("matmul: matrix %s too large for BLAS", gv_shape_str(t));
+        gv_fail("gemm: matrix %s too large for BLAS", gv_shape_str(t));
         return false;
     }
     return true;

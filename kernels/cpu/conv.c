@@ -66,16 +66,39 @@ void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db)
     }
 }
 
-/* out[o, :] += in[o + shift, :] * wv for every o in [0, out_w) that reads
- * inside [0, in_w): one tap of a depthwise correlation along a row. */
-static void tap_row(float *restrict out, int64_t out_w, const float *restrict in, int64_t in_w, int64_t shift,
-                    const float *restrict wv, int64_t c)
+/* One output row of a depthwise correlation, for both directions:
+ * out[o, ch] = bias[ch] + Σ_ij in[r0 + sgn·i][o + s0 + sgn·j, ch] · wt[i, j, ch],
+ * skipping taps that fall outside the in_h x in_w input. The forward has
+ * r0 = oh - pad, s0 = -pad, sgn = +1; the input gradient r0 = ih + pad,
+ * s0 = pad, sgn = -1. Channels go in blocks of width N (a constant, so the
+ * accumulators live in registers across all k² taps); n < N is the tail. */
+#define DW_ROW_BLOCK(N)                                                                                   \
+    for (int64_t o = 0; o < out_w; o++) {                                                                 \
+        float acc[N];                                                                                     \
+        for (int64_t ch = 0; ch < N; ch++) acc[ch] = bias ? bias[c0 + ch] : 0.0f;                        \
+        for (int64_t i = 0; i < k; i++) {                                                                 \
+            int64_t r = r0 + sgn * i;                                                                     \
+            if (r < 0 || r >= in_h) continue;                                                             \
+            const float *row = img + r * in_w * c + c0;                                                   \
+            for (int64_t j = 0; j < k; j++) {                                                             \
+                int64_t q = o + s0 + sgn * j;                                                             \
+                if (q < 0 || q >= in_w) continue;                                                         \
+                const float *restrict pi = row + q * c, *restrict pw = wt + (i * k + j) * c + c0;         \
+                _Pragma("omp simd")                                                                       \
+                for (int64_t ch = 0; ch < N; ch++) acc[ch] += pi[ch] * pw[ch];                            \
+            }                                                                                             \
+        }                                                                                                 \
+        memcpy(out + o * c + c0, acc, (size_t)n * sizeof *acc);                                           \
+    }
+
+static void dw_row(float *out, int64_t out_w, const float *img, int64_t in_h, int64_t in_w, int64_t c, int64_t k,
+                   int64_t r0, int64_t s0, int64_t sgn, const float *wt, const float *bias)
 {
-    int64_t lo = shift < 0 ? -shift : 0, hi = in_w - shift < out_w ? in_w - shift : out_w;
-    for (int64_t o = lo; o < hi; o++) {
-        float *restrict po = out + o * c;
-        const float *restrict pi = in + (o + shift) * c;
-        for (int64_t ch = 0; ch < c; ch++) po[ch] += pi[ch] * wv[ch];
+    int64_t c0 = 0, n = 16;
+    for (; c0 + 16 <= c; c0 += 16) DW_ROW_BLOCK(16)
+    for (; c0 < c; c0++) {
+        n = 1;
+        DW_ROW_BLOCK(1)
     }
 }
 
@@ -87,17 +110,7 @@ void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k
 #pragma omp parallel for schedule(static) if (rows * wo * c * k * k > 32768 && rows > 1)
     for (int64_t r = 0; r < rows; r++) {
         int64_t bi = r / ho, oh = r % ho;
-        float *out = y + r * wo * c;
-        if (bias)
-            for (int64_t o = 0; o < wo; o++) memcpy(out + o * c, bias, (size_t)c * sizeof *out);
-        else
-            memset(out, 0, (size_t)(wo * c) * sizeof *out);
-        for (int64_t i = 0; i < k; i++) {
-            int64_t ih = oh + i - pad;
-            if (ih < 0 || ih >= h) continue;
-            const float *in = x + (bi * h + ih) * w * c;
-            for (int64_t j = 0; j < k; j++) tap_row(out, wo, in, w, j - pad, wt + (i * k + j) * c, c);
-        }
+        dw_row(y + r * wo * c, wo, x + bi * h * w * c, h, w, c, k, oh - pad, -pad, 1, wt, bias);
     }
 }
 
@@ -111,14 +124,7 @@ void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, in
 #pragma omp parallel for schedule(static) if (rows * w * c * k * k > 32768 && rows > 1)
     for (int64_t r = 0; r < rows; r++) {
         int64_t bi = r / h, ih = r % h;
-        float *out = dx + r * w * c;
-        memset(out, 0, (size_t)(w * c) * sizeof *out);
-        for (int64_t i = 0; i < k; i++) {
-            int64_t oh = ih + pad - i;
-            if (oh < 0 || oh >= ho) continue;
-            const float *in = dy + (bi * ho + oh) * wo * c;
-            for (int64_t j = 0; j < k; j++) tap_row(out, w, in, wo, pad - j, wt + (i * k + j) * c, c);
-        }
+        dw_row(dx + r * w * c, w, dy + bi * ho * wo * c, ho, wo, c, k, ih + pad, pad, -1, wt, NULL);
     }
 }
 

@@ -124,7 +124,7 @@ void gv_cpu_softmax(int64_t outer, int64_t n, int64_t inner, const float *x, flo
             sum[j] = 0;
         }
         for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < len; j++) mx[j] = fmaxf(mx[j], xs[i * inner + j]);
+            for (int64_t j = 0; j < len; j++) mx[j] = xs[i * inner + j] > mx[j] ? xs[i * inner + j] : mx[j];
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < len; j++) {
                 float e = expf(xs[i * inner + j] - mx[j]);
