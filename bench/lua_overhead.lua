@@ -4,19 +4,21 @@
 -- the ffi.gc handle and its finaliser) plus the C front-end (validation,
 -- output allocation, refcounting). The issue's target is under 1 us per call.
 --
--- Usage: grove bench/lua_overhead.lua [calls]   (default 1e6 per case)
+-- Usage: grove bench/lua_overhead.lua [calls]   (default 3e5 per loop; the
+-- best of 3 loops counts, so about 1e6 calls per case in all)
 -- Prints a table; asserts nothing.
 local dir = (arg and arg[0] or ""):match("^(.*)/") or "."
 local B = dofile(dir .. "/benchlib.lua")
 local ffi = require "ffi"
 local C = grove.C
 
-local N = tonumber(arg and arg[1]) or 1e6
+local N = tonumber(arg and arg[1]) or 3e5
 
 local a1, b1 = grove.randn{1}, grove.randn{1}
 local a4, b4 = grove.randn{4}, grove.randn{4}
 local x4 = grove.randn{4}
 
+-- loop results go here so that the JIT cannot drop the loops
 local sink = 0
 local function empty(i) return i end
 
@@ -62,9 +64,7 @@ for _, c in ipairs(cases) do
   print(string.format("%-44s  %-9s  %10.3f", c[1], c[2], us))
   io.stdout:flush()
 end
-local live = grove.memory().live_tensors
 grove.collect()
 print("")
-print(string.format("live tensors after collect: %d (the 7 inputs and nothing else means no leak)",
+print(string.format("live tensors after collect: %d (5 means only the inputs: nothing leaked)",
                     grove.memory().live_tensors))
-assert(sink ~= nil and live ~= nil)

@@ -28,6 +28,9 @@ int32_t gv_threads(void)
     return thread_count;
 }
 
+/* Applied when the library loads, before any kernel opens a parallel region. */
+__attribute__((constructor)) static void threads_init(void) { gv_threads(); }
+
 int32_t grove_num_threads(void) { return gv_threads(); }
 
 grove_status grove_set_num_threads(int32_t n)

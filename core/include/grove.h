@@ -221,6 +221,52 @@ grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target);
 grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_generator *gen);
 grove_tensor *grove_cosine_similarity(grove_tensor *a, grove_tensor *b, int32_t dim, double eps);
 
+/* ---- fused SANA ops (core/nn/) --------------------------------------------- */
+/* SANA's ReLU linear attention on projected, normalised q, k, v (B, N, D),
+ * heads of head_dim channels: o_i = Σ_j v_j φ(k_j)·φ(q_i) / (Σ_j φ(k_j)·φ(q_i) + eps),
+ * φ = ReLU, in O(N·d²) per head, never forming the N×N matrix. */
+grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps);
+/* Softmax attention from q (B, N, D) to k, v (B, M, D) over `heads` heads,
+ * scale 1/√(D/heads). mask (B, M) (u8 or f32, nonzero = a real token) or
+ * NULL; padding adds (1 − mask)·(−10000) to the scores, so an all-padding
+ * row attends uniformly instead of giving NaN. */
+grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask, int32_t heads);
+/* LayerNorm without affine over the last dimension of x (B, N, D), then
+ * x·(1 + scale) + shift with shift, scale (B, D) broadcast over the tokens. */
+grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_tensor *scale, double eps);
+/* x + gate·y with x, y (B, N, D) and gate (B, D) broadcast over the tokens. */
+grove_tensor *grove_gated_residual(grove_tensor *x, grove_tensor *gate, grove_tensor *y);
+/* Splits the last dimension of h (..., 2C) into (a, gate) and returns a·SiLU(gate). */
+grove_tensor *grove_glu_silu(grove_tensor *h);
+/* Sinusoidal embedding [cos, sin] of t·exp(−ln(max_period)·i/half), i < half = dim/2:
+ * t (B) → (B, dim). t is used as given (no gradient). */
+grove_tensor *grove_timestep_embedding(grove_tensor *t, int32_t dim, double max_period);
+
+/* ---- safetensors (core/io/) --------------------------------------------------- */
+typedef struct grove_safetensors grove_safetensors;
+/* Maps the file and validates the whole header (JSON syntax, dtypes, shapes,
+ * offsets in range, buffer fully covered without overlap, unique names). */
+grove_safetensors *grove_safetensors_open(const char *path);
+void grove_safetensors_close(grove_safetensors *f);
+int64_t grove_safetensors_count(const grove_safetensors *f);
+/* Tensor names in file order; NULL when i is out of range. */
+const char *grove_safetensors_name(const grove_safetensors *f, int64_t i);
+/* Shape and dtype of a named tensor; shape needs room for 8 entries. */
+grove_status grove_safetensors_info(const grove_safetensors *f, const char *name, int32_t *dtype,
+                                    int32_t *ndim, int64_t *shape);
+/* A new tensor holding a copy of the named tensor's data. */
+grove_tensor *grove_safetensors_get(const grove_safetensors *f, const char *name);
+int64_t grove_safetensors_metadata_count(const grove_safetensors *f);
+const char *grove_safetensors_metadata_key(const grove_safetensors *f, int64_t i);
+/* NULL when the key is absent. */
+const char *grove_safetensors_metadata(const grove_safetensors *f, const char *key);
+/* Writes n tensors (any dtype, made contiguous) and string metadata to
+ * path + ".tmp", syncs it, then renames it over path, so an interrupted save
+ * never destroys an existing file. */
+grove_status grove_safetensors_save(const char *path, int64_t n, const char *const *names,
+                                    grove_tensor *const *tensors, int64_t nmeta,
+                                    const char *const *meta_keys, const char *const *meta_values);
+
 /* ---- autograd ------------------------------------------------------------- */
 bool grove_grad_enabled(void);
 /* Returns the previous setting. */

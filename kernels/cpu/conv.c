@@ -71,7 +71,7 @@ void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db)
  * skipping taps that fall outside the in_h x in_w input. The forward has
  * r0 = oh - pad, s0 = -pad, sgn = +1; the input gradient r0 = ih + pad,
  * s0 = pad, sgn = -1. Channels go in blocks of width N (a constant, so the
- * accumulators live in registers across all k² taps); n < N is the tail. */
+ * accumulators live in registers across all k² taps): 32, then 8, then 1. */
 #define DW_ROW_BLOCK(N)                                                                                   \
     for (int64_t o = 0; o < out_w; o++) {                                                                 \
         float acc[N];                                                                                     \
@@ -88,18 +88,16 @@ void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db)
                 for (int64_t ch = 0; ch < N; ch++) acc[ch] += pi[ch] * pw[ch];                            \
             }                                                                                             \
         }                                                                                                 \
-        memcpy(out + o * c + c0, acc, (size_t)n * sizeof *acc);                                           \
+        memcpy(out + o * c + c0, acc, sizeof acc);                                                         \
     }
 
 static void dw_row(float *out, int64_t out_w, const float *img, int64_t in_h, int64_t in_w, int64_t c, int64_t k,
                    int64_t r0, int64_t s0, int64_t sgn, const float *wt, const float *bias)
 {
-    int64_t c0 = 0, n = 16;
-    for (; c0 + 16 <= c; c0 += 16) DW_ROW_BLOCK(16)
-    for (; c0 < c; c0++) {
-        n = 1;
-        DW_ROW_BLOCK(1)
-    }
+    int64_t c0 = 0;
+    for (; c0 + 32 <= c; c0 += 32) DW_ROW_BLOCK(32)
+    for (; c0 + 8 <= c; c0 += 8) DW_ROW_BLOCK(8)
+    for (; c0 < c; c0++) DW_ROW_BLOCK(1)
 }
 
 void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad, const float *x,
@@ -129,31 +127,49 @@ void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, in
 }
 
 /* dw[c, 0, i, j] = Σ_{b, oh, ow} dy[b, oh, ow, c] · x[b, oh + i - pad, ow + j - pad, c].
- * One task per (tap, channel block), summing in double in a fixed order. */
+ * One task per (tap, channel block of width N): each image row is summed in
+ * float registers, the rows in double, always in the same order. */
+#define DW_WEIGHT_BLOCK(N)                                                                                \
+    {                                                                                                     \
+        double acc[N] = {0};                                                                              \
+        for (int64_t bi = 0; bi < b; bi++) {                                                              \
+            for (int64_t oh = 0; oh < ho; oh++) {                                                         \
+                int64_t ih = oh + i - pad;                                                                \
+                if (ih < 0 || ih >= h) continue;                                                          \
+                const float *g = dy + (bi * ho + oh) * wo * c + c0;                                       \
+                const float *in = x + ((bi * h + ih) * w + shift) * c + c0;                               \
+                float racc[N] = {0};                                                                      \
+                for (int64_t o = lo; o < hi; o++) {                                                       \
+                    const float *restrict pg = g + o * c, *restrict pi = in + o * c;                      \
+                    _Pragma("omp simd")                                                                   \
+                    for (int64_t ch = 0; ch < N; ch++) racc[ch] += pg[ch] * pi[ch];                       \
+                }                                                                                         \
+                for (int64_t ch = 0; ch < N; ch++) acc[ch] += racc[ch];                                   \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int64_t ch = 0; ch < N; ch++) dw[(c0 + ch) * k * k + tap] = (float)acc[ch];                  \
+    }
+
 void gv_cpu_dwconv_backward_weight(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
                                    const float *x, const float *dy, float *dw)
 {
     int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
-    int64_t blocks = (c + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK, tasks = k * k * blocks;
+    /* Channel blocks: c / 32 of 32, then of 8, then single channels. */
+    int64_t n32 = c / 32, n8 = (c % 32) / 8, n1 = c % 8, blocks = n32 + n8 + n1, tasks = k * k * blocks;
 #pragma omp parallel for schedule(static) if (b * ho * wo * c * k * k > 32768 && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
-        int64_t tap = t / blocks, i = tap / k, j = tap % k;
-        int64_t c0 = (t % blocks) * CHANNEL_BLOCK, n = c - c0 < CHANNEL_BLOCK ? c - c0 : CHANNEL_BLOCK;
+        int64_t tap = t / blocks, blk = t % blocks, i = tap / k, j = tap % k;
         int64_t shift = j - pad;
         int64_t lo = shift < 0 ? -shift : 0, hi = w - shift < wo ? w - shift : wo;
-        double acc[CHANNEL_BLOCK] = {0};
-        for (int64_t bi = 0; bi < b; bi++) {
-            for (int64_t oh = 0; oh < ho; oh++) {
-                int64_t ih = oh + i - pad;
-                if (ih < 0 || ih >= h) continue;
-                const float *g = dy + (bi * ho + oh) * wo * c + c0;
-                const float *in = x + (bi * h + ih) * w * c + c0;
-                for (int64_t o = lo; o < hi; o++) {
-                    const float *pg = g + o * c, *pi = in + (o + shift) * c;
-                    for (int64_t ch = 0; ch < n; ch++) acc[ch] += (double)pg[ch] * pi[ch];
-                }
-            }
+        if (blk < n32) {
+            int64_t c0 = blk * 32;
+            DW_WEIGHT_BLOCK(32)
+        } else if (blk < n32 + n8) {
+            int64_t c0 = n32 * 32 + (blk - n32) * 8;
+            DW_WEIGHT_BLOCK(8)
+        } else {
+            int64_t c0 = n32 * 32 + n8 * 8 + (blk - n32 - n8);
+            DW_WEIGHT_BLOCK(1)
         }
-        for (int64_t ch = 0; ch < n; ch++) dw[(c0 + ch) * k * k + tap] = (float)acc[ch];
     }
 }

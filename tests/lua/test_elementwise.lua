@@ -163,6 +163,13 @@ spec.describe("binary", function()
     spec.raises(function() return grove.zeros{2} * i end, "mul: expected an f32 tensor, got i32")
     spec.raises(function() return i * 2 end, "mul: expected an f32 tensor")
   end)
+  spec.it("empty tensors give empty results", function()
+    local z = grove.zeros{0, 3}
+    local y = z + grove.ones{3}
+    spec.eq(y:numel(), 0)
+    spec.eq(#y:shape(), 2)
+    spec.eq((z * 2):exp():clamp(0, 1):numel(), 0)
+  end)
   spec.it("division by zero gives inf and NaN, not an error", function()
     local y = grove.tensor{1, 0} / grove.tensor{0, 0}
     spec.eq(y[1], math.huge)
