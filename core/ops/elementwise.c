@@ -38,8 +38,8 @@ fail:
     return NULL;
 }
 
-/* Runs body(xc, gc, gx) on contiguous copies of saved[0] and g; a shared
- * tail for the backward fns whose kernel reads x and g only. */
+/* The backward of pow and clamp: a kernel of the saved input x and g,
+ * run on contiguous versions of both. */
 typedef void (*xg_kernel)(const grove_node *n, const float *x, const float *g, float *gx, int64_t count);
 
 static grove_status xg_backward(grove_node *n, grove_tensor *g, grove_tensor **gi, xg_kernel k)

@@ -25,5 +25,7 @@ void gv_cpu_philox_normal(float *out, int64_t n, uint64_t seed, uint64_t offset,
 #include "nn.h"
 #include "shape.h"
 #include "loss.h"
+#include "attention.h"
+#include "sana.h"
 
 #endif

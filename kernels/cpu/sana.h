@@ -1,0 +1,7 @@
+/* sana.h — CPU kernels of this family (see cpu.h). */
+#ifndef GROVE_KERNELS_CPU_SANA_H
+#define GROVE_KERNELS_CPU_SANA_H
+
+#include <stdint.h>
+
+#endif
