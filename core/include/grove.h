@@ -242,6 +242,11 @@ grove_tensor *grove_glu_silu(grove_tensor *h);
  * t (B) → (B, dim). t is used as given (no gradient). */
 grove_tensor *grove_timestep_embedding(grove_tensor *t, int32_t dim, double max_period);
 
+/* ---- sampler arithmetic (core/sample/) -------------------------------------- */
+/* Σ coeffs[i]·ts[i] over n ≤ 4 tensors of one shape: the update of every
+ * flow sampler (Euler, DPM-Solver++, classifier-free guidance) in one pass. */
+grove_tensor *grove_lincomb(int32_t n, grove_tensor *const *ts, const double *coeffs);
+
 /* ---- safetensors (core/io/) --------------------------------------------------- */
 typedef struct grove_safetensors grove_safetensors;
 /* Maps the file and validates the whole header (JSON syntax, dtypes, shapes,

@@ -19,6 +19,9 @@ void gv_cpu_philox_block(const uint32_t counter[4], const uint32_t key[2], uint3
 void gv_cpu_philox_uniform(float *out, int64_t n, uint64_t seed, uint64_t offset, float lo, float hi);
 void gv_cpu_philox_normal(float *out, int64_t n, uint64_t seed, uint64_t offset, float mean, float std);
 
+/* out[i] = Σ_k coeffs[k]·src[k][i] for n ≤ 4 sources. */
+void gv_cpu_lincomb(int32_t n, const float *const *src, const float *coeffs, float *out, int64_t count);
+
 #include "elementwise.h"
 #include "reduce.h"
 #include "linalg.h"

@@ -22,5 +22,6 @@ package.loaded.grove = grove
 require "grove.tensor"(grove)
 require "grove.autograd"(grove)
 require "grove.runtime"(grove)
+require "grove.nn"(grove)
 
 return grove

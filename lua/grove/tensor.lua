@@ -498,6 +498,27 @@ return function(grove)
     return wrap(C.grove_cosine_similarity(a.p, tensor_arg(b, "cosine_similarity"), cdim(d or -1, "cosine_similarity"), eps or 1e-8))
   end
 
+  -- fused SANA block ops (core/nn/)
+  function M.linear_attention(q, k, v, head_dim, eps)
+    return wrap(C.grove_linear_attention(q.p, tensor_arg(k, "linear_attention", "k"), tensor_arg(v, "linear_attention", "v"),
+                                         head_dim or 32, eps or 1e-15))
+  end
+  function M.cross_attention(q, k, v, mask, heads)
+    return wrap(C.grove_cross_attention(q.p, tensor_arg(k, "cross_attention", "k"), tensor_arg(v, "cross_attention", "v"),
+                                        opt_p(mask, "cross_attention", "mask"), heads or 1))
+  end
+  function M.norm_modulate(x, shift, scale, eps)
+    return wrap(C.grove_norm_modulate(x.p, tensor_arg(shift, "norm_modulate", "shift"),
+                                      tensor_arg(scale, "norm_modulate", "scale"), eps or 1e-6))
+  end
+  function M.gated_residual(x, gate, y)
+    return wrap(C.grove_gated_residual(x.p, tensor_arg(gate, "gated_residual", "gate"), tensor_arg(y, "gated_residual", "y")))
+  end
+  function M.glu_silu(h) return wrap(C.grove_glu_silu(h.p)) end
+  function M.timestep_embedding(t, dim, max_period)
+    return wrap(C.grove_timestep_embedding(t.p, dim or 256, max_period or 10000))
+  end
+
   -- every method is also a grove.<name> function
   for name, f in pairs(M) do if grove[name] == nil then grove[name] = f end end
   M.cat = function(t, others, d) local l = { t }; for i = 1, #others do l[i + 1] = others[i] end; return grove.cat(l, d) end

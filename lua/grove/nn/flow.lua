@@ -1,0 +1,140 @@
+-- Flow matching (DESIGN.md §4): the training loss on a model, and the
+-- samplers that integrate its velocity from noise (σ = 1) to data (σ = 0).
+local ffi = require "ffi"
+
+return function(grove)
+  local nn, C = grove.nn, grove.C
+  local Sana = nn.SanaModel
+  local sample = {}
+  grove.sample = sample
+
+  local function lincomb(ts, cs)
+    local n = #ts
+    local arr = ffi.new("grove_tensor *[4]")
+    local co = ffi.new("double[4]")
+    for i = 1, n do arr[i - 1] = ts[i].p; co[i - 1] = cs[i] end
+    return grove._wrap(C.grove_lincomb(n, arr, co))
+  end
+  grove.lincomb = lincomb
+
+  -- σ' = s·σ / (1 + (s − 1)·σ): more time at high noise for larger images.
+  local function shift_sigma(sigma, s) return s * sigma / (1 + (s - 1) * sigma) end
+  sample.shift_sigma = shift_sigma
+
+  -- The null caption (the learned y_embedding) for a batch of B, mask all ones.
+  function Sana:null_text(B)
+    if not self.y_embedding then error("Sana: this model has no null caption (config.caption_dropout = 0)", 2) end
+    local L, Cc = self.y_embedding:size(1), self.y_embedding:size(2)
+    return self.y_embedding:unsqueeze(1):expand { B, L, Cc }, grove.ones { B, L }
+  end
+
+  -- loss = mean ‖v(x_σ, σ) − (ε − x0)‖² with σ from a shifted logit-normal.
+  -- opts: generator, shift (config.flow_shift), logit_mean 0, logit_std 1,
+  -- caption_dropout (config.caption_dropout, only in training mode).
+  function Sana:flow_loss(x0, text, mask, opts)
+    opts = opts or {}
+    local c = self.config
+    local gen = opts.generator or grove.default_generator()
+    local B = x0:size(1)
+    local u = grove.randn({ B }, { generator = gen }) * (opts.logit_std or 1) + (opts.logit_mean or 0)
+    local sigma = u:sigmoid()
+    local s = opts.shift or c.flow_shift
+    sigma = (sigma * s) / (sigma * (s - 1) + 1)
+    local eps = grove.randn(x0:shape(), { generator = gen })
+    local sig4 = sigma:view { B, 1, 1, 1 }
+    local xs = x0 * (1 - sig4) + eps * sig4
+    local p = opts.caption_dropout or c.caption_dropout or 0
+    if self.training and p > 0 and self.y_embedding then
+      local r, flags = grove.rand({ B }, { generator = gen }):tolist(), {}
+      for i = 1, B do flags[i] = r[i] < p and 1 or 0 end
+      local drop = grove.tensor(flags, { dtype = "u8" })
+      local null, ones = self:null_text(B)
+      text = grove.where(drop:view { B, 1, 1 }, null, text)
+      if mask then mask = grove.where(drop:view { B, 1 }, ones, mask) end
+    end
+    local v = self:forward(xs, sigma * 1000, text, mask)
+    return grove.mse_loss(v, eps - x0)
+  end
+
+  -- σ schedule from 1 to 0 in `steps` steps, shifted.
+  function sample.sigmas(steps, shift)
+    local out = {}
+    for i = 0, steps do out[i + 1] = shift_sigma(1 - i / steps, shift or 3) end
+    return out
+  end
+
+  -- Velocity with classifier-free guidance: one batched forward of
+  -- [uncond; cond] when guidance is on.
+  local function velocity(model, x, sigma, o)
+    local B = x:size(1)
+    local t = grove.full({ B }, sigma * 1000)
+    if not o.cfg or o.cfg == 1 or not o.null_text then
+      return model:forward(x, t, o.text, o.mask)
+    end
+    local both = model:forward(grove.cat({ x, x }, 1), grove.cat({ t, t }, 1), o.both_text, o.both_mask)
+    local uncond, cond = both:narrow(1, 1, B), both:narrow(1, B + 1, B)
+    return lincomb({ uncond, cond }, { 1 - o.cfg, o.cfg })
+  end
+
+  -- Samples latents. opts: noise (B,H,W,C) or shape + seed; text, mask;
+  -- cfg (4.5; 1 = off); steps (20); sampler "dpm" (default) or "euler";
+  -- shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
+  -- false to stop, or a tensor to replace x. Returns x and {steps = n, stopped = bool}.
+  function Sana:sample(opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local c = self.config
+    o.steps = o.steps or 20
+    if o.cfg == nil then o.cfg = 4.5 end
+    local x = o.noise
+    if not x then
+      if not o.shape then error("sample: give noise or shape", 2) end
+      x = grove.randn(o.shape, { generator = grove.Generator(o.seed or 0) })
+    end
+    local B = x:size(1)
+    if o.cfg ~= 1 and self.y_embedding then
+      local null, ones = self:null_text(B)
+      o.null_text = null
+      o.both_text = grove.cat({ null, o.text }, 1)
+      o.both_mask = grove.cat({ ones, o.mask or grove.ones { B, o.text:size(2) } }, 1)
+    end
+    local sig = sample.sigmas(o.steps, o.shift or c.flow_shift)
+    local sampler = o.sampler or "dpm"
+    if sampler ~= "dpm" and sampler ~= "euler" then error("sample: unknown sampler '" .. tostring(sampler) .. "'", 2) end
+    local prev_x0, stopped, done = nil, false, 0
+    local was_training = self.training
+    self:eval()
+    grove.no_grad(function()
+      for i = 1, o.steps do
+        local s, t = sig[i], sig[i + 1]
+        local v = velocity(self, x, s, o)
+        local x0 = lincomb({ x, v }, { 1, -s })
+        if sampler == "euler" or t == 0 then
+          x = t == 0 and x0 or lincomb({ x, v }, { 1, t - s })
+        else
+          -- DPM-Solver++(2M) in data prediction, α = 1 − σ, λ = log(α/σ)
+          local a_t, a_s = 1 - t, 1 - s
+          local eh = (t / a_t) * (a_s / s)           -- e^{-h}
+          local k = -a_t * (eh - 1)
+          if prev_x0 and sig[i - 1] < 1 then
+            local lam = function(z) return math.log((1 - z) / z) end
+            local r0 = (lam(s) - lam(sig[i - 1])) / (lam(t) - lam(s))
+            -- x_t = (σt/σs)x + k·D0 + k/2·(D0 − D_prev)/r0
+            x = lincomb({ x, x0, prev_x0 }, { t / s, k + 0.5 * k / r0, -0.5 * k / r0 })
+          else
+            x = lincomb({ x, x0 }, { t / s, k })
+          end
+        end
+        prev_x0 = x0
+        done = i
+        if o.callback then
+          local r = o.callback(i, t, x, x0)
+          if r == false then stopped = true; break end
+          if grove.is_tensor(r) then x = r end
+        end
+      end
+    end)
+    self:train(was_training)
+    return x, { steps = done, stopped = stopped }
+  end
+end

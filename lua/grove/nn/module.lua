@@ -1,0 +1,98 @@
+-- Modules as Torch7's nn had them: objects holding named parameters and
+-- child modules in registration order, with a forward. Names are joined with
+-- "." and follow PyTorch's state-dict naming, so checkpoints map 1:1.
+local Module = {}
+Module.__index = Module
+
+-- A new class inheriting from parent (default Module); instances are made by
+-- calling the class: Linear(4, 3).
+function Module.class(name, parent)
+  parent = parent or Module
+  local cls = setmetatable({}, { __index = parent, __call = function(c, ...)
+    local self = setmetatable({ _param_names = {}, _child_names = {}, training = true }, c)
+    c.init(self, ...)
+    return self
+  end })
+  cls.__index = cls
+  cls.__name = name
+  cls.__tostring = function(m) return m:describe() end
+  return cls
+end
+
+function Module:init() end
+
+function Module:add_parameter(name, tensor)
+  if self[name] == nil or not self._param_names[name] then
+    self._param_names[#self._param_names + 1] = name
+    self._param_names[name] = true
+  end
+  self[name] = tensor
+  return tensor
+end
+
+function Module:add_module(name, module)
+  if not self._child_names[name] then
+    self._child_names[#self._child_names + 1] = name
+    self._child_names[name] = true
+  end
+  self[name] = module
+  return module
+end
+
+-- The children in order as {name, module} pairs. Classes whose children
+-- live in plain Lua lists (a model's blocks) override this, so that names
+-- follow the list's current order.
+function Module:children()
+  local out = {}
+  for _, name in ipairs(self._child_names) do out[#out + 1] = { name, self[name] } end
+  return out
+end
+
+-- {name, tensor} pairs in a fixed order: own parameters, then children's.
+function Module:named_parameters(prefix, out)
+  prefix, out = prefix or "", out or {}
+  for _, name in ipairs(self._param_names) do
+    if self[name] ~= nil then out[#out + 1] = { prefix .. name, self[name] } end
+  end
+  for _, c in ipairs(self:children()) do
+    c[2]:named_parameters(prefix .. c[1] .. ".", out)
+  end
+  return out
+end
+
+function Module:parameters()
+  local out = {}
+  for i, np in ipairs(self:named_parameters()) do out[i] = np[2] end
+  return out
+end
+
+function Module:num_parameters()
+  local n = 0
+  for _, np in ipairs(self:named_parameters()) do n = n + np[2]:numel() end
+  return n
+end
+
+function Module:state_dict()
+  local out = {}
+  for _, np in ipairs(self:named_parameters()) do out[np[1]] = np[2] end
+  return out
+end
+
+function Module:train(on)
+  if on == nil then on = true end
+  self.training = on
+  for _, c in ipairs(self:children()) do c[2]:train(on) end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p:zero_grad() end
+end
+
+function Module:describe()
+  return string.format("%s (%d parameters)", self.__name or "Module", self:num_parameters())
+end
+
+return Module
