@@ -150,6 +150,13 @@ grove_status grove_memory(int32_t device, grove_memory_stats *out)
     return 0;
 }
 
+int64_t grove_memory_live_total(void)
+{
+    int64_t n = 0;
+    for (int d = 0; d < GROVE_DEVICE_COUNT; d++) n += atomic_load_explicit(&live_bytes[d], memory_order_relaxed);
+    return n;
+}
+
 void grove_memory_reset_peak(int32_t device)
 {
     if (device >= 0 && device < GROVE_DEVICE_COUNT)

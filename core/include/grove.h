@@ -111,6 +111,10 @@ grove_status grove_set_num_threads(int32_t n);
 const char *grove_blas_info(void);
 grove_status grove_memory(int32_t device, grove_memory_stats *out);
 void grove_memory_reset_peak(int32_t device);
+/* Bytes held by live storages on all devices: a cheap read for the Lua
+ * layer, which collects garbage when this grows (the Lua collector cannot
+ * see the C memory behind its small tensor handles). */
+int64_t grove_memory_live_total(void);
 /* Returns blocks kept by the caching allocator to the system. */
 void grove_memory_empty_cache(int32_t device);
 const char *grove_dtype_name(int32_t dtype);

@@ -3,6 +3,7 @@
  * pow and clamp. Each element is independent, so any split across threads
  * gives the same bits. */
 #include "cpu.h"
+#include "vecmath.h"
 #include "../../core/include/grove.h"
 
 #include <math.h>
@@ -15,13 +16,7 @@
 #define GELU_K 0.7978845608028654f
 #define GELU_C 0.044715f
 
-static inline float sigmoidf(float x)
-{
-    /* Two branches so exp never overflows into inf/inf. */
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
+#define sigmoidf gv_sigmoid
 
 void gv_cpu_unary(int32_t op, const float *x, float *y, int64_t n)
 {
@@ -42,9 +37,9 @@ void gv_cpu_unary(int32_t op, const float *x, float *y, int64_t n)
     /* v > 0 ? v : 0 would turn NaN into 0; keep NaN visible instead. */
     case GROVE_RELU: MAP(v < 0 ? 0.0f : v)
     case GROVE_SILU: MAP(v * sigmoidf(v))
-    case GROVE_GELU_TANH: MAP(0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v))))
+    case GROVE_GELU_TANH: MAP(0.5f * v * (1.0f + gv_tanh(GELU_K * (v + GELU_C * v * v * v))))
     case GROVE_SIGMOID: MAP(sigmoidf(v))
-    case GROVE_TANH: MAP(tanhf(v))
+    case GROVE_TANH: MAP(gv_tanh(v))
     default: break;
     }
 #undef MAP
@@ -52,7 +47,7 @@ void gv_cpu_unary(int32_t op, const float *x, float *y, int64_t n)
 
 static inline float gelu_grad(float x)
 {
-    float t = tanhf(GELU_K * (x + GELU_C * x * x * x));
+    float t = gv_tanh(GELU_K * (x + GELU_C * x * x * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
 }
 

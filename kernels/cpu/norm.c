@@ -5,6 +5,7 @@
  * so results do not depend on the thread count.
  */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -74,7 +75,7 @@ static float row_max(const float *x, int64_t n)
 static void softmax_row(const float *x, float *y, int64_t n, bool log_out)
 {
     float m = row_max(x, n);
-    for (int64_t j = 0; j < n; j++) y[j] = expf(x[j] - m);
+    for (int64_t j = 0; j < n; j++) y[j] = gv_exp_nonpos(x[j] - m);
     double sum = row_sum(y, n);
     if (log_out) {
         float shift = m + (float)log(sum);
@@ -89,7 +90,7 @@ static void softmax_row_backward(const float *y, const float *g, float *dx, int6
 {
     if (log_out) {
         float s = (float)row_sum(g, n);
-        for (int64_t j = 0; j < n; j++) dx[j] = g[j] - expf(y[j]) * s;
+        for (int64_t j = 0; j < n; j++) dx[j] = g[j] - gv_exp_nonpos(y[j]) * s;
     } else {
         float s = (float)row_dot(g, y, n);
         for (int64_t j = 0; j < n; j++) dx[j] = y[j] * (g[j] - s);
@@ -127,7 +128,7 @@ void gv_cpu_softmax(int64_t outer, int64_t n, int64_t inner, const float *x, flo
             for (int64_t j = 0; j < len; j++) mx[j] = xs[i * inner + j] > mx[j] ? xs[i * inner + j] : mx[j];
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < len; j++) {
-                float e = expf(xs[i * inner + j] - mx[j]);
+                float e = gv_exp_nonpos(xs[i * inner + j] - mx[j]);
                 sum[j] += e;
                 if (!log_out) ys[i * inner + j] = e;
             }
@@ -172,7 +173,7 @@ void gv_cpu_softmax_backward(int64_t outer, int64_t n, int64_t inner, const floa
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < len; j++) {
                 int64_t k = i * inner + j;
-                ds[k] = log_out ? gs[k] - expf(ys[k]) * s[j] : ys[k] * (gs[k] - s[j]);
+                ds[k] = log_out ? gs[k] - gv_exp_nonpos(ys[k]) * s[j] : ys[k] * (gs[k] - s[j]);
             }
     }
 }

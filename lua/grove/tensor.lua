@@ -33,9 +33,26 @@ return function(grove)
     if h.p ~= nil then C.grove_tensor_release(h.p); h.p = nil end
   end
 
+  -- Lua's collector sees only the small handles, not the tensors' memory
+  -- behind them, so it would let dead activations pile up for many steps.
+  -- Collect whenever live bytes have grown well past what the last
+  -- collection left (Torch7 left this to the user's collectgarbage()).
+  local live_total = C.grove_memory_live_total
+  local gc_floor = 64 * 2^20
+  local gc_threshold = gc_floor
+  local function pressure()
+    local live = tonumber(live_total())
+    if live > gc_threshold then
+      collectgarbage("collect")
+      live = tonumber(live_total())
+      gc_threshold = math.max(gc_floor, 2 * live)
+    end
+  end
+
   -- Wraps a new C reference; raises the C error when the call failed.
   local function wrap(p)
     if p == nil then fail(2) end
+    pressure()
     return ffi.gc(handle_ct(p), release)
   end
   grove._wrap = wrap
