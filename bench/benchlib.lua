@@ -20,12 +20,19 @@ function B.now()
   return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec)
 end
 
--- Seconds per call of fn(): one warm-up call, then single timed calls until
--- at least min_runs of them and min_time seconds; the best call counts (the
--- least disturbed by whatever else the machine runs).
+-- Seconds per call of fn() in the steady state: warm-up calls (10 of them,
+-- or fewer once 1 s has passed; an allocator needs a few calls to settle, and
+-- glibc's, under PyTorch, needs several), then single timed calls until at
+-- least min_runs of them and min_time seconds; the best call counts (the
+-- least disturbed by whatever else the machine runs). bench/torch_ops.py
+-- follows the same rule.
 function B.best_time(fn, min_time, min_runs)
   min_time, min_runs = min_time or 0.3, min_runs or 5
-  fn()
+  local w0 = B.now()
+  for _ = 1, 10 do
+    fn()
+    if B.now() - w0 > 1.0 then break end
+  end
   local best, total, runs = math.huge, 0, 0
   while runs < min_runs or total < min_time do
     local t0 = B.now()

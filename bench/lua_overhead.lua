@@ -9,7 +9,6 @@
 -- Prints a table; asserts nothing.
 local dir = (arg and arg[0] or ""):match("^(.*)/") or "."
 local B = dofile(dir .. "/benchlib.lua")
-local ffi = require "ffi"
 local C = grove.C
 
 local N = tonumber(arg and arg[1]) or 3e5
@@ -33,7 +32,11 @@ local cases = {
       for _ = 1, n do s = s + C.grove_num_threads() end
       sink = sink + s
     end },
-  { "C.grove_binary + release (no Lua wrapper)", "C only", function(n)
+  { "C.grove_binary + release, 1 element", "C only", function(n)
+      local pa, pb = a1.p, b1.p
+      for _ = 1, n do C.grove_tensor_release(C.grove_binary(pa, pb, 0)) end
+    end },
+  { "C.grove_binary + release, 4 elements", "C only", function(n)
       local pa, pb = a4.p, b4.p
       for _ = 1, n do C.grove_tensor_release(C.grove_binary(pa, pb, 0)) end
     end },
@@ -54,9 +57,10 @@ local cases = {
     end },
 }
 
-print(string.format("lua_overhead: cost of one call from Lua (LuaJIT %s), best of 3 loops of %d calls",
-                    jit and jit.version or "?", N))
+print(string.format("lua_overhead: cost of one call from Lua (%s), best of 3 loops of %d calls",
+                    jit and jit.version or _VERSION, N))
 print(string.format("threads: %d; an op on <= 4 elements runs on one thread", grove.num_threads()))
+print("C only: the C front-end and kernel called through the FFI, no tensor handle or finaliser")
 print("")
 print(string.format("%-44s  %-9s  %10s", "case", "kind", "us/call"))
 for _, c in ipairs(cases) do

@@ -48,16 +48,19 @@ int main(int argc, char **argv)
 {
     double min_time = argc > 1 ? atof(argv[1]) : 0.2;
     if (!(min_time > 0)) min_time = 0.2;
+    /* read before loading: grove sets the variable itself when it is unset */
+    const char *user_core = getenv("OPENBLAS_CORETYPE");
+    char given[64];
+    snprintf(given, sizeof given, "%s", user_core && *user_core ? user_core : "(unset)");
     const gv_blas *blas = gv_blas_get();
     if (!blas) {
         fprintf(stderr, "bench_matmul: %s\n", grove_last_error());
         return 1;
     }
-    const char *user_core = getenv("OPENBLAS_CORETYPE");
     printf("matmul: square f32 C = A @ B, grove_matmul vs cblas_sgemm (same OpenBLAS, same buffers)\n");
     printf("threads: %d (grove and OpenBLAS)\n", grove_num_threads());
     printf("blas: %s\n", grove_blas_info());
-    printf("OPENBLAS_CORETYPE now: %s\n", user_core ? user_core : "(unset)");
+    printf("OPENBLAS_CORETYPE given by the user: %s\n", given);
     printf("timing: best of >= 3 runs and >= %.2f s per column, after one warm-up run\n\n", min_time);
     printf("%6s  %14s  %14s  %12s\n", "n", "grove GFLOP/s", "sgemm GFLOP/s", "grove/sgemm");
 

@@ -36,11 +36,15 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
     if (n->needs_grad[0] && !(dx = gv_empty(4, x->shape, GROVE_F32, x->device))) goto fail;
     if (n->needs_grad[1] && !(dw = gv_empty(4, w->shape, GROVE_F32, w->device))) goto fail;
     if (n->needs_grad[2] && !(db = gv_empty(1, &cout, GROVE_F32, g->device))) goto fail;
+    int64_t m = bsz * h * wd;
     if (n->ints[0] == CONV_1X1) {
         const gv_blas *blas = gv_blas_get();
         if (!blas) goto fail;
-        gv_cpu_conv1x1_backward(blas, bsz * h * wd, cin, cout, x->data, w->data, gc->data, dx ? dx->data : NULL,
-                                dw ? dw->data : NULL);
+        /* dx (m, cin) = dy (m, cout) · w (cout, cin); dw (cout, cin) = dyᵀ · x (m, cin). */
+        if (dx) gv_cpu_gemm(blas->sgemm, false, false, (int)m, (int)cin, (int)cout, gc->data, (int)cout, w->data,
+                            (int)cin, NULL, dx->data);
+        if (dw) gv_cpu_gemm(blas->sgemm, true, false, (int)cout, (int)cin, (int)m, gc->data, (int)cout, x->data,
+                            (int)cin, NULL, dw->data);
     } else {
         if (dx) {
             if (!(wt = taps_major(w))) goto fail;
@@ -48,7 +52,7 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
         }
         if (dw) gv_cpu_dwconv_backward_weight(bsz, h, wd, cin, k, pad, x->data, gc->data, dw->data);
     }
-    if (db && cout > 0) gv_cpu_conv_bias_grad(grove_tensor_numel(gc) / cout, cout, gc->data, db->data);
+    if (db) gv_cpu_sum_rows(grove_tensor_numel(gc) / (cout > 0 ? cout : 1), cout, gc->data, db->data);
     grove_tensor_release(wt);
     grove_tensor_release(gc);
     gi[0] = dx;
@@ -160,7 +164,9 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     if (!xc || !wc || (b && !bc)) goto done;
     if (!(out = gv_empty(4, out_shape, GROVE_F32, x->device))) goto done;
     if (kind == CONV_1X1) {
-        gv_cpu_conv1x1_forward(blas, bsz * h * wd, cin, cout, xc->data, wc->data, bc ? bc->data : NULL, out->data);
+        /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ + bias: the weight read transposed in place. */
+        gv_cpu_gemm(blas->sgemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin, wc->data,
+                    (int)cin, bc ? bc->data : NULL, out->data);
     } else {
         if (!(wt = taps_major(wc))) goto fail;
         gv_cpu_dwconv_forward(bsz, h, wd, cin, k, padding, xc->data, wt->data, bc ? bc->data : NULL, out->data);

@@ -305,8 +305,8 @@ static grove_status clamp_backward(grove_node *n, grove_tensor *g, grove_tensor 
 grove_tensor *grove_clamp(grove_tensor *a, double lo, double hi)
 {
     if (!gv_check_f32("clamp", a)) return NULL;
-    /* Written as !(lo <= hi) so that a NaN bound is refused too. */
-    if (!(lo <= hi)) return gv_fail_null("clamp: lower bound %g is above upper bound %g for %s", lo, hi, gv_shape_str(a));
+    if (isnan(lo) || isnan(hi)) return gv_fail_null("clamp: NaN bound (%g, %g) for %s", lo, hi, gv_shape_str(a));
+    if (lo > hi) return gv_fail_null("clamp: lower bound %g is above upper bound %g for %s", lo, hi, gv_shape_str(a));
     if (a->device != GROVE_CPU) return gv_no_backend("clamp", a);
     grove_tensor *ac = gv_contiguous_data(a);
     if (!ac) return NULL;

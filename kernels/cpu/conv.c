@@ -1,70 +1,13 @@
 /*
- * conv.c — the two convolutions SANA's Mix-FFN needs, on NHWC data.
- *
- * 1x1: a GEMM over the B·H·W pixel rows, the weight (Cout, Cin) read
- * transposed in place by OpenBLAS.
- * Depthwise kxk, stride 1: direct loops whose innermost index is the
- * channel, contiguous in NHWC, so they vectorise; the weight comes in tap
- * major order (k, k, C) for the same reason.
+ * conv.c — depthwise kxk convolution with stride 1 on NHWC data, the
+ * positional mixer of SANA's Mix-FFN. Direct loops whose innermost index is
+ * the channel, contiguous in NHWC, so they vectorise; the weight comes in
+ * tap-major order (k, k, C) for the same reason. (The 1x1 convolution is a
+ * plain GEMM: the front-end calls gv_cpu_gemm.)
  */
 #include "cpu.h"
-#include "../../core/internal.h"
 
 #include <string.h>
-
-/* Channels per task in the reductions: a fixed size, so that the split (and
- * so every sum's order) never depends on the thread count. */
-enum { CHANNEL_BLOCK = 64 };
-
-void gv_cpu_conv1x1_forward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
-                            const float *w, const float *bias, float *y)
-{
-    if (m == 0 || cout == 0) return;
-    float beta = 0.0f;
-    if (bias) {
-#pragma omp parallel for schedule(static) if (m * cout > 65536)
-        for (int64_t r = 0; r < m; r++) memcpy(y + r * cout, bias, (size_t)cout * sizeof *y);
-        beta = 1.0f;
-    } else if (cin == 0) {
-        memset(y, 0, (size_t)(m * cout) * sizeof *y);
-    }
-    if (cin == 0) return;
-    /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ (+ y holding the bias). */
-    blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_NO_TRANS, GV_CBLAS_TRANS, (int)m, (int)cout, (int)cin, 1.0f, x,
-                (int)cin, w, (int)cin, beta, y, (int)cout);
-}
-
-void gv_cpu_conv1x1_backward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw)
-{
-    if (dx && m * cin > 0) {
-        if (cout == 0) memset(dx, 0, (size_t)(m * cin) * sizeof *dx);
-        else /* dx (m, cin) = dy (m, cout) · w (cout, cin) */
-            blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_NO_TRANS, GV_CBLAS_NO_TRANS, (int)m, (int)cin, (int)cout, 1.0f,
-                        dy, (int)cout, w, (int)cin, 0.0f, dx, (int)cin);
-    }
-    if (dw && cout * cin > 0) {
-        if (m == 0) memset(dw, 0, (size_t)(cout * cin) * sizeof *dw);
-        else /* dw (cout, cin) = dyᵀ (cout, m) · x (m, cin) */
-            blas->sgemm(GV_CBLAS_ROW_MAJOR, GV_CBLAS_TRANS, GV_CBLAS_NO_TRANS, (int)cout, (int)cin, (int)m, 1.0f, dy,
-                        (int)cout, x, (int)cin, 0.0f, dw, (int)cin);
-    }
-}
-
-void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db)
-{
-    int64_t blocks = (c + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
-#pragma omp parallel for schedule(static) if (m * c > 32768 && blocks > 1)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        int64_t c0 = blk * CHANNEL_BLOCK, n = c - c0 < CHANNEL_BLOCK ? c - c0 : CHANNEL_BLOCK;
-        double acc[CHANNEL_BLOCK] = {0};
-        for (int64_t r = 0; r < m; r++) {
-            const float *row = dy + r * c + c0;
-            for (int64_t i = 0; i < n; i++) acc[i] += row[i];
-        }
-        for (int64_t i = 0; i < n; i++) db[c0 + i] = (float)acc[i];
-    }
-}
 
 /* One output row of a depthwise correlation, for both directions:
  * out[o, ch] = bias[ch] + Σ_ij in[r0 + sgn·i][o + s0 + sgn·j, ch] · wt[i, j, ch],

@@ -23,19 +23,11 @@ void gv_cpu_rms_norm(int64_t rows, int64_t cols, const float *x, const float *w,
 void gv_cpu_rms_norm_backward(int64_t rows, int64_t cols, const float *x, const float *w, const float *rstd,
                               const float *g, float *dx, float *dw);
 
-/* ---- convolutions on NHWC data (conv.c) --------------------------------
- * 1x1: m = B·H·W pixel rows, weight (cout, cin); blas is core/internal.h's
- * OpenBLAS table. Depthwise kxk, stride 1, zero padding pad: input
- * (b, h, w, c), output (b, h + 2pad - k + 1, w + 2pad - k + 1, c), weight
- * wt in tap-major order (k, k, c); dw is written in PyTorch order (c, 1, k, k).
- * bias may be NULL; so may dx and dw, which are then not computed. */
-struct gv_blas;
-void gv_cpu_conv1x1_forward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
-                            const float *w, const float *bias, float *y);
-void gv_cpu_conv1x1_backward(const struct gv_blas *blas, int64_t m, int64_t cin, int64_t cout, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw);
-/* db[c] = Σ over the m rows of dy (m, c). */
-void gv_cpu_conv_bias_grad(int64_t m, int64_t c, const float *dy, float *db);
+/* ---- depthwise convolution on NHWC data (conv.c) -----------------------
+ * kxk, stride 1, zero padding pad: input (b, h, w, c), output
+ * (b, h + 2pad - k + 1, w + 2pad - k + 1, c), weight wt in tap-major order
+ * (k, k, c), bias (c) or NULL; dw is written in PyTorch order (c, 1, k, k).
+ * (1x1 convolutions use gv_cpu_gemm, bias gradients gv_cpu_sum_rows.) */
 void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad, const float *x,
                            const float *wt, const float *bias, float *y);
 void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,

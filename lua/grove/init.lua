@@ -22,6 +22,7 @@ package.loaded.grove = grove
 require "grove.tensor"(grove)
 require "grove.autograd"(grove)
 require "grove.runtime"(grove)
+require "grove.io"(grove)
 require "grove.nn"(grove)
 
 return grove

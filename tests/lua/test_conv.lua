@@ -91,6 +91,18 @@ spec.describe("conv2d depthwise", function()
       inputs = { { 1, 3, 7, 4 }, { 4, 1, 3, 3 } },
     }
   end)
+  spec.it("padding wider than the kernel's reach and even kernels", function()
+    spec.check_op{
+      fn = function(x, w, b) return grove.conv2d(x, w, b, { padding = 2, groups = 3 }) end,
+      ref = conv_ref(3, 2),
+      inputs = { { 1, 3, 2, 3 }, { 3, 1, 3, 3 }, { 3 } },
+    }
+    spec.check_op{
+      fn = function(x, w) return grove.conv2d(x, w, nil, { padding = 1, groups = 9 }) end,
+      ref = conv_ref(9, 1),
+      inputs = { { 1, 3, 4, 9 }, { 9, 1, 2, 2 } },
+    }
+  end)
   spec.it("3x3 padding 0 and 5x5 padding 2", function()
     spec.check_op{
       fn = function(x, w, b) return grove.conv2d(x, w, b, { padding = 0, groups = 3 }) end,
@@ -178,5 +190,29 @@ spec.describe("conv2d errors", function()
       "smaller than the 5x5 kernel")
     spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 6 }, grove.randn{ 6, 1, 3, 3 }, nil, { groups = 4 }) end,
       "not divisible by groups 4")
+  end)
+end)
+
+spec.describe("conv2d memory", function()
+  spec.it("leaves no tensors or tape nodes alive", function()
+    local function stats()
+      collectgarbage(); collectgarbage()
+      local m = grove.memory()
+      return m.live_tensors, m.live_nodes
+    end
+    local function work()
+      local x = grove.randn{ 2, 4, 3, 8 }:requires_grad_(true)
+      local dw = grove.randn{ 8, 1, 3, 3 }:requires_grad_(true)
+      local pw = grove.randn{ 5, 8, 1, 1 }:requires_grad_(true)
+      local y = grove.conv2d(grove.conv2d(x, dw, grove.randn{ 8 }, { padding = 1, groups = 8 }), pw)
+      y:sum():backward()
+      pcall(grove.conv2d, x, grove.randn{ 4, 8, 3, 3 })
+    end
+    work()
+    local t0, n0 = stats()
+    work()
+    local t1, n1 = stats()
+    spec.eq(t1, t0, "live tensors")
+    spec.eq(n1, n0, "live nodes")
   end)
 end)

@@ -160,3 +160,28 @@ spec.describe("masked_fill", function()
       "mask [2,2] does not broadcast to the input's shape [2]")
   end)
 end)
+
+spec.describe("index ops memory", function()
+  spec.it("leave no tensors or tape nodes alive", function()
+    local function stats()
+      collectgarbage(); collectgarbage()
+      local m = grove.memory()
+      return m.live_tensors, m.live_nodes
+    end
+    local function work()
+      local w = grove.randn{ 6, 3 }:requires_grad_(true)
+      local e = grove.embedding(w, grove.tensor({ 1, 1, 5 }, { dtype = "i64" }))
+      local m = u8{ 1, 0, 1 }
+      local y = grove.where(m, e, grove.randn{ 1, 3 }:requires_grad_(true)) + grove.masked_fill(e, m, 2)
+      y:sum():backward()
+      pcall(grove.embedding, w, grove.tensor({ 6 }, { dtype = "i64" }))
+      pcall(grove.masked_fill, e, grove.tensor{ 1, 0, 1 }, 0)
+    end
+    work()
+    local t0, n0 = stats()
+    work()
+    local t1, n1 = stats()
+    spec.eq(t1, t0, "live tensors")
+    spec.eq(n1, n0, "live nodes")
+  end)
+end)

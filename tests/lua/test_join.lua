@@ -161,3 +161,27 @@ spec.describe("pad", function()
     spec.raises(function() grove.randn{ 3 }:pad({ 1, 1, 1, 1 }) end, "2 (before, after) pairs given for [3]")
   end)
 end)
+
+spec.describe("join ops memory", function()
+  spec.it("leave no tensors or tape nodes alive", function()
+    local function stats()
+      collectgarbage(); collectgarbage()
+      local m = grove.memory()
+      return m.live_tensors, m.live_nodes
+    end
+    local function work()
+      local parts = {}
+      for i = 1, 6 do parts[i] = grove.randn{ 2, 3 }:requires_grad_(true) end
+      local y = grove.cat(parts, 1):pad({ 1, 2, 0, 1 }):sum() + grove.stack(parts, 2):sum()
+      y:backward()
+      pcall(grove.cat, { parts[1], grove.randn{ 3 } }, 1)
+      pcall(grove.pad, parts[1], { -1, 0 })
+    end
+    work()
+    local t0, n0 = stats()
+    work()
+    local t1, n1 = stats()
+    spec.eq(t1, t0, "live tensors")
+    spec.eq(n1, n0, "live nodes")
+  end)
+end)
