@@ -1,0 +1,144 @@
+/*
+ * linear_attention.c — SANA's ReLU linear attention as one op with a
+ * hand-written backward: q, k, v (B, N, D), heads of head_dim channels,
+ * o_i = Σ_j v_j φ(k_j)·φ(q_i) / (Σ_j φ(k_j)·φ(q_i) + eps), φ = ReLU, in
+ * O(N·d²) per head. The forward keeps each head's KV (d×d) and s (d) for the
+ * backward, so the backward never revisits the keys to rebuild them.
+ */
+#include "internal.h"
+#include "cpu.h"
+
+#include <limits.h>
+#include <math.h>
+
+static const char *const OP = "linear_attention";
+
+/* Each head's d×d state grows with head_dim squared; SANA uses 32. */
+enum { MAX_HEAD_DIM = 4096 };
+
+/* t (B, N, D) read in place when its channels are adjacent (a slice of a
+ * wider projection, say), else as a contiguous copy; r receives the layout.
+ * Returns the tensor read (a new reference). */
+static grove_tensor *rows_of(grove_tensor *t, gv_attn_rows *r)
+{
+    bool in_place = (t->shape[2] <= 1 || t->stride[2] == 1) &&
+                    (t->shape[1] <= 1 || (t->stride[1] >= t->shape[2] && t->stride[1] <= INT_MAX)) &&
+                    (t->shape[0] <= 1 || t->stride[0] >= 0);
+    grove_tensor *c = t;
+    if (in_place) grove_tensor_retain(t);
+    else c = gv_contiguous_data(t);
+    if (!c) return NULL;
+    r->data = c->data;
+    r->sn = c->shape[1] <= 1 ? c->shape[2] : c->stride[1];
+    r->sb = c->shape[0] <= 1 ? 0 : c->stride[0];
+    return c;
+}
+
+/* Kernel scratch for B·H heads of head_dim d (bytes, as a u8 tensor). */
+static grove_tensor *scratch_for(int64_t pairs, int64_t d, int32_t device)
+{
+    int64_t shape[2] = {pairs, gv_cpu_linear_attention_scratch(d)};
+    if (!gv_shape_ok(OP, 2, shape)) return NULL;
+    return gv_empty(2, shape, GROVE_U8, device);
+}
+
+/* Saved: q, k, v and the state (B, H, d + 1, d); ints[0] = head_dim,
+ * scalars[0] = eps. */
+static grove_status linear_attention_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
+{
+    int64_t B = n->in_shape[0][0], N = n->in_shape[0][1], D = n->in_shape[0][2], d = n->ints[0];
+    grove_tensor *held[6] = {NULL}, *grads[3] = {NULL}, *scratch = NULL;
+    gv_attn_rows rows[4];
+    grove_tensor *src[4] = {n->saved[0], n->saved[1], n->saved[2], g};
+    for (int i = 0; i < 4; i++)
+        if (!(held[i] = rows_of(src[i], &rows[i]))) goto fail;
+    if (!(held[4] = gv_contiguous_data(n->saved[3]))) goto fail;
+    for (int i = 0; i < 3; i++)
+        if (n->needs_grad[i] && !(grads[i] = gv_empty(3, n->in_shape[i], GROVE_F32, g->device))) goto fail;
+    if (!(scratch = scratch_for(B * (D / d), d, g->device))) goto fail;
+    gv_cpu_linear_attention_backward(B, N, D / d, d, rows[0], rows[1], rows[2], rows[3], (float)n->scalars[0],
+                                     held[4]->data, scratch->data, grads[0] ? grads[0]->data : NULL,
+                                     grads[1] ? grads[1]->data : NULL, grads[2] ? grads[2]->data : NULL);
+    grove_tensor_release(scratch);
+    for (int i = 0; i < 5; i++) grove_tensor_release(held[i]);
+    for (int i = 0; i < 3; i++) gi[i] = grads[i];
+    return 0;
+fail:
+    grove_tensor_release(scratch);
+    for (int i = 0; i < 5; i++) grove_tensor_release(held[i]);
+    for (int i = 0; i < 3; i++) grove_tensor_release(grads[i]);
+    return -1;
+}
+
+static bool check_args(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps)
+{
+    if (!gv_check_f32(OP, q) || !gv_check_f32(OP, k) || !gv_check_f32(OP, v)) return false;
+    if (!gv_check_same_device(OP, q, k) || !gv_check_same_device(OP, q, v)) return false;
+    if (q->ndim != 3) {
+        gv_fail("%s: q %s must be 3-d (batch, tokens, channels)", OP, gv_shape_str(q));
+        return false;
+    }
+    for (int32_t i = 0; i < 3; i++) {
+        if (k->ndim != 3 || v->ndim != 3 || k->shape[i] != q->shape[i] || v->shape[i] != q->shape[i]) {
+            gv_fail("%s: q %s, k %s and v %s must have the same shape", OP, gv_shape_str(q), gv_shape_str(k),
+                    gv_shape_str(v));
+            return false;
+        }
+    }
+    if (head_dim < 1 || head_dim > MAX_HEAD_DIM) {
+        gv_fail("%s: head_dim must be in [1, %d] (got %d)", OP, MAX_HEAD_DIM, (int)head_dim);
+        return false;
+    }
+    if (q->shape[2] % head_dim != 0) {
+        gv_fail("%s: width %lld of q %s is not divisible by head_dim %d", OP, (long long)q->shape[2],
+                gv_shape_str(q), (int)head_dim);
+        return false;
+    }
+    if (!(eps >= 0) || isinf(eps)) {
+        gv_fail("%s: eps must be a finite number >= 0 (got %g)", OP, eps);
+        return false;
+    }
+    return true;
+}
+
+grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps)
+{
+    if (!check_args(q, k, v, head_dim, eps)) return NULL;
+    if (q->device != GROVE_CPU) return gv_no_backend(OP, q);
+    int64_t B = q->shape[0], N = q->shape[1], D = q->shape[2], d = head_dim, H = D / d;
+    grove_tensor *in[3] = {q, k, v}, *held[3] = {NULL}, *out = NULL, *state = NULL, *scratch = NULL;
+    gv_attn_rows rows[3];
+    for (int i = 0; i < 3; i++)
+        if (!(held[i] = rows_of(in[i], &rows[i]))) goto fail;
+    int64_t sshape[4] = {B, H, d + 1, d};
+    if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
+    if (!(state = gv_empty(4, sshape, GROVE_F32, q->device))) goto fail;
+    if (!(scratch = scratch_for(B * H, d, q->device))) goto fail;
+    gv_cpu_linear_attention(B, N, H, d, rows[0], rows[1], rows[2], (float)eps, scratch->data, state->data, out->data);
+    grove_tensor_release(scratch);
+    scratch = NULL;
+    for (int i = 0; i < 3; i++) {
+        grove_tensor_release(held[i]);
+        held[i] = NULL;
+    }
+    grove_node *node;
+    if (gv_node_begin(OP, linear_attention_backward, 3, in, &node)) goto fail;
+    if (node) {
+        node->ints[0] = d;
+        node->scalars[0] = eps;
+        for (int i = 0; i < 3; i++)
+            if (gv_node_save(node, i, in[i])) goto fail_node;
+        if (gv_node_save(node, 3, state)) goto fail_node;
+        gv_node_finish(node, out);
+    }
+    grove_tensor_release(state);
+    return out;
+fail_node:
+    gv_node_release(node);
+fail:
+    grove_tensor_release(scratch);
+    grove_tensor_release(state);
+    grove_tensor_release(out);
+    for (int i = 0; i < 3; i++) grove_tensor_release(held[i]);
+    return NULL;
+}
