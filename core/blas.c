@@ -11,6 +11,8 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <omp.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,39 @@ static const char *cpu_core_type(void)
     if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
     return NULL;
+}
+
+/* Below this many multiply-adds a GEMM is not worth a parallel region. */
+#define SPLIT_MIN_FLOPS (64.0 * 64.0 * 64.0)
+
+/* C (m×n, row-major) in blocks of rows — or of columns when C is wide and
+ * short — one per thread, each computed by single-threaded OpenBLAS. A block
+ * of C needs the matching rows of op(A) or columns of op(B) only. */
+static void split_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int threads = omp_in_parallel() ? 1 : gv_threads();
+    if (threads <= 1 || (double)m * n * k < SPLIT_MIN_FLOPS || (m < 2 * threads && n < 2 * threads)) {
+        blas.cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    bool by_rows = m >= n || n < 2 * threads;
+    int len = by_rows ? m : n;
+    /* blocks of a multiple of 16 (the kernels' register tiles), spread evenly */
+    int per = (len + threads - 1) / threads;
+    per = (per + 15) / 16 * 16;
+    int blocks = (len + per - 1) / per;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int i = 0; i < blocks; i++) {
+        int start = i * per, size = len - start < per ? len - start : per;
+        if (by_rows) {
+            const float *ai = transa == GV_CBLAS_TRANS ? a + start : a + (int64_t)start * lda;
+            blas.cblas_sgemm(order, transa, transb, size, n, k, alpha, ai, lda, b, ldb, beta, c + (int64_t)start * ldc, ldc);
+        } else {
+            const float *bj = transb == GV_CBLAS_TRANS ? b + (int64_t)start * ldb : b + start;
+            blas.cblas_sgemm(order, transa, transb, m, size, k, alpha, a, lda, bj, ldb, beta, c + start, ldc);
+        }
+    }
 }
 
 static void load(void)
@@ -58,16 +93,20 @@ static void load(void)
                  GROVE_OPENBLAS_PATH, dlerror());
         return;
     }
-    *(void **)&blas.sgemm = dlsym(h, "cblas_sgemm");
+    *(void **)&blas.cblas_sgemm = dlsym(h, "cblas_sgemm");
     *(void **)&blas.set_num_threads = dlsym(h, "openblas_set_num_threads");
     *(void **)&blas.get_corename = dlsym(h, "openblas_get_corename");
-    if (!blas.sgemm) {
+    if (!blas.cblas_sgemm) {
         snprintf(load_error, sizeof load_error, "OpenBLAS at %s has no cblas_sgemm", GROVE_OPENBLAS_PATH);
         return;
     }
-    if (blas.set_num_threads) blas.set_num_threads(gv_threads());
-    snprintf(info, sizeof info, "OpenBLAS core %s (%s), %d threads",
-             blas.get_corename ? blas.get_corename() : "unknown", how, gv_threads());
+    const char *mode = getenv("GROVE_BLAS_THREADS");
+    blas.own_threads = !(mode && !strcmp(mode, "openblas")) && blas.set_num_threads;
+    blas.sgemm = blas.own_threads ? split_sgemm : blas.cblas_sgemm;
+    if (blas.set_num_threads) blas.set_num_threads(blas.own_threads ? 1 : gv_threads());
+    snprintf(info, sizeof info, "OpenBLAS core %s (%s), %d threads (%s)",
+             blas.get_corename ? blas.get_corename() : "unknown", how, gv_threads(),
+             blas.own_threads ? "grove's OpenMP threads over single-threaded OpenBLAS" : "OpenBLAS's own threads");
     loaded = true;
 }
 

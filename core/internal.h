@@ -119,11 +119,19 @@ void gv_node_release(grove_node *n);
 grove_tensor *gv_sum_to(grove_tensor *g, int32_t ndim, const int64_t *shape);
 
 /* ---- BLAS (blas.c): OpenBLAS, loaded at first use ----------------------- */
+typedef void (*gv_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a,
+                            int lda, const float *b, int ldb, float beta, float *c, int ldc);
 typedef struct gv_blas {
-    void (*sgemm)(int order, int transa, int transb, int m, int n, int k, float alpha,
-                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-    void (*set_num_threads)(int n);
+    /* The sgemm every op calls: OpenBLAS run single-threaded on blocks of C
+     * split across grove's OpenMP threads, so that one thread pool serves
+     * both GEMMs and the other kernels (two pools that spin after their work
+     * fight over the cores between every GEMM and the next kernel). With
+     * GROVE_BLAS_THREADS=openblas it is cblas_sgemm with OpenBLAS's threads. */
+    gv_sgemm_fn sgemm;
+    gv_sgemm_fn cblas_sgemm;            /* OpenBLAS itself, for baselines */
+    void (*set_num_threads)(int n);     /* OpenBLAS's own thread count */
     char *(*get_corename)(void);
+    bool own_threads;                   /* true when sgemm splits over OpenMP */
 } gv_blas;
 /* NULL (error set) when OpenBLAS cannot be loaded. */
 const gv_blas *gv_blas_get(void);

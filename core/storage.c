@@ -12,12 +12,12 @@
 #include <string.h>
 
 enum { ALIGN = 64 };
-/* Blocks at least this big go through the cache; sizes are rounded up to
- * a multiple of CACHE_QUANTUM so that similar requests reuse blocks. */
-#define CACHE_MIN ((int64_t)1 << 20)
-#define CACHE_QUANTUM ((int64_t)1 << 16)
-#define CACHE_SLOTS 64
-#define CACHE_MAX_BYTES ((int64_t)4 << 30)
+/* Blocks at least this big go through the cache (glibc serves them with
+ * mmap, so each fresh one page-faults); their sizes are rounded up to pages. */
+#define CACHE_MIN ((int64_t)1 << 16)
+#define CACHE_QUANTUM ((int64_t)1 << 12)
+#define CACHE_SLOTS 1024
+#define CACHE_MAX_BYTES ((int64_t)2 << 30)
 /* No single allocation may exceed this (2^46 bytes = 64 TiB): larger requests
  * are certainly mistakes and would overflow size arithmetic downstream. */
 #define MAX_ALLOC ((int64_t)1 << 46)
@@ -42,17 +42,25 @@ static void count_bytes(int32_t device, int64_t delta)
     while (now > peak && !atomic_compare_exchange_weak(&peak_bytes[device], &peak, now)) {}
 }
 
-static void *cache_take(int64_t nbytes)
+/* The smallest cached block that fits without wasting more than a quarter;
+ * its real size goes to *got. */
+static void *cache_take(int64_t nbytes, int64_t *got)
 {
     void *p = NULL;
+    int best = -1;
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < cache_count; i++) {
-        if (cache[i].nbytes == nbytes) {
-            p = cache[i].ptr;
-            cache_bytes -= nbytes;
-            cache[i] = cache[--cache_count];
-            break;
+        int64_t sz = cache[i].nbytes;
+        if (sz >= nbytes && sz <= nbytes + nbytes / 4 && (best < 0 || sz < cache[best].nbytes)) {
+            best = i;
+            if (sz == nbytes) break;
         }
+    }
+    if (best >= 0) {
+        p = cache[best].ptr;
+        *got = cache[best].nbytes;
+        cache_bytes -= *got;
+        cache[best] = cache[--cache_count];
     }
     pthread_mutex_unlock(&cache_lock);
     return p;
@@ -104,7 +112,7 @@ grove_storage *gv_storage_new(int64_t nbytes, int32_t device)
     grove_storage *s = malloc(sizeof *s);
     if (!s) return gv_fail_null("out of memory: cannot allocate a storage header");
     int64_t size = rounded(nbytes > 0 ? nbytes : 1);
-    void *p = size >= CACHE_MIN ? cache_take(size) : NULL;
+    void *p = size >= CACHE_MIN ? cache_take(size, &size) : NULL;
     if (!p) p = aligned_alloc(ALIGN, (size_t)size);
     if (!p) {
         grove_memory_empty_cache(device); /* the cache may be what stands in the way */

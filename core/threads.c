@@ -39,6 +39,6 @@ grove_status grove_set_num_threads(int32_t n)
     thread_count = n;
     omp_set_num_threads(n);
     const gv_blas *b = gv_blas_get();
-    if (b && b->set_num_threads) b->set_num_threads(n);
+    if (b && b->set_num_threads && !b->own_threads) b->set_num_threads(n);
     return 0;
 }

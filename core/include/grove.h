@@ -276,6 +276,79 @@ grove_status grove_safetensors_save(const char *path, int64_t n, const char *con
                                     grove_tensor *const *tensors, int64_t nmeta,
                                     const char *const *meta_keys, const char *const *meta_values);
 
+/* ---- optimizers (core/optim/) ------------------------------------------------ */
+/* One update of one parameter from its gradient and state. The parameter is
+ * a contiguous f32 CPU tensor updated in place (nothing is recorded on the
+ * tape); state tensors are contiguous, of the parameter's element count
+ * unless noted, and updated in place. step counts this parameter's updates
+ * including this one (1 on the first). Names and meanings follow PyTorch
+ * (torch.optim.SGD, torch.optim.AdamW) and the CAME paper's code. */
+typedef struct grove_sgd_options {
+    double lr, momentum, dampening, weight_decay;
+    int32_t nesterov;               /* needs momentum > 0 and dampening 0 */
+} grove_sgd_options;
+/* weight_decay is added to the gradient (L2); momentum_buffer may be NULL
+ * when momentum is 0, and is set to the gradient on step 1. */
+grove_status grove_sgd_step(grove_tensor *param, grove_tensor *grad, grove_tensor *momentum_buffer,
+                            const grove_sgd_options *o, int64_t step);
+
+typedef struct grove_adamw_options {
+    double lr, beta1, beta2, eps, weight_decay;
+} grove_adamw_options;
+/* Decoupled weight decay and bias correction; exp_avg, exp_avg_sq f32. */
+grove_status grove_adamw_step(grove_tensor *param, grove_tensor *grad, grove_tensor *exp_avg,
+                              grove_tensor *exp_avg_sq, const grove_adamw_options *o, int64_t step);
+
+/* Blockwise 8-bit codes: DYNAMIC maps x/absmax of each block to the nearest
+ * of 256 signed dynamic values (scales: one absmax per block); AFFINE maps
+ * [min, max] of each block evenly onto 0..255 (scales: min and step per
+ * block). */
+typedef enum grove_quant_kind {
+    GROVE_QUANT_DYNAMIC = 0,
+    GROVE_QUANT_AFFINE = 1,
+    GROVE_QUANT_COUNT = 2
+} grove_quant_kind;
+
+typedef struct grove_came_options {
+    double lr, beta1, beta2, beta3, eps1, eps2, clip_threshold, weight_decay;
+} grove_came_options;
+
+/* CAME state. Factored (a matrix, or a 1×1 conv seen as one): exp_avg_sq is
+ * NULL and the four row/column statistics are given; the matrix is
+ * numel(exp_avg_sq_row) rows × numel(exp_avg_sq_col) columns. Full: only
+ * exp_avg_sq. The first moment is exp_avg (f32), or, when exp_avg is NULL,
+ * exp_avg_codes (u8) with exp_avg_scales (f32, per block: 1 for DYNAMIC, 2
+ * for AFFINE), dequantized for the update and requantized after it. */
+typedef struct grove_came_state {
+    grove_tensor *exp_avg;
+    grove_tensor *exp_avg_codes;
+    grove_tensor *exp_avg_scales;
+    int32_t quant;                  /* grove_quant_kind */
+    int64_t block;                  /* elements per block */
+    grove_tensor *exp_avg_sq;
+    grove_tensor *exp_avg_sq_row, *exp_avg_sq_col;
+    grove_tensor *exp_avg_res_row, *exp_avg_res_col;
+} grove_came_state;
+/* betas (beta1, beta2, beta3), eps (eps1, eps2), no bias correction,
+ * update clipped to RMS clip_threshold, decoupled weight decay. */
+grove_status grove_came_step(grove_tensor *param, grove_tensor *grad, const grove_came_state *state,
+                             const grove_came_options *o);
+
+/* Quantizes f32 x (all elements, row-major) in blocks of `block` into codes
+ * (u8, numel(x) elements) and scales (f32, 1 or 2 per block by kind). */
+grove_status grove_quantize_blockwise(grove_tensor *x, int32_t kind, int64_t block, grove_tensor *codes,
+                                      grove_tensor *scales);
+/* Writes the decoded values into out (f32, contiguous, numel(codes) elements). */
+grove_status grove_dequantize_blockwise(grove_tensor *codes, grove_tensor *scales, int32_t kind, int64_t block,
+                                        grove_tensor *out);
+/* The 256 values of the signed dynamic code map, ascending. */
+void grove_quant_dynamic_map(float *out);
+
+/* The global L2 norm of the gradients of n tensors (those without one are
+ * skipped) into *norm; when max_norm > 0 and the norm exceeds it, every
+ * gradient is scaled by max_norm / (norm + 1e-6). */
+grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double max_norm, double *norm);
+
 /* ---- autograd ------------------------------------------------------------- */
 bool grove_grad_enabled(void);
 /* Returns the previous setting. */

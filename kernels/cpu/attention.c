@@ -30,7 +30,11 @@ enum { TB = 4 };          /* tokens per register block */
 enum { TOK_CHUNK = 64 };  /* tokens per task in the per-token passes */
 enum { LANES = 8 };       /* partial sums of a dot product, so it vectorises */
 
+#if defined(__AVX2__) && defined(__FMA__)
+#define CLONES /* the build already targets FMA-capable CPUs */
+#else
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 #define BODY static inline __attribute__((always_inline))
 
 /* ReLU that keeps a NaN, as torch's does: a NaN input must not vanish. */

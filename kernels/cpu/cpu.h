@@ -30,5 +30,6 @@ void gv_cpu_lincomb(int32_t n, const float *const *src, const float *coeffs, flo
 #include "loss.h"
 #include "attention.h"
 #include "sana.h"
+#include "optim.h"
 
 #endif

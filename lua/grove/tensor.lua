@@ -40,13 +40,18 @@ return function(grove)
   local live_total = C.grove_memory_live_total
   local gc_floor = 64 * 2^20
   local gc_threshold = gc_floor
+  local gc_base = 0  -- live bytes after the last collection
+  local function collect()
+    collectgarbage("collect")
+    gc_base = tonumber(live_total())
+    gc_threshold = math.max(gc_floor, 2 * gc_base)
+  end
   local function pressure()
-    local live = tonumber(live_total())
-    if live > gc_threshold then
-      collectgarbage("collect")
-      live = tonumber(live_total())
-      gc_threshold = math.max(gc_floor, 2 * live)
-    end
+    if tonumber(live_total()) > gc_threshold then collect() end
+  end
+  -- Collects when more than a few MB were allocated since the last collection.
+  function grove.collect_if_grown()
+    if tonumber(live_total()) > gc_base + 8 * 2^20 then collect() end
   end
 
   -- Wraps a new C reference; raises the C error when the call failed.
@@ -383,6 +388,9 @@ return function(grove)
     if C.grove_backward(t.p, grad and tensor_arg(grad, "backward", "grad") or nil, retain_graph and true or false) ~= 0 then
       fail()
     end
+    -- The step's activations are dead now but for their Lua handles: free
+    -- them before the next forward piles new ones on top.
+    grove.collect_if_grown()
   end
   function M.detach(t) return wrap(C.grove_detach(t.p)) end
   function M.zero_grad(t) C.grove_zero_grad(t.p) end

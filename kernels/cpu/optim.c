@@ -1,0 +1,351 @@
+/* optim.c — CPU kernels for SGD, AdamW and CAME updates and for blockwise
+ * 8-bit quantization (see optim.h for the contracts). */
+#include "optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parallel loops only pay off above this many elements. */
+#define PAR_WORK 32768
+
+/* ---- deterministic sums ----------------------------------------------------
+ * A full sum splits [0, n) into at most MAX_CHUNKS pieces whose bounds
+ * depend only on n; each piece is summed by one thread and the pieces are
+ * added in order, so every thread count gives the same bits. */
+enum { MAX_CHUNKS = 256, MIN_CHUNK = 4096 };
+
+static int64_t chunk_size(int64_t n)
+{
+    int64_t c = (n + MAX_CHUNKS - 1) / MAX_CHUNKS;
+    return c < MIN_CHUNK ? MIN_CHUNK : c;
+}
+
+double gv_cpu_sum_squares(const float *x, int64_t n)
+{
+    int64_t chunk = chunk_size(n), nchunks = (n + chunk - 1) / chunk;
+    double part[MAX_CHUNKS];
+#pragma omp parallel for schedule(static) if (n > PAR_WORK && nchunks > 1)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t hi = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+        double s = 0;
+        for (int64_t i = c * chunk; i < hi; i++) s += (double)x[i] * (double)x[i];
+        part[c] = s;
+    }
+    double s = 0;
+    for (int64_t c = 0; c < nchunks; c++) s += part[c];
+    return s;
+}
+
+void gv_cpu_scale_(float *x, int64_t n, float s)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* ---- SGD and AdamW ------------------------------------------------------- */
+
+void gv_cpu_sgd(float *p, const float *g, float *buf, int64_t n, float lr, float momentum,
+                float one_minus_dampening, float weight_decay, int nesterov, int first)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (weight_decay != 0.0f) d = d + weight_decay * p[i];
+        if (buf) {
+            float b = first ? d : buf[i] * momentum + one_minus_dampening * d;
+            buf[i] = b;
+            d = nesterov ? d + momentum * b : b;
+        }
+        p[i] = p[i] - lr * d;
+    }
+}
+
+void gv_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float keep, float beta1,
+                  float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size,
+                  float bc2_sqrt)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = m[i] * beta1 + one_minus_beta1 * gi;
+        float vi = v[i] * beta2 + one_minus_beta2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[i] = p[i] * keep - step_size * (mi / denom);
+    }
+}
+
+/* ---- CAME, full second moment ------------------------------------------- */
+
+/* The clip divisor max(1, RMS(u)/d) from Σu² over n values. */
+static float clip_divisor(double sum_sq, int64_t n, float clip)
+{
+    double rms = sqrt(sum_sq / (double)n);
+    double d = rms / (double)clip;
+    return d > 1.0 ? (float)d : 1.0f;
+}
+
+void gv_cpu_came_full(float *p, const float *g, float *m, float *v, int64_t n, const gv_came_hyper *h)
+{
+    int64_t chunk = chunk_size(n), nchunks = (n + chunk - 1) / chunk;
+    double part[MAX_CHUNKS];
+    const float b2 = h->beta2, omb2 = h->one_minus_beta2, eps1 = h->eps1;
+    /* v ← β2·v + (1 − β2)(g² + ε1), and Σ u² for u = g/√v */
+#pragma omp parallel for schedule(static) if (n > PAR_WORK && nchunks > 1)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t hi = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+        double s = 0;
+        for (int64_t i = c * chunk; i < hi; i++) {
+            float vi = v[i] * b2 + omb2 * (g[i] * g[i] + eps1);
+            v[i] = vi;
+            float u = (1.0f / sqrtf(vi)) * g[i];
+            s += (double)u * (double)u;
+        }
+        part[c] = s;
+    }
+    double ss = 0;
+    for (int64_t c = 0; c < nchunks; c++) ss += part[c];
+    const float denom = clip_divisor(ss, n, h->clip);
+    const float b1 = h->beta1, omb1 = h->one_minus_beta1, lr = h->lr, decay = h->decay;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float u = ((1.0f / sqrtf(v[i])) * g[i]) / denom;
+        float mi = m[i] * b1 + omb1 * u;
+        m[i] = mi;
+        float pi = p[i];
+        if (decay != 0.0f) pi = pi + (-decay) * pi;
+        p[i] = pi - mi * lr;
+    }
+}
+
+/* ---- CAME, factored statistics -------------------------------------------
+ * Row sums belong to one thread each. Column sums are built from partial
+ * sums over fixed bands of ROW_BAND rows (each band one thread), added band
+ * by band in order; scratch holds the band partials, then the row and
+ * column sums. */
+enum { ROW_BAND = 16, COL_BLOCK = 256 };
+
+int64_t gv_cpu_came_scratch_doubles(int64_t rows, int64_t cols)
+{
+    int64_t bands = (rows + ROW_BAND - 1) / ROW_BAND;
+    return bands * cols + rows + cols;
+}
+
+/* csum[j] = Σ_band part[band][j], in band order. */
+static void add_bands(const double *part, int64_t bands, int64_t cols, double *csum)
+{
+    int64_t nblocks = (cols + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static) if (bands * cols > PAR_WORK && nblocks > 1)
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < cols ? j0 + COL_BLOCK : cols;
+        for (int64_t j = j0; j < j1; j++) csum[j] = 0;
+        for (int64_t k = 0; k < bands; k++) {
+            const double *pk = part + k * cols;
+            for (int64_t j = j0; j < j1; j++) csum[j] += pk[j];
+        }
+    }
+}
+
+/* row ← β·row + (1 − β)·rsum/cols, col likewise with csum/rows; then the
+ * factors rsqrt(row_i / mean(row)) and rsqrt(col_j) of CAME's
+ * _approx_sq_grad. */
+static void blend_and_factor(float *row, float *col, const double *rsum, const double *csum, int64_t rows,
+                             int64_t cols, float beta, float one_minus_beta, float *fa, float *fb)
+{
+    double mean_sum = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        row[i] = row[i] * beta + one_minus_beta * (float)(rsum[i] / (double)cols);
+        mean_sum += row[i];
+    }
+    for (int64_t j = 0; j < cols; j++) col[j] = col[j] * beta + one_minus_beta * (float)(csum[j] / (double)rows);
+    float mean = (float)(mean_sum / (double)rows);
+    for (int64_t i = 0; i < rows; i++) fa[i] = 1.0f / sqrtf(row[i] / mean);
+    for (int64_t j = 0; j < cols; j++) fb[j] = 1.0f / sqrtf(col[j]);
+}
+
+void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, float *sq_col, float *res_row,
+                          float *res_col, int64_t rows, int64_t cols, const gv_came_hyper *h, double *scratch,
+                          float *factors)
+{
+    const int64_t n = rows * cols, bands = (rows + ROW_BAND - 1) / ROW_BAND;
+    double *part = scratch, *rsum = scratch + bands * cols, *csum = rsum + rows;
+    float *fa = factors, *fb = factors + rows;
+
+    /* 1. row and column means of g² + ε1 into the second-moment statistics */
+    const float eps1 = h->eps1;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK && bands > 1)
+    for (int64_t k = 0; k < bands; k++) {
+        double *pk = part + k * cols;
+        memset(pk, 0, (size_t)cols * sizeof *pk);
+        int64_t i1 = (k + 1) * ROW_BAND < rows ? (k + 1) * ROW_BAND : rows;
+        for (int64_t i = k * ROW_BAND; i < i1; i++) {
+            const float *gi = g + i * cols;
+            double rs = 0;
+            for (int64_t j = 0; j < cols; j++) {
+                float q = gi[j] * gi[j] + eps1;
+                rs += q;
+                pk[j] += q;
+            }
+            rsum[i] = rs;
+        }
+    }
+    add_bands(part, bands, cols, csum);
+    blend_and_factor(sq_row, sq_col, rsum, csum, rows, cols, h->beta2, h->one_minus_beta2, fa, fb);
+
+    /* 2. RMS of u = (a_i·b_j)·g, per-row partial sums added in row order */
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *gi = g + i * cols;
+        const float a = fa[i];
+        double s = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            float u = (a * fb[j]) * gi[j];
+            s += (double)u * (double)u;
+        }
+        rsum[i] = s;
+    }
+    double ss = 0;
+    for (int64_t i = 0; i < rows; i++) ss += rsum[i];
+    const float denom = clip_divisor(ss, n, h->clip);
+
+    /* 3. first moment from the clipped update û, and the instability
+     *    (û − m)² + ε2 summed by rows and columns */
+    const float b1 = h->beta1, omb1 = h->one_minus_beta1, eps2 = h->eps2;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK && bands > 1)
+    for (int64_t k = 0; k < bands; k++) {
+        double *pk = part + k * cols;
+        memset(pk, 0, (size_t)cols * sizeof *pk);
+        int64_t i1 = (k + 1) * ROW_BAND < rows ? (k + 1) * ROW_BAND : rows;
+        for (int64_t i = k * ROW_BAND; i < i1; i++) {
+            const float *gi = g + i * cols;
+            float *mi = m + i * cols;
+            const float a = fa[i];
+            double rs = 0;
+            for (int64_t j = 0; j < cols; j++) {
+                float u = ((a * fb[j]) * gi[j]) / denom;
+                float mm = mi[j] * b1 + omb1 * u;
+                mi[j] = mm;
+                float d = u - mm;
+                float r = d * d + eps2;
+                rs += r;
+                pk[j] += r;
+            }
+            rsum[i] = rs;
+        }
+    }
+    add_bands(part, bands, cols, csum);
+    blend_and_factor(res_row, res_col, rsum, csum, rows, cols, h->beta3, h->one_minus_beta3, fa, fb);
+
+    /* 4. p ← p − lr·wd·p − lr·(a'_i·b'_j)·m */
+    const float lr = h->lr, decay = h->decay;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < rows; i++) {
+        float *pi = p + i * cols;
+        const float *mi = m + i * cols;
+        const float a = fa[i];
+        for (int64_t j = 0; j < cols; j++) {
+            float x = pi[j];
+            if (decay != 0.0f) x = x + (-decay) * x;
+            pi[j] = x - ((a * fb[j]) * mi[j]) * lr;
+        }
+    }
+}
+
+/* ---- blockwise 8-bit quantization ----------------------------------------- */
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* bitsandbytes' signed dynamic map (create_dynamic_map(signed=True), 7
+ * exponent bits): for decades 10^(i−6), i = 0..6, the midpoints of 2^i + 1
+ * evenly spaced points of [0.1, 1], with both signs; plus 0 and 1. Computed
+ * in double, rounded once to float, so every machine builds the same map. */
+void gv_cpu_dynamic_map(float map[256])
+{
+    static const double decade[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};
+    int k = 0;
+    for (int i = 0; i < 7; i++) {
+        int pts = (1 << i) + 1;
+        for (int j = 0; j + 1 < pts; j++) {
+            double lo = 0.1 + 0.9 * (double)j / (double)(pts - 1);
+            double hi = 0.1 + 0.9 * (double)(j + 1) / (double)(pts - 1);
+            double v = decade[i] * 0.5 * (lo + hi);
+            map[k++] = (float)v;
+            map[k++] = (float)-v;
+        }
+    }
+    map[k++] = 0.0f;
+    map[k++] = 1.0f;
+    qsort(map, 256, sizeof map[0], cmp_float);
+}
+
+/* The code of the map value nearest to x: the number of midpoints between
+ * neighbouring map values that lie below x, by an 8-step binary search. */
+static inline uint8_t nearest_code(float x, const float *mid)
+{
+    int c = 0;
+    for (int s = 128; s > 0; s >>= 1)
+        if (x > mid[c + s - 1]) c += s;
+    return (uint8_t)c;
+}
+
+void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, const float *map, uint8_t *codes,
+                             float *absmax)
+{
+    float mid[255];
+    for (int k = 0; k < 255; k++) mid[k] = 0.5f * (map[k] + map[k + 1]);
+    int64_t nblocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
+        float a = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            float v = fabsf(x[i]);
+            if (v > a) a = v;
+        }
+        absmax[b] = a;
+        for (int64_t i = i0; i < i1; i++) codes[i] = nearest_code(a > 0 ? x[i] / a : 0.0f, mid);
+    }
+}
+
+void gv_cpu_dequantize_dynamic(const uint8_t *codes, const float *absmax, int64_t n, int64_t block,
+                               const float *map, float *out)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) out[i] = map[codes[i]] * absmax[i / block];
+}
+
+void gv_cpu_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *codes, float *min_step)
+{
+    int64_t nblocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
+        float lo = x[i0], hi = x[i0];
+        for (int64_t i = i0; i < i1; i++) {
+            if (x[i] < lo) lo = x[i];
+            if (x[i] > hi) hi = x[i];
+        }
+        float step = (hi - lo) / 255.0f;
+        min_step[2 * b] = lo;
+        min_step[2 * b + 1] = step;
+        for (int64_t i = i0; i < i1; i++) {
+            float q = step > 0 ? floorf((x[i] - lo) / step + 0.5f) : 0.0f;
+            codes[i] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+        }
+    }
+}
+
+void gv_cpu_dequantize_affine(const uint8_t *codes, const float *min_step, int64_t n, int64_t block, float *out)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t b = i / block;
+        out[i] = min_step[2 * b] + (float)codes[i] * min_step[2 * b + 1];
+    }
+}
