@@ -101,8 +101,9 @@ static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_
                 (long long)(w->shape[1] * groups));
         return false;
     }
-    if (w->shape[2] != w->shape[3] || w->shape[2] < 1) {
-        gv_fail("conv2d: weight %s: only square kxk kernels with k >= 1 are supported", gv_shape_str(w));
+    if (w->shape[2] != w->shape[3] || w->shape[2] < 1 || w->shape[2] > GV_DW_MAX_K) {
+        gv_fail("conv2d: weight %s: only square kxk kernels with 1 <= k <= %d are supported", gv_shape_str(w),
+                GV_DW_MAX_K);
         return false;
     }
     if (b && (b->ndim != 1 || b->shape[0] != cout)) {

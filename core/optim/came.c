@@ -35,9 +35,7 @@ static int64_t scales_per_block(int32_t kind)
 static void dequantize(const grove_came_state *s, int64_t n, float *out)
 {
     if (s->quant == GROVE_QUANT_DYNAMIC) {
-        float map[256];
-        gv_cpu_dynamic_map(map);
-        gv_cpu_dequantize_dynamic(s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, map, out);
+        gv_cpu_dequantize_dynamic(s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
     } else {
         gv_cpu_dequantize_affine(s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
     }
@@ -46,9 +44,7 @@ static void dequantize(const grove_came_state *s, int64_t n, float *out)
 static void quantize(const grove_came_state *s, int64_t n, const float *x)
 {
     if (s->quant == GROVE_QUANT_DYNAMIC) {
-        float map[256];
-        gv_cpu_dynamic_map(map);
-        gv_cpu_quantize_dynamic(x, n, s->block, map, s->exp_avg_codes->data, s->exp_avg_scales->data);
+        gv_cpu_quantize_dynamic(x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
     } else {
         gv_cpu_quantize_affine(x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
     }

@@ -47,9 +47,7 @@ grove_status grove_quantize_blockwise(grove_tensor *x, int32_t kind, int64_t blo
     grove_tensor *xc = gv_contiguous_data(x);
     if (!xc) return -1;
     if (kind == GROVE_QUANT_DYNAMIC) {
-        float map[256];
-        gv_cpu_dynamic_map(map);
-        gv_cpu_quantize_dynamic(xc->data, n, block, map, codes->data, scales->data);
+        gv_cpu_quantize_dynamic(xc->data, n, block, codes->data, scales->data);
     } else {
         gv_cpu_quantize_affine(xc->data, n, block, codes->data, scales->data);
     }
@@ -68,9 +66,7 @@ grove_status grove_dequantize_blockwise(grove_tensor *codes, grove_tensor *scale
         !check_buffer(op, "out", out, GROVE_F32, n))
         return -1;
     if (kind == GROVE_QUANT_DYNAMIC) {
-        float map[256];
-        gv_cpu_dynamic_map(map);
-        gv_cpu_dequantize_dynamic(codes->data, scales->data, n, block, map, out->data);
+        gv_cpu_dequantize_dynamic(codes->data, scales->data, n, block, out->data);
     } else {
         gv_cpu_dequantize_affine(codes->data, scales->data, n, block, out->data);
     }

@@ -70,27 +70,35 @@ void gv_cpu_dwconv_backward_input(int64_t b, int64_t h, int64_t w, int64_t c, in
 }
 
 /* dw[c, 0, i, j] = Σ_{b, oh, ow} dy[b, oh, ow, c] · x[b, oh + i - pad, ow + j - pad, c].
- * One task per (tap, channel block of width N): each image row is summed in
- * float registers, the rows in double, always in the same order. */
+ * One task per (kernel row i, channel block of width N) computes all k taps
+ * of that row in one pass over dy and x (reading them k times in all rather
+ * than k² times): each image row is summed in float registers, the rows in
+ * double, always in the same order, so any thread count gives the same bits. */
 #define DW_WEIGHT_BLOCK(N)                                                                                \
     {                                                                                                     \
-        double acc[N] = {0};                                                                              \
+        double acc[GV_DW_MAX_K][N];                                                                          \
+        memset(acc, 0, sizeof acc);                                                                       \
         for (int64_t bi = 0; bi < b; bi++) {                                                              \
             for (int64_t oh = 0; oh < ho; oh++) {                                                         \
                 int64_t ih = oh + i - pad;                                                                \
                 if (ih < 0 || ih >= h) continue;                                                          \
                 const float *g = dy + (bi * ho + oh) * wo * c + c0;                                       \
-                const float *in = x + ((bi * h + ih) * w + shift) * c + c0;                               \
-                float racc[N] = {0};                                                                      \
-                for (int64_t o = lo; o < hi; o++) {                                                       \
-                    const float *restrict pg = g + o * c, *restrict pi = in + o * c;                      \
-                    _Pragma("omp simd")                                                                   \
-                    for (int64_t ch = 0; ch < N; ch++) racc[ch] += pg[ch] * pi[ch];                       \
+                const float *in = x + (bi * h + ih) * w * c + c0;                                         \
+                for (int64_t j = 0; j < k; j++) {                                                         \
+                    int64_t shift = j - pad;                                                              \
+                    int64_t lo = shift < 0 ? -shift : 0, hi = w - shift < wo ? w - shift : wo;            \
+                    float racc[N] = {0};                                                                  \
+                    for (int64_t o = lo; o < hi; o++) {                                                   \
+                        const float *restrict pg = g + o * c, *restrict pi = in + (o + shift) * c;       \
+                        _Pragma("omp simd")                                                               \
+                        for (int64_t ch = 0; ch < N; ch++) racc[ch] += pg[ch] * pi[ch];                   \
+                    }                                                                                     \
+                    for (int64_t ch = 0; ch < N; ch++) acc[j][ch] += racc[ch];                            \
                 }                                                                                         \
-                for (int64_t ch = 0; ch < N; ch++) acc[ch] += racc[ch];                                   \
             }                                                                                             \
         }                                                                                                 \
-        for (int64_t ch = 0; ch < N; ch++) dw[(c0 + ch) * k * k + tap] = (float)acc[ch];                  \
+        for (int64_t j = 0; j < k; j++)                                                                   \
+            for (int64_t ch = 0; ch < N; ch++) dw[(c0 + ch) * k * k + i * k + j] = (float)acc[j][ch];     \
     }
 
 void gv_cpu_dwconv_backward_weight(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad,
@@ -98,12 +106,10 @@ void gv_cpu_dwconv_backward_weight(int64_t b, int64_t h, int64_t w, int64_t c, i
 {
     int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
     /* Channel blocks: c / 32 of 32, then of 8, then single channels. */
-    int64_t n32 = c / 32, n8 = (c % 32) / 8, n1 = c % 8, blocks = n32 + n8 + n1, tasks = k * k * blocks;
+    int64_t n32 = c / 32, n8 = (c % 32) / 8, n1 = c % 8, blocks = n32 + n8 + n1, tasks = k * blocks;
 #pragma omp parallel for schedule(static) if (b * ho * wo * c * k * k > 32768 && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
-        int64_t tap = t / blocks, blk = t % blocks, i = tap / k, j = tap % k;
-        int64_t shift = j - pad;
-        int64_t lo = shift < 0 ? -shift : 0, hi = w - shift < wo ? w - shift : wo;
+        int64_t i = t / blocks, blk = t % blocks;
         if (blk < n32) {
             int64_t c0 = blk * 32;
             DW_WEIGHT_BLOCK(32)

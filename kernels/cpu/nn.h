@@ -46,4 +46,8 @@ void gv_cpu_embedding_backward(int64_t n, int64_t d, int64_t v, const float *g, 
 void gv_cpu_where(int32_t ndim, const int64_t *shape, const uint8_t *cond, const int64_t *c_stride, const float *a,
                   const int64_t *a_stride, const float *b, const int64_t *b_stride, float *out);
 
+/* The largest depthwise kernel side the weight-gradient kernel keeps
+ * per-tap accumulators for. */
+enum { GV_DW_MAX_K = 31 };
+
 #endif

@@ -3,6 +3,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,21 +285,75 @@ void gv_cpu_dynamic_map(float map[256])
     qsort(map, 256, sizeof map[0], cmp_float);
 }
 
-/* The code of the map value nearest to x: the number of midpoints between
- * neighbouring map values that lie below x, by an 8-step binary search. */
-static inline uint8_t nearest_code(float x, const float *mid)
+/* Rounding to the nearest map value: the code is the number of midpoints
+ * (between neighbouring map values) lying below x. A binary search is a
+ * chain of 8 dependent loads; instead, x's float bits, made monotonic,
+ * index a table of the code at the start of each of 16384 ranges (6
+ * mantissa bits per binade), and a scan of fixed length, without branches,
+ * covers the midpoints inside one range (the map's finest spacing, 0.9/64
+ * near 1, is wider than a range there, 1/128). The tables are built once. */
+enum { KEY_SHIFT = 17 };
+
+typedef struct {
+    float map[256];
+    float mid[256];                 /* mid[255] = +inf stops the scan */
+    uint32_t key_lo;                /* key of −1 */
+    int32_t nbuckets;
+    int32_t max_scan;               /* most midpoints inside one range */
+    uint8_t start[16384];
+} dyn_tables;
+
+static dyn_tables dyn;
+static pthread_once_t dyn_once = PTHREAD_ONCE_INIT;
+
+static inline uint32_t float_key(float x)
 {
-    int c = 0;
-    for (int s = 128; s > 0; s >>= 1)
-        if (x > mid[c + s - 1]) c += s;
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static inline float key_float(uint32_t k)
+{
+    uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static void build_dyn_tables(void)
+{
+    gv_cpu_dynamic_map(dyn.map);
+    for (int k = 0; k < 255; k++) dyn.mid[k] = 0.5f * (dyn.map[k] + dyn.map[k + 1]);
+    dyn.mid[255] = INFINITY;
+    dyn.key_lo = float_key(-1.0f);
+    dyn.nbuckets = (int32_t)(((float_key(1.0f) - dyn.key_lo) >> KEY_SHIFT) + 1);
+    if (dyn.nbuckets > (int32_t)sizeof dyn.start) dyn.nbuckets = (int32_t)sizeof dyn.start; /* not reached */
+    for (int32_t b = 0; b < dyn.nbuckets; b++) {
+        float v = key_float(dyn.key_lo + ((uint32_t)b << KEY_SHIFT));
+        int c = 0;
+        while (c < 255 && v > dyn.mid[c]) c++;
+        dyn.start[b] = (uint8_t)c;
+    }
+    /* midpoints between one range's start and the next one's */
+    dyn.max_scan = 1;
+    for (int32_t b = 0; b + 1 < dyn.nbuckets; b++)
+        if (dyn.start[b + 1] - dyn.start[b] > dyn.max_scan) dyn.max_scan = dyn.start[b + 1] - dyn.start[b];
+}
+
+static inline uint8_t nearest_code(float x)
+{
+    uint32_t k = float_key(x);
+    int32_t b = k < dyn.key_lo ? 0 : (int32_t)((k - dyn.key_lo) >> KEY_SHIFT);
+    if (b >= dyn.nbuckets) b = dyn.nbuckets - 1;
+    int c = dyn.start[b];
+    for (int t = 0; t < dyn.max_scan; t++) c += x > dyn.mid[c];
     return (uint8_t)c;
 }
 
-void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, const float *map, uint8_t *codes,
-                             float *absmax)
+void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, uint8_t *codes, float *absmax)
 {
-    float mid[255];
-    for (int k = 0; k < 255; k++) mid[k] = 0.5f * (map[k] + map[k + 1]);
+    pthread_once(&dyn_once, build_dyn_tables);
     int64_t nblocks = (n + block - 1) / block;
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
     for (int64_t b = 0; b < nblocks; b++) {
@@ -309,15 +364,21 @@ void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, const flo
             if (v > a) a = v;
         }
         absmax[b] = a;
-        for (int64_t i = i0; i < i1; i++) codes[i] = nearest_code(a > 0 ? x[i] / a : 0.0f, mid);
+        for (int64_t i = i0; i < i1; i++) codes[i] = nearest_code(a > 0 ? x[i] / a : 0.0f);
     }
 }
 
-void gv_cpu_dequantize_dynamic(const uint8_t *codes, const float *absmax, int64_t n, int64_t block,
-                               const float *map, float *out)
+void gv_cpu_dequantize_dynamic(const uint8_t *codes, const float *absmax, int64_t n, int64_t block, float *out)
 {
+    pthread_once(&dyn_once, build_dyn_tables);
+    const float *map = dyn.map;
+    int64_t nblocks = (n + block - 1) / block;
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
-    for (int64_t i = 0; i < n; i++) out[i] = map[codes[i]] * absmax[i / block];
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
+        const float a = absmax[b];
+        for (int64_t i = i0; i < i1; i++) out[i] = map[codes[i]] * a;
+    }
 }
 
 void gv_cpu_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *codes, float *min_step)
@@ -343,9 +404,11 @@ void gv_cpu_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *c
 
 void gv_cpu_dequantize_affine(const uint8_t *codes, const float *min_step, int64_t n, int64_t block, float *out)
 {
+    int64_t nblocks = (n + block - 1) / block;
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t b = i / block;
-        out[i] = min_step[2 * b] + (float)codes[i] * min_step[2 * b + 1];
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
+        const float lo = min_step[2 * b], step = min_step[2 * b + 1];
+        for (int64_t i = i0; i < i1; i++) out[i] = lo + (float)codes[i] * step;
     }
 }

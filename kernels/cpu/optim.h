@@ -52,10 +52,8 @@ void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, flo
  * affine: two floats per block, min and step = (max − min)/255; code =
  * round((x − min)/step); a constant block stores step 0. */
 void gv_cpu_dynamic_map(float map[256]);
-void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, const float *map, uint8_t *codes,
-                             float *absmax);
-void gv_cpu_dequantize_dynamic(const uint8_t *codes, const float *absmax, int64_t n, int64_t block,
-                               const float *map, float *out);
+void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, uint8_t *codes, float *absmax);
+void gv_cpu_dequantize_dynamic(const uint8_t *codes, const float *absmax, int64_t n, int64_t block, float *out);
 void gv_cpu_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *codes, float *min_step);
 void gv_cpu_dequantize_affine(const uint8_t *codes, const float *min_step, int64_t n, int64_t block, float *out);
 
