@@ -108,9 +108,19 @@ static int run_repl(lua_State *L)
     return call(L, 1);
 }
 
+/* A bare word (no dot, no slash) names a command rather than a script. */
+static int is_command(const char *a)
+{
+    if (!*a || *a == '-') return 0;
+    for (const char *p = a; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_')) return 0;
+    return 1;
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: grove [script.lua [args…]] | -e 'code' | -i script.lua [args…] | -h\n");
+    fprintf(stderr, "usage: grove [script.lua [args…]] | -e 'code' | -i script.lua [args…] | COMMAND [options] | -h\n"
+                    "commands: sample, eval, info (grove COMMAND --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -149,6 +159,26 @@ int main(int argc, char **argv)
             st = luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)");
             if (st) fprintf(stderr, "grove: %s\n", lua_tostring(L, -1));
             else st = call(L, 0);
+        }
+    } else if (is_command(argv[1])) {
+        /* grove sample …, grove eval …: lua/grove/cli/<command>.lua */
+        set_arg(L, argc, argv, 1);
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "grove.cli");
+        if (lua_pcall(L, 1, 1, 0)) {
+            fprintf(stderr, "grove: %s\n", lua_tostring(L, -1));
+            st = 1;
+        } else {
+            lua_getfield(L, -1, "run");
+            lua_remove(L, -2);
+            lua_pushstring(L, argv[1]);
+            lua_getglobal(L, "arg");
+            /* a command reports its own errors: the message, no traceback */
+            st = lua_pcall(L, 2, 0, 0);
+            if (st) {
+                fprintf(stderr, "grove %s: %s\n", argv[1], lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
         }
     } else {
         int interactive = !strcmp(argv[1], "-i");

@@ -102,6 +102,8 @@ typedef enum grove_reduce_op {
 
 /* ---- library ---------------------------------------------------------- */
 const char *grove_version(void);
+/* Compiler, instruction set, build type and options of this libgrove. */
+const char *grove_build_info(void);
 const char *grove_last_error(void);
 void grove_clear_error(void);
 int32_t grove_num_threads(void);

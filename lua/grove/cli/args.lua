@@ -1,0 +1,81 @@
+-- Command-line options for recipes and subcommands: a spec lists each
+-- option with its type and default; parse() fills a table from arg and a
+-- base config, and --help prints the spec as usage.
+--
+--   local opts = args.parse(arg, {
+--     { "preset", "string", "tiny", "model preset" },
+--     { "steps", "number", 2000, "training steps" },
+--     { "resume", "boolean", false, "continue from the last checkpoint" },
+--     { "n", "number", 1, "number of images", short = "n" },
+--   }, { usage = "grove recipes/train.lua [options]" })
+local args = {}
+
+local function usage(spec, o)
+  local lines = { "usage: " .. (o.usage or "grove script [options]") }
+  if o.description then lines[#lines + 1] = o.description end
+  lines[#lines + 1] = ""
+  for _, s in ipairs(spec) do
+    local flag = "--" .. s[1]:gsub("_", "-") .. (s.short and (", -" .. s.short) or "")
+    local val = s[2] == "boolean" and "" or (" " .. s[2]:upper())
+    local def = s[3] ~= nil and ("  (default " .. tostring(s[3]) .. ")") or ""
+    lines[#lines + 1] = string.format("  %-28s %s%s", flag .. val, s[4] or "", def)
+  end
+  return table.concat(lines, "\n")
+end
+args.usage = usage
+
+-- Returns the options table, or nil and the usage text when --help was asked.
+-- Errors (unknown option, missing or malformed value) are Lua errors that
+-- name the option and end with the usage.
+function args.parse(argv, spec, o)
+  o = o or {}
+  local by_name, by_short, out = {}, {}, {}
+  for _, s in ipairs(spec) do
+    by_name[s[1]] = s
+    if s.short then by_short[s.short] = s end
+    out[s[1]] = s[3]
+  end
+  for k, v in pairs(o.base or {}) do if by_name[k] then out[k] = v end end
+  local positional = {}
+  local i = 1
+  local function fail(msg) error(msg .. "\n\n" .. usage(spec, o), 0) end
+  while argv[i] ~= nil do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then return nil, usage(spec, o) end
+    local name, inline = a:match("^%-%-([%w%-_]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w%-_]+)$") end
+    local s
+    if name then s = by_name[name:gsub("%-", "_")]
+    elseif a:match("^%-%a$") then s = by_short[a:sub(2)] end
+    if not s then
+      if a:sub(1, 1) == "-" and not tonumber(a) then fail("unknown option " .. a) end
+      positional[#positional + 1] = a
+    elseif s[2] == "boolean" then
+      if inline then out[s[1]] = inline ~= "false" and inline ~= "0" else out[s[1]] = true end
+    else
+      local v = inline
+      if v == nil then
+        i = i + 1
+        v = argv[i]
+        if v == nil then fail("option --" .. s[1] .. " needs a value") end
+      end
+      if s[2] == "number" then
+        local n = tonumber(v)
+        if not n then fail("option --" .. s[1] .. " needs a number, got '" .. v .. "'") end
+        out[s[1]] = n
+      elseif s[2] == "list" then
+        out[s[1]] = out[s[1]] ~= s[3] and out[s[1]] or {}
+        table.insert(out[s[1]], v)
+      else
+        out[s[1]] = v
+      end
+    end
+    i = i + 1
+  end
+  for _, s in ipairs(spec) do
+    if s.required and out[s[1]] == nil then fail("option --" .. s[1] .. " is required") end
+  end
+  return out, positional
+end
+
+return args
