@@ -122,6 +122,13 @@ void grove_memory_empty_cache(int32_t device);
 const char *grove_dtype_name(int32_t dtype);
 int64_t grove_dtype_size(int32_t dtype);
 
+/* Ctrl-C as a request rather than a kill: while armed, SIGINT only sets a
+ * flag that a training loop polls between steps (so it can save and exit
+ * cleanly); a second Ctrl-C before the flag is read ends the process as usual. */
+grove_status grove_interrupt_arm(bool armed);
+/* True once after each Ctrl-C received while armed. */
+bool grove_interrupt_pending(void);
+
 /* ---- tensors ---------------------------------------------------------- */
 grove_tensor *grove_tensor_empty(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device);
 grove_tensor *grove_tensor_zeros(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device);

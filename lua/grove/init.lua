@@ -24,5 +24,6 @@ require "grove.autograd"(grove)
 require "grove.runtime"(grove)
 require "grove.io"(grove)
 require "grove.nn"(grove)
+require "grove.ema"(grove)
 
 return grove
