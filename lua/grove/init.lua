@@ -25,5 +25,6 @@ require "grove.runtime"(grove)
 require "grove.io"(grove)
 require "grove.nn"(grove)
 require "grove.ema"(grove)
+require "grove.text"(grove)
 
 return grove
