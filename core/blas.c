@@ -36,7 +36,7 @@ static const char *cpu_core_type(void)
 }
 
 /* Below this many multiply-adds a GEMM is not worth a parallel region. */
-#define SPLIT_MIN_FLOPS (64.0 * 64.0 * 64.0)
+#define SPLIT_MIN_FLOPS (128.0 * 128.0 * 128.0)
 
 /* C (m×n, row-major) in blocks of rows — or of columns when C is wide and
  * short — one per thread, each computed by single-threaded OpenBLAS. A block

@@ -203,6 +203,8 @@ void grove_tensor_release(grove_tensor *t)
     free(t);
 }
 
+void grove_handle_release(grove_handle h) { grove_tensor_release(h.p); }
+
 void grove_tensor_free_data(grove_tensor *t)
 {
     if (!t) return;

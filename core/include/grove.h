@@ -147,6 +147,11 @@ grove_tensor *grove_randn(int32_t ndim, const int64_t *shape, grove_generator *g
 void grove_tensor_retain(grove_tensor *t);
 /* Drops one reference; the tensor object is freed when none are left. */
 void grove_tensor_release(grove_tensor *t);
+/* What Lua holds: one reference to a tensor. Its finalizer is
+ * grove_handle_release, a C function, so the collector never calls into Lua
+ * to free a tensor. */
+typedef struct grove_handle { grove_tensor *p; } grove_handle;
+void grove_handle_release(grove_handle h);
 /* Releases the tensor's data now (Lua's :free()); later use is an error. */
 void grove_tensor_free_data(grove_tensor *t);
 bool grove_tensor_is_freed(const grove_tensor *t);
@@ -357,6 +362,137 @@ void grove_quant_dynamic_map(float *out);
  * skipped) into *norm; when max_norm > 0 and the norm exceeds it, every
  * gradient is scaled by max_norm / (norm + 1e-6). */
 grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double max_norm, double *norm);
+
+/* ---- images (core/io/image.c, font.c) ---- */
+/* Images are (H, W, 3) u8 RGB tensors, rows top to bottom; models see them
+ * as f32 in [-1, 1] (u8 v ↔ v / 127.5 − 1). */
+enum { GROVE_IMAGE_MAX_PIXELS = 268435456 };    /* 16384 × 16384: larger images are refused */
+/* Decodes a PNG (any colour type and bit depth; 16-bit channels keep their
+ * high byte, alpha is composited over white) or a JPEG (greyscale, YCbCr or
+ * CMYK; baseline or progressive), told apart by their first bytes, never by
+ * the file name. A missing, empty, truncated or non-image file is an error
+ * naming the path. */
+grove_tensor *grove_image_read(const char *path);
+/* The same, letting the JPEG decoder shrink the image by 2, 4 or 8 while
+ * both sides stay at least min_side pixels (much faster for large photos that
+ * are resized down afterwards); PNGs decode at full size. */
+grove_tensor *grove_image_read_reduced(const char *path, int32_t min_side);
+/* Decodes an image held in memory; name only labels error messages. */
+grove_tensor *grove_image_decode(const void *data, int64_t size, const char *name);
+/* Writes a PNG: u8 (H, W) or (H, W, 1) as greyscale, (H, W, 3) as RGB,
+ * (H, W, 4) as RGBA; f32 in [-1, 1] is converted as grove_image_to_u8 does.
+ * Goes to path + ".tmp", then is renamed over path. */
+grove_status grove_image_write_png(const char *path, grove_tensor *image);
+/* The centre square of a u8 (H, W, 3) image, scaled to (size, size, 3):
+ * area averaging when shrinking, bilinear (pixel centres) when enlarging. */
+grove_tensor *grove_image_resize_crop(grove_tensor *image, int32_t size);
+/* f32 [-1, 1] (any shape) → u8, rounded to nearest and clamped. */
+grove_tensor *grove_image_to_u8(grove_tensor *x);
+/* u8 (any shape) → f32 in [-1, 1]. */
+grove_tensor *grove_image_to_f32(grove_tensor *x);
+
+/* Paths of the PNG and JPEG files (by extension: .png .jpg .jpeg, any case)
+ * in a directory, optionally its subdirectories too, sorted bytewise. Names
+ * starting with '.' are skipped, and symbolic links to directories are not
+ * followed. */
+typedef struct grove_file_list grove_file_list;
+grove_file_list *grove_list_images(const char *dir, bool recursive);
+int64_t grove_file_list_count(const grove_file_list *l);
+/* NULL when i is out of range. */
+const char *grove_file_list_get(const grove_file_list *l, int64_t i);
+void grove_file_list_free(grove_file_list *l);
+
+/* The built-in 5×7 font in a 6×8 cell per character, times scale. */
+enum { GROVE_FONT_WIDTH = 6, GROVE_FONT_HEIGHT = 8 };
+/* Draws printable ASCII text into a u8 (H, W, 3) image (any strides) with the
+ * top-left of the first cell at column x, row y (0-based), in colour
+ * 0xRRGGBB, clipped at the edges; '\n' starts a new line, other characters
+ * are drawn as '?', one per UTF-8 code point. */
+grove_status grove_image_draw_text(grove_tensor *image, int64_t x, int64_t y, const char *text, int32_t scale,
+                                   uint32_t rgb);
+/* The width in pixels of the longest line of text at that scale. */
+int64_t grove_text_width(const char *text, int32_t scale);
+
+/* ---- shapes data set and evaluator (core/data/) ---- */
+/* Procedural scenes of flat shapes on a plain background, each with the
+ * GenEval-style caption it illustrates, and an analytic detector that finds
+ * the shapes again. Shapes, colours, categories and relations are small codes
+ * whose names grove_shapes_name gives (kinds below); docs/shapes.md has the
+ * palette, the held-out pairs and the detector's method. */
+typedef enum grove_shapes_kind {
+    GROVE_SHAPES_SHAPE = 0,         /* circle, square, triangle, diamond */
+    GROVE_SHAPES_COLOR = 1,         /* red, orange, yellow, green, blue, purple */
+    GROVE_SHAPES_CATEGORY = 2,      /* single_object, two_object, counting, colors, position, color_attr */
+    GROVE_SHAPES_RELATION = 3,      /* left of, right of, above, below */
+    GROVE_SHAPES_KIND_COUNT = 4
+} grove_shapes_kind;
+
+enum { GROVE_SHAPES_MAX_OBJECTS = 8 };
+
+/* One phrase of a caption: count objects of a shape, of one colour (or of
+ * any colour: color = -1). */
+typedef struct grove_shapes_item {
+    int32_t shape, color, count;
+} grove_shapes_item;
+
+/* What a caption says: one or two phrases; relation (-1 when none) places
+ * the objects of items[0] relative to those of items[1]. */
+typedef struct grove_shapes_spec {
+    int32_t category;
+    int32_t relation;
+    int32_t n_items;
+    grove_shapes_item items[2];
+} grove_shapes_spec;
+
+/* One drawn object: its bounding box's centre and size as fractions of the
+ * image side (the same scene renders at any resolution). */
+typedef struct grove_shapes_object {
+    int32_t shape, color;
+    float cx, cy, w, h;
+} grove_shapes_object;
+
+typedef struct grove_shapes_scene {
+    grove_shapes_spec spec;
+    int32_t n_objects;
+    grove_shapes_object objects[8];
+} grove_shapes_scene;
+
+/* One object found by the detector, in pixels (x right, y down, (0, 0) the
+ * image's top-left corner): shape -1 when no shape template fits. */
+typedef struct grove_shapes_detection {
+    int32_t shape, color;
+    float cx, cy;                   /* centroid */
+    float x0, y0, x1, y1;           /* bounding box of its pixels */
+    float area;                     /* coverage-weighted pixel count */
+    float score;                    /* soft IoU with the best shape template */
+} grove_shapes_detection;
+
+int32_t grove_shapes_count(int32_t kind);
+/* NULL when kind or i is out of range. */
+const char *grove_shapes_name(int32_t kind, int32_t i);
+/* The palette colour (8-bit sRGB); color = -1 gives the background. */
+grove_status grove_shapes_rgb(int32_t color, uint8_t *rgb);
+/* True for the (shape, colour) pairs the training split never draws. */
+bool grove_shapes_heldout(int32_t shape, int32_t color);
+/* Sample `index` of the stream (seed, split): split 0 (train) never draws a
+ * held-out pair; split 1 (heldout) draws only captions naming one. categories
+ * is a bit mask (bit c = category c; 0 = all the split allows). Positions
+ * and sizes come from grove_shapes_layout(spec, seed, index, split == 0). */
+grove_status grove_shapes_sample(uint64_t seed, uint64_t index, int32_t split, uint32_t categories,
+                                 grove_shapes_scene *out);
+/* Places the objects a spec asks for (sizes, positions, and colours where
+ * the spec leaves them free, never a held-out pair when avoid_heldout) so
+ * that objects do not overlap and a position spec's relation holds clearly;
+ * deterministic in (spec, seed, index). */
+grove_status grove_shapes_layout(const grove_shapes_spec *spec, uint64_t seed, uint64_t index,
+                                 bool avoid_heldout, grove_shapes_scene *out);
+/* Renders n scenes anti-aliased (4×4 samples per pixel) into a new
+ * (n, size, size, 3) tensor: f32 in [-1, 1] or u8 in [0, 255]; size 16..128. */
+grove_tensor *grove_shapes_render(int64_t n, const grove_shapes_scene *scenes, int32_t size, int32_t dtype);
+/* Finds the objects of image `index` of images (B, H, W, 3), f32 in [-1, 1]
+ * or u8, or of a single (H, W, 3) image (index 0). Writes at most max_out
+ * detections, largest first, and returns how many it wrote, or -1. */
+int32_t grove_shapes_detect(grove_tensor *images, int64_t index, grove_shapes_detection *out, int32_t max_out);
 
 /* ---- autograd ------------------------------------------------------------- */
 bool grove_grad_enabled(void);

@@ -1,5 +1,6 @@
 /* copy.c — strided copies with dtype conversion, and fills. */
 #include "cpu.h"
+#include "parallel.h"
 #include "../../core/internal.h"
 
 #include <string.h>
@@ -35,22 +36,22 @@ void gv_cpu_copy(int32_t ndim, const int64_t *shape, void *dst, const int64_t *d
     int64_t rows = outer_count(ndim, shape), len = shape[ndim - 1];
     int64_t ds = dst_stride[ndim - 1], ss = src_stride[ndim - 1];
     if (rows * len == 0) return;
-#pragma omp parallel for schedule(static) if (rows * len > 65536 && rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        char *d = (char *)dst + row_offset(ndim, shape, dst_stride, r) * dsz;
-        const char *s = (const char *)src + row_offset(ndim, shape, src_stride, r) * ssz;
-        if (dst_dtype == src_dtype && ds == 1 && ss == 1) {
-            memcpy(d, s, (size_t)(len * dsz));
-        } else if (dst_dtype == GROVE_F32 && src_dtype == GROVE_F32) {
-            float *df = (float *)d;
-            const float *sf = (const float *)s;
-            for (int64_t i = 0; i < len; i++) df[i * ds] = sf[i * ss];
-        } else if (dst_dtype == src_dtype) {
-            for (int64_t i = 0; i < len; i++) memcpy(d + i * ds * dsz, s + i * ss * ssz, (size_t)dsz);
-        } else {
-            for (int64_t i = 0; i < len; i++) gv_store_double(d, dst_dtype, i * ds, gv_load_as_double(s, src_dtype, i * ss));
-        }
-    }
+    GV_PARALLEL_FOR(rows * len > 65536 && rows > 1,
+        for (int64_t r = 0; r < rows; r++) {
+            char *d = (char *)dst + row_offset(ndim, shape, dst_stride, r) * dsz;
+            const char *s = (const char *)src + row_offset(ndim, shape, src_stride, r) * ssz;
+            if (dst_dtype == src_dtype && ds == 1 && ss == 1) {
+                memcpy(d, s, (size_t)(len * dsz));
+            } else if (dst_dtype == GROVE_F32 && src_dtype == GROVE_F32) {
+                float *df = (float *)d;
+                const float *sf = (const float *)s;
+                for (int64_t i = 0; i < len; i++) df[i * ds] = sf[i * ss];
+            } else if (dst_dtype == src_dtype) {
+                for (int64_t i = 0; i < len; i++) memcpy(d + i * ds * dsz, s + i * ss * ssz, (size_t)dsz);
+            } else {
+                for (int64_t i = 0; i < len; i++) gv_store_double(d, dst_dtype, i * ds, gv_load_as_double(s, src_dtype, i * ss));
+            }
+        });
 }
 
 void gv_cpu_fill(int32_t ndim, const int64_t *shape, void *data, const int64_t *stride, int32_t dtype, double value)
@@ -65,16 +66,16 @@ void gv_cpu_fill(int32_t ndim, const int64_t *shape, void *data, const int64_t *
     }
     int64_t rows = outer_count(ndim, shape), len = shape[ndim - 1], st = stride[ndim - 1];
     if (rows * len == 0) return;
-#pragma omp parallel for schedule(static) if (rows * len > 65536 && rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        char *d = (char *)data + row_offset(ndim, shape, stride, r) * esz;
-        if (dtype == GROVE_F32) {
-            float f;
-            memcpy(&f, elem, 4);
-            float *df = (float *)d;
-            for (int64_t i = 0; i < len; i++) df[i * st] = f;
-        } else {
-            for (int64_t i = 0; i < len; i++) memcpy(d + i * st * esz, elem, (size_t)esz);
-        }
-    }
+    GV_PARALLEL_FOR(rows * len > 65536 && rows > 1,
+        for (int64_t r = 0; r < rows; r++) {
+            char *d = (char *)data + row_offset(ndim, shape, stride, r) * esz;
+            if (dtype == GROVE_F32) {
+                float f;
+                memcpy(&f, elem, 4);
+                float *df = (float *)d;
+                for (int64_t i = 0; i < len; i++) df[i * st] = f;
+            } else {
+                for (int64_t i = 0; i < len; i++) memcpy(d + i * st * esz, elem, (size_t)esz);
+            }
+        });
 }

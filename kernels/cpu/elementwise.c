@@ -3,6 +3,7 @@
  * pow and clamp. Each element is independent, so any split across threads
  * gives the same bits. */
 #include "cpu.h"
+#include "parallel.h"
 #include "vecmath.h"
 #include "../../core/include/grove.h"
 
@@ -21,11 +22,10 @@
 void gv_cpu_unary(int32_t op, const float *x, float *y, int64_t n)
 {
 #define MAP(expr)                                                              \
-    _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")              \
-    for (int64_t i = 0; i < n; i++) {                                          \
+    GV_PARALLEL_FOR(n > PAR_MIN, for (int64_t i = 0; i < n; i++) {             \
         float v = x[i];                                                        \
         y[i] = (expr);                                                         \
-    }                                                                          \
+    });                                                                        \
     break;
     switch (op) {
     case GROVE_NEG: MAP(-v)
@@ -54,10 +54,9 @@ static inline float gelu_grad(float x)
 void gv_cpu_unary_backward(int32_t op, const float *x, const float *y, const float *g, float *gx, int64_t n)
 {
 #define MAP(expr)                                                              \
-    _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")              \
-    for (int64_t i = 0; i < n; i++) {                                          \
+    GV_PARALLEL_FOR(n > PAR_MIN, for (int64_t i = 0; i < n; i++) {             \
         gx[i] = g[i] * (expr);                                                 \
-    }                                                                          \
+    });                                                                        \
     break;
     switch (op) {
     case GROVE_NEG: MAP(-1.0f)
@@ -145,24 +144,24 @@ void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const floa
         /* One long run: split it into blocks across threads. */
         const int64_t blk = 8192;
         int64_t nblk = (len + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if (len > PAR_MIN)
-        for (int64_t j = 0; j < nblk; j++) {
-            int64_t s = j * blk, m = len - s < blk ? len - s : blk;
-            binary_run(op, a + s * sa[0], sa[0], b + s * sb[0], sb[0], out + s, m);
-        }
+        GV_PARALLEL_FOR(len > PAR_MIN,
+            for (int64_t j = 0; j < nblk; j++) {
+                int64_t s = j * blk, m = len - s < blk ? len - s : blk;
+                binary_run(op, a + s * sa[0], sa[0], b + s * sb[0], sb[0], out + s, m);
+            });
         return;
     }
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t oa = 0, ob = 0, rem = r;
-        for (int32_t d = k - 2; d >= 0; d--) {
-            int64_t i = rem % shape[d];
-            rem /= shape[d];
-            oa += i * sa[d];
-            ob += i * sb[d];
-        }
-        binary_run(op, a + oa, sa[k - 1], b + ob, sb[k - 1], out + r * len, len);
-    }
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t oa = 0, ob = 0, rem = r;
+            for (int32_t d = k - 2; d >= 0; d--) {
+                int64_t i = rem % shape[d];
+                rem /= shape[d];
+                oa += i * sa[d];
+                ob += i * sb[d];
+            }
+            binary_run(op, a + oa, sa[k - 1], b + ob, sb[k - 1], out + r * len, len);
+        });
 }
 
 void gv_cpu_binary_scalar(int32_t op, const float *a, float s, bool reverse, float *out, int64_t n)
@@ -170,23 +169,23 @@ void gv_cpu_binary_scalar(int32_t op, const float *a, float s, bool reverse, flo
     /* A scalar is a 0-stride operand on one side. */
     const int64_t blk = 8192;
     int64_t nblk = (n + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t j = 0; j < nblk; j++) {
-        int64_t st = j * blk, m = n - st < blk ? n - st : blk;
-        if (reverse) binary_run(op, &s, 0, a + st, 1, out + st, m);
-        else binary_run(op, a + st, 1, &s, 0, out + st, m);
-    }
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t j = 0; j < nblk; j++) {
+            int64_t st = j * blk, m = n - st < blk ? n - st : blk;
+            if (reverse) binary_run(op, &s, 0, a + st, 1, out + st, m);
+            else binary_run(op, a + st, 1, &s, 0, out + st, m);
+        });
 }
 
 void gv_cpu_pow_scalar(const float *x, float p, float *y, int64_t n)
 {
     if (p == 2.0f) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+        GV_PARALLEL_FOR(n > PAR_MIN,
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];);
         return;
     }
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], p);
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], p););
 }
 
 void gv_cpu_pow_scalar_backward(const float *x, float p, const float *g, float *gx, int64_t n)
@@ -196,22 +195,22 @@ void gv_cpu_pow_scalar_backward(const float *x, float p, const float *g, float *
         memset(gx, 0, (size_t)n * sizeof *gx);
         return;
     }
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] = g[i] * p * powf(x[i], p - 1.0f);
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t i = 0; i < n; i++) gx[i] = g[i] * p * powf(x[i], p - 1.0f););
 }
 
 void gv_cpu_clamp(const float *x, float lo, float hi, float *y, int64_t n)
 {
     /* Written so that a NaN input fails both tests and passes through. */
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = v < lo ? lo : (v > hi ? hi : v);
-    }
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = v < lo ? lo : (v > hi ? hi : v);
+        });
 }
 
 void gv_cpu_clamp_backward(const float *x, float lo, float hi, const float *g, float *gx, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] = (x[i] >= lo && x[i] <= hi) ? g[i] : 0.0f;
+    GV_PARALLEL_FOR(n > PAR_MIN,
+        for (int64_t i = 0; i < n; i++) gx[i] = (x[i] >= lo && x[i] <= hi) ? g[i] : 0.0f;);
 }

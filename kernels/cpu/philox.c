@@ -1,5 +1,6 @@
 /* philox.c — Philox4x32-10 (Salmon et al., SC'11), the generator cuRAND implements. */
 #include "cpu.h"
+#include "parallel.h"
 
 #include <math.h>
 
@@ -42,30 +43,30 @@ static void block_at(uint64_t seed, uint64_t c, uint32_t out[4])
 void gv_cpu_philox_uniform(float *out, int64_t n, uint64_t seed, uint64_t offset, float lo, float hi)
 {
     int64_t blocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t b = 0; b < blocks; b++) {
-        uint32_t r[4];
-        block_at(seed, offset + (uint64_t)b, r);
-        for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = lo + (hi - lo) * to_unit(r[k]);
-    }
+    GV_PARALLEL_FOR(n > 65536,
+        for (int64_t b = 0; b < blocks; b++) {
+            uint32_t r[4];
+            block_at(seed, offset + (uint64_t)b, r);
+            for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = lo + (hi - lo) * to_unit(r[k]);
+        });
 }
 
 void gv_cpu_philox_normal(float *out, int64_t n, uint64_t seed, uint64_t offset, float mean, float std)
 {
     int64_t blocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t b = 0; b < blocks; b++) {
-        uint32_t r[4];
-        float z[4];
-        block_at(seed, offset + (uint64_t)b, r);
-        for (int p = 0; p < 4; p += 2) {
-            /* Box-Muller as cuRAND: radius from the first draw, angle from the second. */
-            float u = to_unit(r[p]);
-            float v = (float)r[p + 1] * 1.4629181e-09f + 7.3145904e-10f; /* 2π·2^-32, centred */
-            float s = sqrtf(-2.0f * logf(u));
-            z[p] = sinf(v) * s;
-            z[p + 1] = cosf(v) * s;
-        }
-        for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = mean + std * z[k];
-    }
+    GV_PARALLEL_FOR(n > 65536,
+        for (int64_t b = 0; b < blocks; b++) {
+            uint32_t r[4];
+            float z[4];
+            block_at(seed, offset + (uint64_t)b, r);
+            for (int p = 0; p < 4; p += 2) {
+                /* Box-Muller as cuRAND: radius from the first draw, angle from the second. */
+                float u = to_unit(r[p]);
+                float v = (float)r[p + 1] * 1.4629181e-09f + 7.3145904e-10f; /* 2π·2^-32, centred */
+                float s = sqrtf(-2.0f * logf(u));
+                z[p] = sinf(v) * s;
+                z[p + 1] = cosf(v) * s;
+            }
+            for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = mean + std * z[k];
+        });
 }

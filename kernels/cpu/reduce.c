@@ -3,6 +3,7 @@
  * gradient. Deterministic: every output element (or, for a full reduction,
  * every fixed-size block) is reduced by one thread in a fixed order. */
 #include "cpu.h"
+#include "parallel.h"
 #include "../../core/include/grove.h"
 
 #include <math.h>
@@ -111,45 +112,45 @@ static void reduce_columns(int32_t op, const gv_reduce_plan *q, int64_t total, c
     int64_t cols = q->keep_shape[kl], ks = q->keep_stride[kl];
     int64_t outer = prod(kl, q->keep_shape), nch = (cols + COL_CHUNK - 1) / COL_CHUNK;
     int64_t tasks = outer * nch;
-#pragma omp parallel for schedule(static) if (tasks > 1 && outer * cols * total > PAR_MIN)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t o = t / nch, c0 = (t % nch) * COL_CHUNK;
-        int64_t m = cols - c0 < COL_CHUNK ? cols - c0 : COL_CHUNK;
-        const float *base = x + offset_of(kl, q->keep_shape, q->keep_stride, o) + c0 * ks;
-        float *po = out + o * cols + c0;
-        if (op == GROVE_SUM || op == GROVE_MEAN) {
-            double acc[COL_CHUNK];
-            for (int64_t i = 0; i < m; i++) acc[i] = 0;
-            for (int64_t r = 0; r < total; r++) {
-                const float *p = base + offset_of(q->nred, q->red_shape, q->red_stride, r);
-                if (ks == 1)
-                    for (int64_t i = 0; i < m; i++) acc[i] += p[i];
-                else
-                    for (int64_t i = 0; i < m; i++) acc[i] += p[i * ks];
+    GV_PARALLEL_FOR(tasks > 1 && outer * cols * total > PAR_MIN,
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t o = t / nch, c0 = (t % nch) * COL_CHUNK;
+            int64_t m = cols - c0 < COL_CHUNK ? cols - c0 : COL_CHUNK;
+            const float *base = x + offset_of(kl, q->keep_shape, q->keep_stride, o) + c0 * ks;
+            float *po = out + o * cols + c0;
+            if (op == GROVE_SUM || op == GROVE_MEAN) {
+                double acc[COL_CHUNK];
+                for (int64_t i = 0; i < m; i++) acc[i] = 0;
+                for (int64_t r = 0; r < total; r++) {
+                    const float *p = base + offset_of(q->nred, q->red_shape, q->red_stride, r);
+                    if (ks == 1)
+                        for (int64_t i = 0; i < m; i++) acc[i] += p[i];
+                    else
+                        for (int64_t i = 0; i < m; i++) acc[i] += p[i * ks];
+                }
+                for (int64_t i = 0; i < m; i++) po[i] = (float)(op == GROVE_MEAN ? acc[i] / (double)total : acc[i]);
+                continue;
             }
-            for (int64_t i = 0; i < m; i++) po[i] = (float)(op == GROVE_MEAN ? acc[i] / (double)total : acc[i]);
-            continue;
-        }
-        float best[COL_CHUNK];
-        int64_t bi[COL_CHUNK];
-        for (int64_t i = 0; i < m; i++) {
-            best[i] = base[i * ks];
-            bi[i] = 0;
-        }
-        for (int64_t r = 1; r < total; r++) {
-            const float *p = base + offset_of(q->nred, q->red_shape, q->red_stride, r);
+            float best[COL_CHUNK];
+            int64_t bi[COL_CHUNK];
             for (int64_t i = 0; i < m; i++) {
-                float v = p[i * ks];
-                if (better(op, v, best[i])) {
-                    best[i] = v;
-                    bi[i] = r;
+                best[i] = base[i * ks];
+                bi[i] = 0;
+            }
+            for (int64_t r = 1; r < total; r++) {
+                const float *p = base + offset_of(q->nred, q->red_shape, q->red_stride, r);
+                for (int64_t i = 0; i < m; i++) {
+                    float v = p[i * ks];
+                    if (better(op, v, best[i])) {
+                        best[i] = v;
+                        bi[i] = r;
+                    }
                 }
             }
-        }
-        for (int64_t i = 0; i < m; i++) po[i] = best[i];
-        if (idx)
-            for (int64_t i = 0; i < m; i++) idx[o * cols + c0 + i] = bi[i];
-    }
+            for (int64_t i = 0; i < m; i++) po[i] = best[i];
+            if (idx)
+                for (int64_t i = 0; i < m; i++) idx[o * cols + c0 + i] = bi[i];
+        });
 }
 
 /* Everything into one value from one strided run: fixed-size blocks in
@@ -232,10 +233,10 @@ static void reduce_any(int32_t op, const gv_reduce_plan *p, const float *x, floa
         reduce_columns(op, &q, total, x, out, idx);
         return;
     }
-#pragma omp parallel for schedule(static) if (nout > 1 && nout * total > PAR_MIN)
-    for (int64_t o = 0; o < nout; o++)
-        reduce_one(op, &q, total, x + offset_of(q.nkeep, q.keep_shape, q.keep_stride, o), out + o,
-                   idx ? idx + o : NULL);
+    GV_PARALLEL_FOR(nout > 1 && nout * total > PAR_MIN,
+        for (int64_t o = 0; o < nout; o++)
+            reduce_one(op, &q, total, x + offset_of(q.nkeep, q.keep_shape, q.keep_stride, o), out + o,
+                       idx ? idx + o : NULL););
 }
 
 void gv_cpu_reduce(int32_t op, const gv_reduce_plan *p, const float *x, float *out)
@@ -251,10 +252,10 @@ void gv_cpu_reduce_arg(int32_t op, const gv_reduce_plan *p, const float *x, floa
 void gv_cpu_reduce_arg_scatter(const gv_reduce_plan *p, const int64_t *idx, const float *g, float *gx)
 {
     int64_t nout = prod(p->nkeep, p->keep_shape);
-#pragma omp parallel for schedule(static) if (nout > PAR_MIN)
-    for (int64_t o = 0; o < nout; o++) {
-        int64_t off = offset_of(p->nkeep, p->keep_shape, p->keep_stride, o) +
-                      offset_of(p->nred, p->red_shape, p->red_stride, idx[o]);
-        gx[off] = g[o];
-    }
+    GV_PARALLEL_FOR(nout > PAR_MIN,
+        for (int64_t o = 0; o < nout; o++) {
+            int64_t off = offset_of(p->nkeep, p->keep_shape, p->keep_stride, o) +
+                          offset_of(p->nred, p->red_shape, p->red_stride, idx[o]);
+            gx[off] = g[o];
+        });
 }

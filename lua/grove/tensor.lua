@@ -8,8 +8,6 @@
 -- and on disk.
 local ffi = require "ffi"
 
-ffi.cdef [[ typedef struct grove_handle { grove_tensor *p; } grove_handle; ]]
-
 return function(grove)
   local C = grove.C
   local M = {}          -- methods
@@ -29,9 +27,7 @@ return function(grove)
     error(ffi.string(C.grove_last_error()), (level or 2) + 1)
   end
 
-  local function release(h)
-    if h.p ~= nil then C.grove_tensor_release(h.p); h.p = nil end
-  end
+  local release = C.grove_handle_release
 
   -- Lua's collector sees only the small handles, not the tensors' memory
   -- behind them, so it would let dead activations pile up for many steps.
