@@ -13,10 +13,11 @@
  * out[o, ch] = bias[ch] + Σ_ij in[r0 + sgn·i][o + s0 + sgn·j, ch] · wt[i, j, ch],
  * skipping taps that fall outside the in_h x in_w input. The forward has
  * r0 = oh - pad, s0 = -pad, sgn = +1; the input gradient r0 = ih + pad,
- * s0 = pad, sgn = -1. Channels go in blocks of width N (a constant, so the
- * accumulators live in registers across all k² taps): 32, then 8, then 1. */
-#define DW_ROW_BLOCK(N)                                                                                   \
-    for (int64_t o = 0; o < out_w; o++) {                                                                 \
+ * s0 = pad, sgn = -1. One output pixel's channels go in blocks of width N (a
+ * constant, so the accumulators live in registers across all k² taps):
+ * 32, then 8, then 1. */
+#define DW_PIXEL_BLOCK(N)                                                                                 \
+    {                                                                                                     \
         float acc[N];                                                                                     \
         for (int64_t ch = 0; ch < N; ch++) acc[ch] = bias ? bias[c0 + ch] : 0.0f;                        \
         for (int64_t i = 0; i < k; i++) {                                                                 \
@@ -37,10 +38,15 @@
 static void dw_row(float *out, int64_t out_w, const float *img, int64_t in_h, int64_t in_w, int64_t c, int64_t k,
                    int64_t r0, int64_t s0, int64_t sgn, const float *wt, const float *bias)
 {
-    int64_t c0 = 0;
-    for (; c0 + 32 <= c; c0 += 32) DW_ROW_BLOCK(32)
-    for (; c0 + 8 <= c; c0 += 8) DW_ROW_BLOCK(8)
-    for (; c0 < c; c0++) DW_ROW_BLOCK(1)
+    /* Output pixels outer, channels inner: each pixel's k×k neighbourhood is
+     * read as contiguous channel runs, and the weights (k²·C floats) stay in
+     * L1 across the row. */
+    for (int64_t o = 0; o < out_w; o++) {
+        int64_t c0 = 0;
+        for (; c0 + 32 <= c; c0 += 32) DW_PIXEL_BLOCK(32)
+        for (; c0 + 8 <= c; c0 += 8) DW_PIXEL_BLOCK(8)
+        for (; c0 < c; c0++) DW_PIXEL_BLOCK(1)
+    }
 }
 
 void gv_cpu_dwconv_forward(int64_t b, int64_t h, int64_t w, int64_t c, int64_t k, int64_t pad, const float *x,
