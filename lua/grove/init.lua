@@ -26,5 +26,7 @@ require "grove.io"(grove)
 require "grove.nn"(grove)
 require "grove.ema"(grove)
 require "grove.text"(grove)
+require "grove.image"(grove)
+require "grove.data.folder"(grove)
 
 return grove
