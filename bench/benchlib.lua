@@ -1,24 +1,11 @@
 -- benchlib.lua — what the Lua benchmarks share: a wall clock and a timing
 -- loop. Loaded with `dofile` relative to the calling script (bench/ is not on
 -- package.path).
-local ffi = require "ffi"
-
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } grove_bench_timespec;
-int clock_gettime(int clock_id, grove_bench_timespec *ts);
-]]
-
-local CLOCK_MONOTONIC = 1
-local ts = ffi.new("grove_bench_timespec")
-
 local B = {}
 
 -- Seconds on the monotonic wall clock (os.clock would add up CPU time over
 -- all threads, which overstates a parallel op).
-function B.now()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
-  return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec)
-end
+B.now = grove.now
 
 -- Seconds per call of fn() in the steady state: warm-up calls (10 of them,
 -- or fewer once 1 s has passed; an allocator needs a few calls to settle, and

@@ -53,4 +53,13 @@ return function(grove)
   end
 
   function grove.default_generator() return C.grove_default_generator() end
+
+  -- Seconds on the monotonic clock, for timing and progress.
+  ffi.cdef [[ typedef struct grove_timespec { long sec; long nsec; } grove_timespec;
+              int clock_gettime(int clock_id, grove_timespec *ts); ]]
+  local ts = ffi.new("grove_timespec")
+  function grove.now()
+    ffi.C.clock_gettime(1, ts)
+    return tonumber(ts.sec) + 1e-9 * tonumber(ts.nsec)
+  end
 end

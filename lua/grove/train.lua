@@ -1,0 +1,292 @@
+-- Text-to-image training on the shapes set (or a folder of captioned
+-- images): a SANA model plus its text encoder, an optimizer with warmup,
+-- gradient clipping and EMA weights, atomic checkpoints that resume
+-- bit-identically, a NaN guard, Ctrl-C as save-and-exit, progress output,
+-- periodic sample grids and the loss curve. recipes/train.lua is its CLI.
+local ffi = require "ffi"
+
+return function(grove)
+  local train = {}
+  grove.train = train
+  local C = grove.C
+  local nn = grove.nn
+
+  train.defaults = {
+    preset = "tiny", steps = 2000, batch = 32, lr = 2e-3, optimizer = "came8bit", weight_decay = 0.0,
+    warmup = 100, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
+    save_every = 250, sample_every = 500, log_every = 50, resume = false, freeze_text = false,
+    text_depth = 2, text_heads = 2, time_limit = 0, eval = true, eval_prompts = 60, eval_steps = 20, cfg = 4.5,
+    sampler = "dpm",
+  }
+
+  local now = grove.now
+  pcall(ffi.cdef, "int isatty(int fd);")
+
+  -- The model, its text encoder and tokenizer for a config; both modules
+  -- hang under one container, so names are "model.…" and "text.…".
+  function train.build(o, cfgs)
+    local tok = grove.text.shapes_tokenizer()
+    local mcfg = cfgs and cfgs.model or nn.resolve_config(o.preset)
+    local model = nn.Sana(mcfg, { seed = o.seed })
+    local tcfg = cfgs and cfgs.text or { vocab_size = tok:size(), width = mcfg.caption_channels, depth = o.text_depth,
+                                         heads = o.text_heads, max_len = mcfg.text_len }
+    local text = grove.text.Encoder(tcfg, { seed = o.seed + 1 })
+    local both = nn.Container { { "model", model }, { "text", text } }
+    return { tokenizer = tok, model = model, text = text, both = both, model_config = model.config, text_config = tcfg }
+  end
+
+  -- Caption features and mask for a list of strings.
+  function train.encode(parts, captions)
+    local c = parts.model.config
+    local ids, mask = parts.tokenizer:encode(captions, { max_len = c.text_len })
+    local feats = parts.text:forward(ids, mask)
+    return feats, mask
+  end
+
+  local function flat_meta(prefix, t, out)
+    for k, v in pairs(t) do
+      if type(v) ~= "table" and type(v) ~= "function" then out[prefix .. k] = tostring(v) end
+    end
+  end
+
+  -- One file with everything a run needs to continue: weights, EMA,
+  -- optimizer state, data position, generator, step. Written atomically.
+  function train.save_checkpoint(path, st)
+    local tensors = {}
+    for _, np in ipairs(st.parts.both:named_parameters()) do tensors[np[1]] = np[2]:detach() end
+    for name, t in pairs(st.ema:state_dict("ema.")) do tensors[name] = t end
+    local meta = {
+      ["grove.kind"] = "train_checkpoint", step = tostring(st.step),
+      ["data.position"] = tostring(st.data_position or 0),
+      ["gen.seed"] = tostring(st.gen.seed), ["gen.offset"] = tostring(st.gen.offset),
+      ["grove.config"] = nn._encode_config(st.parts.model_config),
+      ["text.config"] = nn._encode_config(st.parts.text_config),
+    }
+    if st.opt then
+      local sd = st.opt:state_dict()
+      for k, t in pairs(sd.tensors) do tensors["optim." .. k] = t end
+      for k, v in pairs(sd.metadata) do meta["optim." .. k] = v end
+    end
+    flat_meta("train.", st.options, meta)
+    grove.save_safetensors(path, tensors, meta)
+  end
+
+  local function strip(tbl, prefix)
+    local out = {}
+    for k, v in pairs(tbl) do
+      if k:sub(1, #prefix) == prefix then out[k:sub(#prefix + 1)] = v end
+    end
+    return out
+  end
+  train.strip_prefix = strip
+
+  -- Model and encoder (EMA weights when present and asked for) from a checkpoint.
+  function train.load_for_inference(path, opts)
+    opts = opts or {}
+    local tensors, meta = grove.load_safetensors(path)
+    if not meta["grove.config"] or not meta["text.config"] then
+      error("checkpoint " .. path .. " lacks grove.config/text.config metadata (not a grove training checkpoint)", 2)
+    end
+    local o = { seed = 0 }
+    local parts = train.build(o, { model = nn._decode_config(meta["grove.config"]), text = nn._decode_config(meta["text.config"]) })
+    local use_ema = opts.ema ~= false and tensors["ema.model.proj_out.weight"] ~= nil
+    parts.both:load_state_dict(strip(tensors, use_ema and "ema." or ""), { strict = false })
+    parts.model:eval()
+    parts.text:eval()
+    parts.step = tonumber(meta.step)
+    parts.ema_used = use_ema
+    return parts
+  end
+
+  -- Samples one image per prompt, in batches.
+  function train.sample_prompts(parts, prompts, o)
+    local c = parts.model.config
+    local out = {}
+    local bs = o.batch or 32
+    for start = 1, #prompts, bs do
+      local chunk = {}
+      for i = start, math.min(#prompts, start + bs - 1) do chunk[#chunk + 1] = prompts[i] end
+      local feats, mask = grove.no_grad(function() return train.encode(parts, chunk) end)
+      local x = parts.model:sample {
+        shape = { #chunk, o.size or 32, o.size or 32, c.in_channels }, seed = (o.seed or 0) + start, text = feats,
+        mask = mask, steps = o.steps or 20, cfg = o.cfg or 4.5, sampler = o.sampler or "dpm" }
+      out[#out + 1] = x:clamp(-1, 1)
+    end
+    return grove.cat(out, 1)
+  end
+
+  -- The evaluator's table over the fixed prompt sets.
+  function train.evaluate(parts, o)
+    local prompts = {}
+    for _, cat in ipairs(grove.data.captions.categories) do
+      local set = grove.data.shapes.prompts(cat)
+      for i = 1, math.min(#set, o.eval_prompts or #set) do prompts[#prompts + 1] = set[i] end
+    end
+    local images = train.sample_prompts(parts, prompts, { size = o.size, seed = o.seed, steps = o.eval_steps, cfg = o.cfg,
+                                                          sampler = o.sampler, batch = 60 })
+    return grove.eval.shapes.score(images, prompts), images, prompts
+  end
+
+  local function progress(o)
+    local tty = ffi.C.isatty(1) == 1
+    local t0, last_line = now(), 0
+    return function(step, loss, avg, final)
+      local el = now() - t0
+      local rate = step / math.max(el, 1e-9)
+      local eta = (o.steps - step) / math.max(rate, 1e-9)
+      local line = string.format("step %d/%d  loss %.4f  avg %.4f  %.2f it/s  elapsed %dm%02ds  ETA %dm%02ds", step, o.steps,
+        loss, avg, rate, math.floor(el / 60), math.floor(el % 60), math.floor(eta / 60), math.floor(eta % 60))
+      if tty then
+        io.write("\r" .. line .. string.rep(" ", math.max(0, last_line - #line)))
+        last_line = #line
+        if final then io.write("\n") end
+        io.flush()
+      elseif final or step % o.log_every == 0 or step == 1 then
+        print(line)
+      end
+    end
+  end
+
+  local function write_curve(o, losses)
+    local f = io.open(o.out .. "/loss.csv", "w")
+    if f then
+      f:write("step,loss\n")
+      for i, l in ipairs(losses) do f:write(string.format("%d,%.6f\n", i, l)) end
+      f:close()
+    end
+    if grove.plot and grove.plot.lines and #losses > 1 then
+      local smooth, avg = {}, nil
+      for i, l in ipairs(losses) do
+        avg = avg and 0.98 * avg + 0.02 * l or l
+        smooth[i] = avg
+      end
+      pcall(grove.plot.lines, o.out .. "/loss.png", { { name = "loss", y = losses }, { name = "smoothed", y = smooth } },
+        { title = "training loss", xlabel = "step", ylabel = "flow-matching loss", log_y = true })
+    end
+  end
+
+  local function sample_grid(o, parts, ema, path)
+    local prompts = {}
+    for _, cat in ipairs(grove.data.captions.categories) do
+      local set = grove.data.shapes.prompts(cat)
+      prompts[#prompts + 1] = set[1]
+      prompts[#prompts + 1] = set[2]
+    end
+    local images = ema:apply(function()
+      return train.sample_prompts(parts, prompts, { size = o.size, seed = 7, steps = o.eval_steps, cfg = o.cfg, sampler = o.sampler })
+    end)
+    grove.image.save(path, grove.image.grid(images, { cols = 4, captions = prompts, scale = 2 }))
+  end
+
+  local function data_stream(o)
+    if type(o.data) == "table" and o.data.next then return o.data end
+    if o.data == "shapes" then return grove.data.shapes { batch = o.batch, seed = o.seed, size = o.size } end
+    return grove.data.folder { dir = o.data, batch = o.batch, seed = o.seed, size = o.size }
+  end
+
+  -- Trains; returns {step = n, losses = {...}, stopped = reason or nil, parts = ...}.
+  function train.run(opts)
+    local o = {}
+    for k, v in pairs(train.defaults) do o[k] = v end
+    for k, v in pairs(opts or {}) do o[k] = v end
+    os.execute("mkdir -p '" .. o.out .. "'")
+    local ckpt = o.out .. "/checkpoint.safetensors"
+    local saved, tensors, meta
+    if o.resume then
+      local ok, t, m = pcall(grove.load_safetensors, ckpt)
+      if not ok then error("train: --resume: cannot read " .. ckpt .. ": " .. tostring(t), 2) end
+      saved, tensors, meta = true, t, m
+    end
+    local parts = train.build(o, saved and { model = nn._decode_config(meta["grove.config"]),
+                                             text = nn._decode_config(meta["text.config"]) } or nil)
+    if o.freeze_text then parts.text:freeze() end
+    local groups = grove.optim.param_groups(parts.both)
+    local opt = grove.optim[o.optimizer](groups, { lr = o.lr, weight_decay = o.weight_decay })
+    local sched = grove.optim.schedule.warmup_constant { warmup = o.warmup }
+    local ema = grove.EMA(parts.both:named_parameters(), o.ema)
+    local gen = grove.Generator(o.seed + 2)
+    local data = data_stream(o)
+    local step, losses = 0, {}
+    if saved then
+      parts.both:load_state_dict(strip(tensors, ""), { strict = false })
+      ema:load_state_dict(tensors, "ema.")
+      local sd = { tensors = strip(tensors, "optim."), metadata = strip(meta, "optim.") }
+      opt:load_state_dict(sd)
+      step = tonumber(meta.step)
+      gen.seed, gen.offset = tonumber(meta["gen.seed"]), tonumber(meta["gen.offset"])
+      if data.seek then data:seek(tonumber(meta["data.position"])) end
+      local f = io.open(o.out .. "/loss.csv")
+      if f then
+        f:read("*l")
+        for line in f:lines() do
+          local s, l = line:match("^(%d+),(.*)$")
+          if s and tonumber(s) <= step then losses[tonumber(s)] = tonumber(l) end
+        end
+        f:close()
+      end
+      print(string.format("resumed %s at step %d", ckpt, step))
+    end
+    sched:attach(opt)
+    local params = parts.both:parameters()
+    local state = { parts = parts, ema = ema, opt = opt, gen = gen, options = o }
+    local function save()
+      state.step, state.data_position = step, data.position
+      train.save_checkpoint(ckpt, state)
+      write_curve(o, losses)
+    end
+    local show = progress(o)
+    local avg
+    local t_start = now()
+    C.grove_interrupt_arm(true)
+    local stopped
+    local ok, err = pcall(function()
+      while step < o.steps do
+        local batch = data:next()
+        local feats, mask = train.encode(parts, batch.captions)
+        local loss = parts.model:flow_loss(batch.images, feats, mask, { generator = gen })
+        local l = loss:item()
+        if l ~= l or l == math.huge or l == -math.huge then
+          stopped = string.format("loss is %s at step %d: stopping; the last good checkpoint is kept at %s", tostring(l),
+                                  step + 1, ckpt)
+          return
+        end
+        loss:backward()
+        grove.optim.clip_grad_norm(params, o.clip)
+        opt:step()
+        sched:step()
+        opt:zero_grad()
+        ema:update()
+        step = step + 1
+        losses[step] = l
+        avg = avg and 0.98 * avg + 0.02 * l or l
+        show(step, l, avg, step == o.steps)
+        if o.on_step then o.on_step(step, l) end
+        if step % o.save_every == 0 or step == o.steps then save() end
+        if o.sample_every > 0 and step % o.sample_every == 0 and o.data == "shapes" then
+          sample_grid(o, parts, ema, string.format("%s/samples_%06d.png", o.out, step))
+        end
+        if C.grove_interrupt_pending() then
+          save()
+          stopped = "interrupted at step " .. step .. ": checkpoint saved to " .. ckpt .. " (resume with --resume)"
+          return
+        end
+        if o.time_limit > 0 and now() - t_start > o.time_limit then
+          save()
+          stopped = string.format("time limit of %ds reached at step %d: checkpoint saved", o.time_limit, step)
+          return
+        end
+      end
+    end)
+    C.grove_interrupt_arm(false)
+    if not ok then error(err, 0) end
+    if stopped then
+      if avg then show(step, losses[step] or 0, avg, true) end
+      print(stopped)
+    end
+    write_curve(o, losses)
+    return { step = step, losses = losses, stopped = stopped, parts = parts, ema = ema, optimizer = opt,
+             nan = stopped and stopped:find("^loss is") ~= nil }
+  end
+
+  return train
+end
