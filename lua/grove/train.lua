@@ -58,7 +58,7 @@ return function(grove)
     local meta = {
       ["grove.kind"] = "train_checkpoint", step = tostring(st.step),
       ["data.position"] = tostring(st.data_position or 0),
-      ["gen.seed"] = tostring(st.gen.seed), ["gen.offset"] = tostring(st.gen.offset),
+      ["gen.seed"] = tostring(tonumber(st.gen.seed)), ["gen.offset"] = tostring(tonumber(st.gen.offset)),
       ["grove.config"] = nn._encode_config(st.parts.model_config),
       ["text.config"] = nn._encode_config(st.parts.text_config),
     }
