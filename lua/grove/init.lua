@@ -10,6 +10,15 @@ local ffi = require "ffi"
 local defs = require "grove.cdefs"
 ffi.cdef(defs.cdef)
 
+-- OpenMP threads that spin after each parallel region steal the cores from
+-- every other process; on a shared or oversubscribed machine that made
+-- training 4x slower. Let idle workers sleep unless the user chose otherwise.
+-- libgomp reads this when it loads, which is with libgrove, just below.
+ffi.cdef "int setenv(const char *name, const char *value, int overwrite);"
+if not os.getenv("OMP_WAIT_POLICY") and not os.getenv("GOMP_SPINCOUNT") then
+  ffi.C.setenv("OMP_WAIT_POLICY", "passive", 0)
+end
+
 local lib = os.getenv("GROVE_LIB") or defs.library
 local ok, C = pcall(ffi.load, lib)
 if not ok then
@@ -28,5 +37,9 @@ require "grove.ema"(grove)
 require "grove.text"(grove)
 require "grove.image"(grove)
 require "grove.data.folder"(grove)
+require "grove.data.shapes"(grove)
+require "grove.eval.shapes"(grove)
+require "grove.optim"(grove)
+require "grove.train"(grove)
 
 return grove

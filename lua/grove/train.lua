@@ -129,6 +129,7 @@ return function(grove)
 
   local function progress(o)
     local tty = ffi.C.isatty(1) == 1
+    io.stdout:setvbuf("line") -- log lines reach a file or pipe as they happen
     local t0, last_line = now(), 0
     return function(step, loss, avg, final)
       local el = now() - t0
