@@ -10,7 +10,7 @@ local spec = {
   { "steps", "number", d.steps, "optimizer steps" },
   { "batch", "number", d.batch, "images per step" },
   { "lr", "number", d.lr, "learning rate after warmup" },
-  { "optimizer", "string", d.optimizer, "came8bit, came, adamw or sgd" },
+  { "optimizer", "string", d.optimizer, "adamw, came8bit, came or sgd" },
   { "weight_decay", "number", d.weight_decay, "decoupled weight decay (not on norms, biases, tables)" },
   { "warmup", "number", d.warmup, "linear warmup steps" },
   { "clip", "number", d.clip, "global gradient-norm clip" },

@@ -12,7 +12,7 @@ return function(grove)
   local nn = grove.nn
 
   train.defaults = {
-    preset = "tiny", steps = 2000, batch = 32, lr = 2e-3, optimizer = "came8bit", weight_decay = 0.0,
+    preset = "tiny", steps = 2000, batch = 32, lr = 1e-3, optimizer = "adamw", weight_decay = 0.0,
     warmup = 100, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
     save_every = 250, sample_every = 500, log_every = 50, resume = false, freeze_text = false,
     text_depth = 2, text_heads = 2, time_limit = 0, eval = true, eval_prompts = 60, eval_steps = 20, cfg = 4.5,
