@@ -18,6 +18,7 @@
  * softmax with a vectorised exp.
  */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -559,28 +560,9 @@ static void gemm(gv_cpu_sgemm_fn sgemm, bool ta, bool tb, int64_t m, int64_t n, 
           (int)ldb, 0.0f, c, (int)ldc);
 }
 
-/* e^x for x ≤ 0 (NaN passes through): Cephes' expf, within 2 ulp, 0 below
- * −87. glibc's expf does not vectorise, and the softmax would spend most of
- * its time in it. */
-BODY float exp_nonpos(float x)
-{
-    float xc = x < -87.0f ? -87.0f : x;
-    float nf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = xc - nf * 0.693359375f;
-    r = r - nf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)nf + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    y = x < -87.0f ? 0.0f : y * scale;
-    return x != x ? x : y;
-}
+/* e^x for x ≤ 0, NaN passing through (vecmath.h: glibc's expf does not
+ * vectorise, and the softmax would spend most of its time in it). */
+BODY float exp_nonpos(float x) { return gv_keep_nan(x, gv_exp_nonpos(x)); }
 
 /*
  * Softmax of one row of scores (in place) with the padding bias

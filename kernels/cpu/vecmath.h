@@ -29,9 +29,10 @@ static inline float gv_i2f(int32_t i)
 }
 
 /* e^−a for a >= 0; 0 when a >= 87 or NaN (so the result stays a normal
- * float and no NaN reaches the integer conversion). */
+ * float and no NaN reaches the integer conversion); a negative a counts as 0. */
 static inline float gv_exp_neg(float a)
 {
+    a = gv_i2f(gv_f2i(a) & ~(gv_f2i(a) >> 31)); /* negative (sign bit set) → +0 */
     int32_t out = -(int32_t)!isless(a, 87.0f); /* all ones outside the range */
     float x = -gv_i2f((gv_f2i(a) & ~out) | (gv_f2i(87.0f) & out));
     /* n = round(x / ln 2): adding and subtracting 1.5·2²³ rounds to an
