@@ -300,7 +300,7 @@ typedef struct {
     uint32_t key_lo;                /* key of −1 */
     int32_t nbuckets;
     int32_t max_scan;               /* most midpoints inside one range */
-    uint8_t start[16384];
+    int32_t start[16384];           /* int32: vector gathers load 32-bit words */
 } dyn_tables;
 
 static dyn_tables dyn;
@@ -328,12 +328,13 @@ static void build_dyn_tables(void)
     dyn.mid[255] = INFINITY;
     dyn.key_lo = float_key(-1.0f);
     dyn.nbuckets = (int32_t)(((float_key(1.0f) - dyn.key_lo) >> KEY_SHIFT) + 1);
-    if (dyn.nbuckets > (int32_t)sizeof dyn.start) dyn.nbuckets = (int32_t)sizeof dyn.start; /* not reached */
+    int32_t cap = (int32_t)(sizeof dyn.start / sizeof dyn.start[0]);
+    if (dyn.nbuckets > cap) dyn.nbuckets = cap; /* not reached: 16257 ranges */
     for (int32_t b = 0; b < dyn.nbuckets; b++) {
         float v = key_float(dyn.key_lo + ((uint32_t)b << KEY_SHIFT));
         int c = 0;
         while (c < 255 && v > dyn.mid[c]) c++;
-        dyn.start[b] = (uint8_t)c;
+        dyn.start[b] = c;
     }
     /* midpoints between one range's start and the next one's */
     dyn.max_scan = 1;
@@ -341,15 +342,32 @@ static void build_dyn_tables(void)
         if (dyn.start[b + 1] - dyn.start[b] > dyn.max_scan) dyn.max_scan = dyn.start[b + 1] - dyn.start[b];
 }
 
-static inline uint8_t nearest_code(float x)
+/* Codes of len values in [−1, 1] (NaN gives some code, never a fault):
+ * written without branches so that the loop vectorises with gathers. */
+static void nearest_codes(const float *v, int64_t len, uint8_t *codes)
 {
-    uint32_t k = float_key(x);
-    int32_t b = k < dyn.key_lo ? 0 : (int32_t)((k - dyn.key_lo) >> KEY_SHIFT);
-    if (b >= dyn.nbuckets) b = dyn.nbuckets - 1;
-    int c = dyn.start[b];
-    for (int t = 0; t < dyn.max_scan; t++) c += x > dyn.mid[c];
-    return (uint8_t)c;
+    const uint32_t key_lo = dyn.key_lo;
+    const int32_t last = dyn.nbuckets - 1;
+    const int32_t *start = dyn.start;
+    const float *mid = dyn.mid;
+#pragma omp simd
+    for (int64_t j = 0; j < len; j++) {
+        union { float f; uint32_t u; } w = {.f = v[j]};
+        uint32_t k = (w.u & 0x80000000u) ? ~w.u : (w.u | 0x80000000u);
+        int64_t b = ((int64_t)k - (int64_t)key_lo) >> KEY_SHIFT;
+        b = b < 0 ? 0 : b > last ? last : b;
+        int32_t c = start[b];
+        c += v[j] > mid[c];
+        codes[j] = (uint8_t)c;
+    }
+    /* with this map one comparison always suffices (max_scan is 1) */
+    for (int t = 1; t < dyn.max_scan; t++)
+        for (int64_t j = 0; j < len; j++) codes[j] = (uint8_t)(codes[j] + (v[j] > mid[codes[j]]));
 }
+
+/* Each block's scale, then its normalised values (a vectorised division)
+ * in a buffer, then their codes. */
+enum { QBUF = 1024 };
 
 void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, uint8_t *codes, float *absmax)
 {
@@ -359,12 +377,20 @@ void gv_cpu_quantize_dynamic(const float *x, int64_t n, int64_t block, uint8_t *
     for (int64_t b = 0; b < nblocks; b++) {
         int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
         float a = 0;
-        for (int64_t i = i0; i < i1; i++) {
-            float v = fabsf(x[i]);
-            if (v > a) a = v;
-        }
+#pragma omp simd reduction(max : a)
+        for (int64_t i = i0; i < i1; i++) a = fabsf(x[i]) > a ? fabsf(x[i]) : a;
         absmax[b] = a;
-        for (int64_t i = i0; i < i1; i++) codes[i] = nearest_code(a > 0 ? x[i] / a : 0.0f);
+        float buf[QBUF];
+        for (int64_t j0 = i0; j0 < i1; j0 += QBUF) {
+            int64_t len = i1 - j0 < QBUF ? i1 - j0 : QBUF;
+            if (a > 0) {
+#pragma omp simd
+                for (int64_t j = 0; j < len; j++) buf[j] = x[j0 + j] / a;
+            } else {
+                memset(buf, 0, (size_t)len * sizeof buf[0]);
+            }
+            nearest_codes(buf, len, codes + j0);
+        }
     }
 }
 
@@ -388,16 +414,26 @@ void gv_cpu_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *c
     for (int64_t b = 0; b < nblocks; b++) {
         int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
         float lo = x[i0], hi = x[i0];
+#pragma omp simd reduction(min : lo) reduction(max : hi)
         for (int64_t i = i0; i < i1; i++) {
-            if (x[i] < lo) lo = x[i];
-            if (x[i] > hi) hi = x[i];
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
         }
         float step = (hi - lo) / 255.0f;
         min_step[2 * b] = lo;
         min_step[2 * b + 1] = step;
+        if (!(step > 0)) {
+            memset(codes + i0, 0, (size_t)(i1 - i0));
+            continue;
+        }
+        /* round half up: x ≥ lo, so truncating v + 0.5 is floor; the
+         * clamps also send a NaN to 0 before the conversion */
+#pragma omp simd
         for (int64_t i = i0; i < i1; i++) {
-            float q = step > 0 ? floorf((x[i] - lo) / step + 0.5f) : 0.0f;
-            codes[i] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+            float v = (x[i] - lo) / step + 0.5f;
+            v = v >= 0.0f ? v : 0.0f;
+            v = v <= 255.0f ? v : 255.0f;
+            codes[i] = (uint8_t)(int32_t)v;
         }
     }
 }
@@ -409,6 +445,7 @@ void gv_cpu_dequantize_affine(const uint8_t *codes, const float *min_step, int64
     for (int64_t b = 0; b < nblocks; b++) {
         int64_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
         const float lo = min_step[2 * b], step = min_step[2 * b + 1];
+#pragma omp simd
         for (int64_t i = i0; i < i1; i++) out[i] = lo + (float)codes[i] * step;
     }
 }

@@ -70,7 +70,7 @@ return function(grove, optim)
   -- ---- blockwise 8-bit quantization ----------------------------------------
   local function quant_args(o, op)
     o = o or {}
-    local kind = o.quant or "dynamic"
+    local kind = o.quant or optim.kinds.came8bit.spec.quant[1]
     local id = optim.quant_ids[kind]
     if not id then error(op .. ": quant must be 'dynamic' or 'affine', got " .. tostring(kind), 3) end
     local block = o.block or 256
@@ -81,7 +81,7 @@ return function(grove, optim)
   end
 
   -- x (f32, any shape) → codes (u8, {numel}), scales (f32: {blocks} for
-  -- dynamic, {blocks, 2} (min, step) for affine). o: quant, block.
+  -- dynamic, {blocks, 2} (min, step) for affine). o: quant (default: CAME-8bit's, affine), block (256).
   function optim.quantize(x, o)
     local kind, id, block = quant_args(o, "quantize")
     if not grove.is_tensor(x) then error("quantize: expected a tensor, got " .. type(x), 2) end

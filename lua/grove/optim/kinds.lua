@@ -114,7 +114,7 @@ return function(grove, optim)
     local spec = {}
     for k, v in pairs(came_spec) do spec[k] = v end
     if eightbit then
-      spec.quant = { "dynamic", O.one_of { "dynamic", "affine" } }
+      spec.quant = { "affine", O.one_of { "dynamic", "affine" } }
       spec.block = { 256, O.integer(1) }
       spec.min_8bit_size = { 16384, O.integer(0) }
     end
@@ -150,7 +150,7 @@ return function(grove, optim)
         c.exp_avg = tp(s.exp_avg)
         c.exp_avg_codes = tp(s.exp_avg_codes)
         c.exp_avg_scales = tp(s.exp_avg_scales)
-        c.quant = quant_ids[g.quant or "dynamic"]
+        c.quant = quant_ids[g.quant or "affine"]
         c.block = g.block or 256
         c.exp_avg_sq = tp(s.exp_avg_sq)
         c.exp_avg_sq_row, c.exp_avg_sq_col = tp(s.exp_avg_sq_row), tp(s.exp_avg_sq_col)

@@ -12,6 +12,9 @@
 -- state dict; unnamed parameters are called "params.<k>" (k counts across
 -- groups from 1). Shape-only parameters (grove.nn.Sana(..., {meta = true}))
 -- give an optimizer that allocates nothing and only counts state bytes.
+-- State is allocated when the optimizer is built for every parameter that
+-- requires a gradient, and at its first update for one that does not yet
+-- (a frozen encoder costs no state until it is unfrozen).
 local ffi = require "ffi"
 local O = require "grove.optim.options"
 
@@ -79,6 +82,13 @@ return function(grove, optim, kinds)
     return tonumber(ffi.cast("intptr_t", p.p))
   end
 
+  -- Zeroed state tensors for one parameter, and their C view.
+  local function allocate(e)
+    for _, l in ipairs(e.layout) do e.state[l[1]] = grove.zeros(l[2], { dtype = l[3] }) end
+    e.allocated = true
+    e.group._kind.bind(e, e.group)
+  end
+
   local function build(kind, params, options)
     local op = kind.name
     local spec = kind.spec
@@ -95,7 +105,7 @@ return function(grove, optim, kinds)
     for gi, rg in ipairs(raw_groups) do
       if type(rg) ~= "table" or rg.params == nil then O.fail(op, "group " .. gi .. " has no params") end
       local gopts = O.check(op, spec, rg, { params = true })
-      local g = { params = {}, names = {}, _entries = {} }
+      local g = { params = {}, names = {}, _entries = {}, _kind = kind }
       for k, s in pairs(spec) do
         local v = gopts[k]
         if v == nil then v = base[k] end
@@ -129,8 +139,7 @@ return function(grove, optim, kinds)
     else
       for _, e in ipairs(self.entries) do
         if e.param:dtype() ~= "f32" then O.fail(op, "parameter '" .. e.name .. "' is " .. e.param:dtype() .. ", expected f32") end
-        for _, l in ipairs(e.layout) do e.state[l[1]] = grove.zeros(l[2], { dtype = l[3] }) end
-        kind.bind(e, e.group)
+        if e.param.requires_grad then allocate(e) end
       end
     end
     return self
@@ -148,6 +157,7 @@ return function(grove, optim, kinds)
       for _, e in ipairs(g._entries) do
         local p = e.param.p
         if p.grad ~= nil then
+          if not e.allocated then allocate(e) end
           e.step = e.step + 1
           if kind.step(e, p, o) ~= 0 then
             e.step = e.step - 1
@@ -164,16 +174,23 @@ return function(grove, optim, kinds)
     for _, e in ipairs(self.entries) do C.grove_zero_grad(e.param.p) end
   end
 
-  -- Exact bytes of optimizer state, by kind, plus the parameter count.
+  -- Exact bytes of optimizer state, by kind, plus the parameter count:
+  -- the state allocated now (for a shape-only optimizer, all of it as it
+  -- would be); `unallocated` counts that of parameters not updated yet
+  -- that did not require a gradient when the optimizer was built.
   function Optimizer:state_bytes()
-    local r = { total = 0, params = 0 }
+    local r = { total = 0, params = 0, unallocated = 0 }
     for _, k in ipairs(byte_kinds) do r[k] = 0 end
     for _, e in ipairs(self.entries) do
       r.params = r.params + e.param:numel()
       for _, l in ipairs(e.layout) do
         local b = numel(l[2]) * dtype_size[l[3]]
-        r[l[4]] = r[l[4]] + b
-        r.total = r.total + b
+        if self.meta or e.allocated then
+          r[l[4]] = r[l[4]] + b
+          r.total = r.total + b
+        else
+          r.unallocated = r.unallocated + b
+        end
       end
     end
     r.per_param = r.params > 0 and r.total / r.params or 0
@@ -194,7 +211,8 @@ return function(grove, optim, kinds)
     return out
   end
 
-  -- The state tensors of one parameter (by name), keyed by state name.
+  -- The state tensors of one parameter (by name), keyed by state name
+  -- (empty until allocated).
   function Optimizer:state_of(name)
     for _, e in ipairs(self.entries) do
       if e.name == name then return e.state end
@@ -205,13 +223,16 @@ return function(grove, optim, kinds)
   -- {tensors = {"<name>.<key>" = tensor}, metadata = {string = string}}.
   -- The tensors are the live state (clone them to keep a snapshot);
   -- metadata holds the optimizer kind, step counts and group options.
+  -- Parameters whose state is not allocated yet have no tensors.
   function Optimizer:state_dict()
     if self.meta then error(self.kind.name .. ": state_dict: shape-only optimizer has no state", 2) end
     local tensors = {}
     local meta = { ["grove.optimizer"] = self.kind.name, ["grove.format"] = FORMAT,
                    steps = tostring(self.steps), groups = tostring(#self.param_groups) }
     for _, e in ipairs(self.entries) do
-      for _, l in ipairs(e.layout) do tensors[e.name .. "." .. l[1]] = e.state[l[1]] end
+      if e.allocated then
+        for _, l in ipairs(e.layout) do tensors[e.name .. "." .. l[1]] = e.state[l[1]] end
+      end
       meta["step." .. e.name] = tostring(e.step)
     end
     for gi, g in ipairs(self.param_groups) do
@@ -274,20 +295,11 @@ return function(grove, optim, kinds)
       end
       new_groups[gi] = opts
     end
-    local expected = {}
+    -- a parameter's state is in the file whole, or not at all (a parameter
+    -- that never had a gradient: its state starts fresh)
+    local expected, present = {}, {}
     for _, e in ipairs(self.entries) do
-      new_steps[e] = count("step." .. e.name)
-      for _, l in ipairs(e.layout) do
-        local key = e.name .. "." .. l[1]
-        expected[key] = true
-        local t = tensors[key]
-        if t == nil then O.fail(op, "tensor '" .. key .. "' is missing") end
-        if not grove.is_tensor(t) then O.fail(op, "'" .. key .. "' is not a tensor") end
-        if t:dtype() ~= l[3] then O.fail(op, "'" .. key .. "' is " .. t:dtype() .. ", expected " .. l[3]) end
-        if shape_str(t:shape()) ~= shape_str(l[2]) then
-          O.fail(op, "'" .. key .. "' has shape " .. shape_str(t:shape()) .. ", expected " .. shape_str(l[2]))
-        end
-      end
+      for _, l in ipairs(e.layout) do expected[e.name .. "." .. l[1]] = true end
     end
     local extra = {}
     for k in pairs(tensors) do if not expected[k] then extra[#extra + 1] = tostring(k) end end
@@ -296,15 +308,46 @@ return function(grove, optim, kinds)
       O.fail(op, "unexpected tensor '" .. extra[1] .. "'" .. (#extra > 1 and (" and " .. (#extra - 1) .. " more") or "") ..
         " (state for other parameters?)")
     end
+    for _, e in ipairs(self.entries) do
+      local found = 0
+      for _, l in ipairs(e.layout) do
+        if tensors[e.name .. "." .. l[1]] ~= nil then found = found + 1 end
+      end
+      present[e] = found > 0
+      for _, l in ipairs(e.layout) do
+        local key = e.name .. "." .. l[1]
+        local t = tensors[key]
+        if t == nil then
+          if found > 0 then O.fail(op, "tensor '" .. key .. "' is missing") end
+        else
+          if not grove.is_tensor(t) then O.fail(op, "'" .. key .. "' is not a tensor") end
+          if t:dtype() ~= l[3] then O.fail(op, "'" .. key .. "' is " .. t:dtype() .. ", expected " .. l[3]) end
+          if shape_str(t:shape()) ~= shape_str(l[2]) then
+            O.fail(op, "'" .. key .. "' has shape " .. shape_str(t:shape()) .. ", expected " .. shape_str(l[2]))
+          end
+        end
+      end
+      new_steps[e] = count("step." .. e.name)
+      if not present[e] and #e.layout > 0 and new_steps[e] > 0 then
+        O.fail(op, "the state of '" .. e.name .. "' is missing (" .. new_steps[e] .. " steps taken)")
+      end
+    end
     local steps = count("steps")
     -- apply
     for _, e in ipairs(self.entries) do
-      for _, l in ipairs(e.layout) do e.state[l[1]]:copy_(tensors[e.name .. "." .. l[1]]) end
+      if present[e] then
+        if not e.allocated then allocate(e) end
+        for _, l in ipairs(e.layout) do e.state[l[1]]:copy_(tensors[e.name .. "." .. l[1]]) end
+      elseif e.allocated then
+        for _, l in ipairs(e.layout) do e.state[l[1]]:zero_() end
+      end
       e.step = new_steps[e]
     end
     for gi, g in ipairs(self.param_groups) do
       for k in pairs(kind.spec) do g[k] = new_groups[gi][k] end
-      for _, e in ipairs(g._entries) do kind.bind(e, g) end
+      for _, e in ipairs(g._entries) do
+        if e.allocated then kind.bind(e, g) end
+      end
     end
     self.steps = steps
   end
