@@ -60,21 +60,6 @@ return function(grove)
   require "grove.nn.checkpoint"(grove)
 
   -- Scales all gradients so that their global L2 norm is at most max_norm;
-  -- returns the norm before clipping.
-  function nn.clip_grad_norm(params, max_norm)
-    local total = 0
-    for _, p in ipairs(params) do
-      local g = p.grad
-      if g then total = total + (g * g):sum():item() end
-    end
-    total = math.sqrt(total)
-    if max_norm and total > max_norm then
-      local s = max_norm / (total + 1e-6)
-      for _, p in ipairs(params) do
-        local g = p.grad
-        if g then p.grad = g * s end
-      end
-    end
-    return total
-  end
+  -- returns the norm before clipping (computed in C: grove.optim).
+  function nn.clip_grad_norm(params, max_norm) return grove.optim.clip_grad_norm(params, max_norm) end
 end
