@@ -155,14 +155,15 @@ return function(grove)
       for i, l in ipairs(losses) do f:write(string.format("%d,%.6f\n", i, l)) end
       f:close()
     end
-    if grove.plot and grove.plot.lines and #losses > 1 then
+    if #losses > 1 then
       local smooth, avg = {}, nil
       for i, l in ipairs(losses) do
         avg = avg and 0.98 * avg + 0.02 * l or l
         smooth[i] = avg
       end
-      pcall(grove.plot.lines, o.out .. "/loss.png", { { name = "loss", y = losses }, { name = "smoothed", y = smooth } },
-        { title = "training loss", xlabel = "step", ylabel = "flow-matching loss", log_y = true })
+      require("grove.plot").lines { path = o.out .. "/loss.png", title = "training loss", xlabel = "step",
+        ylabel = "flow-matching loss", log_y = true,
+        series = { { name = "loss", y = losses }, { name = "smoothed", y = smooth } } }
     end
   end
 
