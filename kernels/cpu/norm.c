@@ -5,69 +5,36 @@
  * so results do not depend on the thread count.
  */
 #include "cpu.h"
+#include "rowsum.h"
 #include "vecmath.h"
 
 #include <math.h>
 #include <stddef.h>
 
 enum { CHUNK = 64 }; /* columns one task handles in a strided pass */
-enum { LANES = 8 };  /* independent partial sums along a contiguous row */
 
-/* Row reductions with LANES partial sums: the compiler vectorises them (one
- * running sum would serialise on the add latency), and the summation order
- * depends only on n, never on the thread count. */
-static double lanes_total(const double *acc)
-{
-    double s = 0;
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
-}
-
-static double row_sum(const float *x, int64_t n)
-{
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += x[j + l];
-    for (; j < n; j++) acc[0] += x[j];
-    return lanes_total(acc);
-}
-
-/* Σ (x - c)². */
-static double row_sum_sq(const float *x, int64_t n, double c)
-{
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            double d = x[j + l] - c;
-            acc[l] += d * d;
-        }
-    for (; j < n; j++) acc[0] += (x[j] - c) * (x[j] - c);
-    return lanes_total(acc);
-}
 
 /* Σ a b. */
 static double row_dot(const float *a, const float *b, int64_t n)
 {
-    double acc[LANES] = {0};
+    double acc[GV_LANES] = {0};
     int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += (double)a[j + l] * b[j + l];
+    for (; j + GV_LANES <= n; j += GV_LANES)
+        for (int l = 0; l < GV_LANES; l++) acc[l] += (double)a[j + l] * b[j + l];
     for (; j < n; j++) acc[0] += (double)a[j] * b[j];
-    return lanes_total(acc);
+    return gv_lanes_total(acc);
 }
 
 static float row_max(const float *x, int64_t n)
 {
-    float acc[LANES];
-    for (int l = 0; l < LANES; l++) acc[l] = -INFINITY;
+    float acc[GV_LANES];
+    for (int l = 0; l < GV_LANES; l++) acc[l] = -INFINITY;
     int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+    for (; j + GV_LANES <= n; j += GV_LANES)
+        for (int l = 0; l < GV_LANES; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
     for (; j < n; j++) acc[0] = x[j] > acc[0] ? x[j] : acc[0];
     float m = acc[0];
-    for (int l = 1; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
+    for (int l = 1; l < GV_LANES; l++) m = acc[l] > m ? acc[l] : m;
     return m;
 }
 
@@ -76,7 +43,7 @@ static void softmax_row(const float *x, float *y, int64_t n, bool log_out)
 {
     float m = row_max(x, n);
     for (int64_t j = 0; j < n; j++) y[j] = gv_exp_nonpos(x[j] - m);
-    double sum = row_sum(y, n);
+    double sum = gv_row_sum(y, n);
     if (log_out) {
         float shift = m + (float)log(sum);
         for (int64_t j = 0; j < n; j++) y[j] = x[j] - shift;
@@ -89,7 +56,7 @@ static void softmax_row(const float *x, float *y, int64_t n, bool log_out)
 static void softmax_row_backward(const float *y, const float *g, float *dx, int64_t n, bool log_out)
 {
     if (log_out) {
-        float s = (float)row_sum(g, n);
+        float s = (float)gv_row_sum(g, n);
         for (int64_t j = 0; j < n; j++) dx[j] = g[j] - gv_exp_nonpos(y[j]) * s;
     } else {
         float s = (float)row_dot(g, y, n);
@@ -191,8 +158,8 @@ static void norm_forward(int64_t rows, int64_t cols, const float *x, const float
         float *yr = y + r * cols;
         /* Two passes (mean, then squared deviations) keep the variance exact
          * enough in double without Welford's divisions. */
-        double mean = centered && cols > 0 ? row_sum(xr, cols) / (double)cols : 0;
-        double ss = row_sum_sq(xr, cols, mean);
+        double mean = centered && cols > 0 ? gv_row_sum(xr, cols) / (double)cols : 0;
+        double ss = gv_row_sum_sq(xr, cols, mean);
         double var = cols > 0 ? ss / (double)cols : 0;
         double rstd = 1.0 / sqrt(var + eps);
         float m = (float)mean, rs = (float)rstd;
@@ -218,10 +185,10 @@ static void norm_backward_input(int64_t rows, int64_t cols, const float *x, cons
         const float *xr = x + r * cols, *gr = g + r * cols;
         float *dr = dx + r * cols;
         float m = mean ? mean[r] : 0.0f, rs = rstd[r];
-        double sd[LANES] = {0}, sdx[LANES] = {0};
+        double sd[GV_LANES] = {0}, sdx[GV_LANES] = {0};
         int64_t j = 0;
-        for (; j + LANES <= cols; j += LANES)
-            for (int l = 0; l < LANES; l++) {
+        for (; j + GV_LANES <= cols; j += GV_LANES)
+            for (int l = 0; l < GV_LANES; l++) {
                 float d = w ? gr[j + l] * w[j + l] : gr[j + l];
                 float xh = (xr[j + l] - m) * rs;
                 sd[l] += d;
@@ -233,8 +200,8 @@ static void norm_backward_input(int64_t rows, int64_t cols, const float *x, cons
             sd[0] += d;
             sdx[0] += (double)d * xh;
         }
-        float md = centered && cols > 0 ? (float)(lanes_total(sd) / (double)cols) : 0.0f;
-        float mdx = cols > 0 ? (float)(lanes_total(sdx) / (double)cols) : 0.0f;
+        float md = centered && cols > 0 ? (float)(gv_lanes_total(sd) / (double)cols) : 0.0f;
+        float mdx = cols > 0 ? (float)(gv_lanes_total(sdx) / (double)cols) : 0.0f;
         for (int64_t j = 0; j < cols; j++) {
             float d = w ? gr[j] * w[j] : gr[j];
             float xh = (xr[j] - m) * rs;

@@ -8,46 +8,14 @@
  * fixed order and results do not depend on the thread count.
  */
 #include "cpu.h"
+#include "rowsum.h"
 #include "vecmath.h"
 
 #include <math.h>
 #include <string.h>
 
 enum { CHUNK = 64 }; /* columns one task sums over the tokens */
-enum { LANES = 8 };  /* independent partial sums along a contiguous row */
 
-/* Partial sums in LANES lanes vectorise (one running sum would serialise on
- * the add latency); the order depends only on the length. */
-static double lanes_total(const double *acc)
-{
-    double s = 0;
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
-}
-
-static double row_sum(const float *x, int64_t n)
-{
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += x[j + l];
-    for (; j < n; j++) acc[0] += x[j];
-    return lanes_total(acc);
-}
-
-/* Σ (x - c)². */
-static double row_sum_sq(const float *x, int64_t n, double c)
-{
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            double v = x[j + l] - c;
-            acc[l] += v * v;
-        }
-    for (; j < n; j++) acc[0] += (x[j] - c) * (x[j] - c);
-    return lanes_total(acc);
-}
 
 #define sigmoidf gv_sigmoid
 
@@ -63,8 +31,8 @@ void gv_cpu_norm_modulate(int64_t b, int64_t n, int64_t d, const float *x, const
         float *yr = y + r * d;
         /* Two passes (mean, then squared deviations): exact enough in double
          * without Welford's divisions. */
-        double mu = d > 0 ? row_sum(xr, d) / (double)d : 0;
-        double var = d > 0 ? row_sum_sq(xr, d, mu) / (double)d : 0;
+        double mu = d > 0 ? gv_row_sum(xr, d) / (double)d : 0;
+        double var = d > 0 ? gv_row_sum_sq(xr, d, mu) / (double)d : 0;
         float m = (float)mu, rs = (float)(1.0 / sqrt(var + eps));
         for (int64_t j = 0; j < d; j++) yr[j] = (xr[j] - m) * rs * (1.0f + sc[j]) + sh[j];
         if (mean) mean[r] = m;
@@ -83,10 +51,10 @@ static void norm_modulate_dx(int64_t n, int64_t d, int64_t rows, const float *x,
         const float *xr = x + r * d, *gr = g + r * d, *sc = scale + (r / n) * d;
         float *dr = dx + r * d;
         float m = mean[r], rs = rstd[r];
-        double su[LANES] = {0}, sux[LANES] = {0};
+        double su[GV_LANES] = {0}, sux[GV_LANES] = {0};
         int64_t j = 0;
-        for (; j + LANES <= d; j += LANES)
-            for (int l = 0; l < LANES; l++) {
+        for (; j + GV_LANES <= d; j += GV_LANES)
+            for (int l = 0; l < GV_LANES; l++) {
                 float u = gr[j + l] * (1.0f + sc[j + l]);
                 float xh = (xr[j + l] - m) * rs;
                 su[l] += u;
@@ -98,8 +66,8 @@ static void norm_modulate_dx(int64_t n, int64_t d, int64_t rows, const float *x,
             su[0] += u;
             sux[0] += (double)u * xh;
         }
-        float mu = d > 0 ? (float)(lanes_total(su) / (double)d) : 0.0f;
-        float mux = d > 0 ? (float)(lanes_total(sux) / (double)d) : 0.0f;
+        float mu = d > 0 ? (float)(gv_lanes_total(su) / (double)d) : 0.0f;
+        float mux = d > 0 ? (float)(gv_lanes_total(sux) / (double)d) : 0.0f;
         for (j = 0; j < d; j++) {
             float u = gr[j] * (1.0f + sc[j]);
             float xh = (xr[j] - m) * rs;
