@@ -246,8 +246,9 @@ grove_tensor *grove_cosine_similarity(grove_tensor *a, grove_tensor *b, int32_t 
 grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps);
 /* Softmax attention from q (B, N, D) to k, v (B, M, D) over `heads` heads,
  * scale 1/√(D/heads). mask (B, M) (u8 or f32, nonzero = a real token) or
- * NULL; padding adds (1 − mask)·(−10000) to the scores, so an all-padding
- * row attends uniformly instead of giving NaN. */
+ * NULL; padding adds (1 − mask)·(−10000) to the scores (diffusers' rule),
+ * so an all-padding caption gives finite output (the bias is then the same
+ * for every key and cancels in the softmax) instead of NaN. */
 grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask, int32_t heads);
 /* LayerNorm without affine over the last dimension of x (B, N, D), then
  * x·(1 + scale) + shift with shift, scale (B, D) broadcast over the tokens. */
