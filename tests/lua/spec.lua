@@ -75,6 +75,22 @@ function spec.raises(fn, pattern)
   return err
 end
 
+-- Runs work() once (to warm caches and lazy state), then `times` more
+-- times, and requires live tensors, tape nodes and bytes to be back where
+-- they were after the first run.
+function spec.no_leaks(work, times)
+  local grove = grove or require "grove"
+  work()
+  grove.collect()
+  local m0 = grove.memory()
+  for _ = 1, times or 3 do work() end
+  grove.collect()
+  local m1 = grove.memory()
+  spec.eq(m1.live_tensors, m0.live_tensors, "live tensors")
+  spec.eq(m1.live_nodes, m0.live_nodes, "live nodes")
+  spec.eq(m1.live_bytes, m0.live_bytes, "live bytes")
+end
+
 -- Largest absolute difference of two ref arrays relative to max(1, max |b|).
 local function rel_error(a, b)
   local worst, scale = 0, 1
