@@ -84,22 +84,17 @@ grove_status grove_copy_(grove_tensor *dst, grove_tensor *src)
         int64_t s = src->shape[i], d = dst->shape[dst->ndim - src->ndim + i];
         if (s != d && s != 1) goto mismatch;
     }
-    gv_broadcast_strides(src, dst->ndim, dst->shape, st);
+    grove_tensor *tmp = NULL;
     if (dst->storage == src->storage) {
-        /* Overlapping source and destination: go through a temporary. */
-        grove_tensor *tmp = gv_contiguous_data(src);
-        if (tmp == src) {
-            grove_tensor_release(tmp);
-            tmp = copy_as("copy_", src, src->dtype);
-            if (tmp && tmp->grad_fn) { gv_node_release(tmp->grad_fn); tmp->grad_fn = NULL; tmp->requires_grad = 0; }
-        }
+        /* Source and destination may overlap: read from a snapshot. */
+        tmp = gv_empty_like(src);
         if (!tmp) return -1;
-        gv_broadcast_strides(tmp, dst->ndim, dst->shape, st);
-        gv_cpu_copy(dst->ndim, dst->shape, dst->data, dst->stride, dst->dtype, tmp->data, st, tmp->dtype);
-        grove_tensor_release(tmp);
-        return 0;
+        gv_cpu_copy(src->ndim, src->shape, tmp->data, tmp->stride, tmp->dtype, src->data, src->stride, src->dtype);
+        src = tmp;
     }
+    gv_broadcast_strides(src, dst->ndim, dst->shape, st);
     gv_cpu_copy(dst->ndim, dst->shape, dst->data, dst->stride, dst->dtype, src->data, st, src->dtype);
+    grove_tensor_release(tmp);
     return 0;
 mismatch:
     return gv_fail("copy_: source %s does not broadcast to destination %s", gv_shape_str(src), gv_shape_str(dst));

@@ -138,6 +138,11 @@ spec.describe("copies and in-place writes", function()
     t:copy_(grove.tensor{1.7, 2, 3})
     spec.assert(list_eq(t:tolist()[2], {1, 2, 3}))
   end)
+  spec.it("copy_ between overlapping views reads the source as it was", function()
+    local t = grove.arange(0, 6):float()
+    t:narrow(1, 2, 5):copy_(t:narrow(1, 1, 5))
+    spec.assert(list_eq(t:tolist(), {0, 0, 1, 2, 3, 4}))
+  end)
   spec.it("indexing assignment", function()
     local t = grove.zeros{2, 2}
     t[1] = grove.tensor{3, 4}
