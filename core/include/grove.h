@@ -290,6 +290,22 @@ const char *grove_safetensors_metadata(const grove_safetensors *f, const char *k
 grove_status grove_safetensors_save(const char *path, int64_t n, const char *const *names,
                                     grove_tensor *const *tensors, int64_t nmeta,
                                     const char *const *meta_keys, const char *const *meta_values);
+/* Streaming writes, for files larger than memory: the header (every name,
+ * dtype and shape, and the metadata) is fixed at open, then each tensor's
+ * data is written in header order, one at a time. shapes holds 8 entries per
+ * tensor (ndims[i] of them used). Data goes to path + ".tmp"; finish syncs it
+ * and renames it over path. finish and abort free the writer, and every
+ * failure of finish, like abort, removes the temporary file. */
+typedef struct grove_safetensors_writer grove_safetensors_writer;
+grove_safetensors_writer *grove_safetensors_writer_open(const char *path, int64_t n, const char *const *names,
+                                                        const int32_t *dtypes, const int32_t *ndims,
+                                                        const int64_t *shapes, int64_t nmeta,
+                                                        const char *const *meta_keys,
+                                                        const char *const *meta_values);
+/* name must be the next name of the header; t must match its dtype and shape. */
+grove_status grove_safetensors_writer_write(grove_safetensors_writer *w, const char *name, grove_tensor *t);
+grove_status grove_safetensors_writer_finish(grove_safetensors_writer *w);
+void grove_safetensors_writer_abort(grove_safetensors_writer *w);
 
 /* ---- optimizers (core/optim/) ------------------------------------------------ */
 /* One update of one parameter from its gradient and state. The parameter is

@@ -9,12 +9,11 @@
  * Reading maps the file (read-only, private) and validates the whole header
  * up front, as the reference implementation does: tensors must tile the
  * buffer exactly, without gaps, overlaps or trailing bytes. Afterwards a get
- * is a single memcpy from the mapping. Writing goes to path + ".tmp", is
- * synced, and is then renamed over path, so a failed or interrupted save never
- * destroys an existing checkpoint.
+ * is a single memcpy from the mapping. Writing is in safetensors_writer.c.
  */
 #include "internal.h"
 #include "json.h"
+#include "safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,10 +26,6 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; grove copies it verbatim");
 
-/* The reference implementation refuses larger headers. */
-#define ST_MAX_HEADER 100000000ull
-#define ST_METADATA_KEY "__metadata__"
-
 static const struct {
     const char *name;
     int32_t dtype;
@@ -40,7 +35,7 @@ static const struct {
 };
 enum { ST_NDTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
 
-static const char *st_dtype_name(int32_t dtype)
+const char *gv_st_dtype_name(int32_t dtype)
 {
     for (int i = 0; i < ST_NDTYPES; i++)
         if (st_dtypes[i].dtype == dtype) return st_dtypes[i].name;
@@ -426,13 +421,31 @@ grove_status grove_safetensors_info(const grove_safetensors *f, const char *name
     return 0;
 }
 
+/* Unmaps the pages a copied tensor came from. Otherwise every page read stays
+ * resident in the mapping, and streaming a file larger than memory tensor by
+ * tensor (checkpoint surgery) would hold the whole file. The mapping is
+ * read-only, so a page dropped here (a neighbour's too) is simply read from
+ * the file again if it is touched later. */
+static void st_drop_pages(const grove_safetensors *f, const st_entry *e)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    size_t from = (size_t)(f->buffer - f->map) + (size_t)e->begin;
+    size_t to = (size_t)(f->buffer - f->map) + (size_t)e->end;
+    from -= from % (size_t)page;
+    (void)madvise(f->map + from, to - from, MADV_DONTNEED);
+}
+
 grove_tensor *grove_safetensors_get(const grove_safetensors *f, const char *name)
 {
     const st_entry *e = st_find(f, name);
     if (!e) return NULL;
     grove_tensor *t = gv_empty(e->ndim, e->shape, e->dtype, GROVE_CPU);
     if (!t) return NULL;
-    if (e->end > e->begin) memcpy(t->data, f->buffer + e->begin, (size_t)(e->end - e->begin));
+    if (e->end > e->begin) {
+        memcpy(t->data, f->buffer + e->begin, (size_t)(e->end - e->begin));
+        st_drop_pages(f, e);
+    }
     return t;
 }
 
@@ -454,306 +467,4 @@ const char *grove_safetensors_metadata(const grove_safetensors *f, const char *k
     for (int64_t i = 0; i < f->nmeta; i++)
         if (strcmp(f->meta[i]->key, key) == 0) return f->meta[i]->str;
     return NULL;
-}
-
-/* ---- writing ------------------------------------------------------------------ */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* A JSON string literal: quotes, backslashes and control characters escaped;
- * other bytes (valid UTF-8, checked by the caller) copied as they are. */
-static void sb_json_string(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        char esc[8];
-        switch (c) {
-        case '"': sb_put(b, "\\\"", 2); break;
-        case '\\': sb_put(b, "\\\\", 2); break;
-        case '\n': sb_put(b, "\\n", 2); break;
-        case '\r': sb_put(b, "\\r", 2); break;
-        case '\t': sb_put(b, "\\t", 2); break;
-        case '\b': sb_put(b, "\\b", 2); break;
-        case '\f': sb_put(b, "\\f", 2); break;
-        default:
-            if (c < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", c);
-                sb_put(b, esc, 6);
-            } else {
-                sb_put(b, p, 1);
-            }
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-/* Checks that n strings are present, valid UTF-8, (optionally) non-empty and unique. */
-static bool check_strings(const char *path, const char *what, int64_t n, const char *const *s, bool nonempty)
-{
-    for (int64_t i = 0; i < n; i++) {
-        if (!s[i]) {
-            gv_fail("safetensors_save: %s: %s %lld is NULL", path, what, (long long)i);
-            return false;
-        }
-        if (nonempty && !s[i][0]) {
-            gv_fail("safetensors_save: %s: %s %lld is empty", path, what, (long long)i);
-            return false;
-        }
-        if (!gv_utf8_valid(s[i], strlen(s[i]))) {
-            gv_fail("safetensors_save: %s: %s %lld is not valid UTF-8", path, what, (long long)i);
-            return false;
-        }
-    }
-    const char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
-    if (!sorted) {
-        gv_fail("safetensors_save: %s: out of memory", path);
-        return false;
-    }
-    if (n) memcpy(sorted, s, (size_t)n * sizeof *sorted);
-    qsort(sorted, (size_t)n, sizeof *sorted, cmp_cstr);
-    bool ok = true;
-    for (int64_t i = 1; i < n && ok; i++) {
-        if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-            gv_fail("safetensors_save: %s: duplicate %s '%s'", path, what, sorted[i]);
-            ok = false;
-        }
-    }
-    free(sorted);
-    return ok;
-}
-
-static bool check_save_args(const char *path, int64_t n, const char *const *names, grove_tensor *const *tensors,
-                            int64_t nmeta, const char *const *keys, const char *const *values)
-{
-    if (n < 0 || nmeta < 0) {
-        gv_fail("safetensors_save: %s: negative count", path);
-        return false;
-    }
-    if (n > 0 && (!names || !tensors)) {
-        gv_fail("safetensors_save: %s: %lld tensors but no name or tensor array", path, (long long)n);
-        return false;
-    }
-    if (nmeta > 0 && (!keys || !values)) {
-        gv_fail("safetensors_save: %s: %lld metadata entries but no key or value array", path, (long long)nmeta);
-        return false;
-    }
-    if (!check_strings(path, "tensor name", n, names, true)) return false;
-    for (int64_t i = 0; i < n; i++) {
-        if (strcmp(names[i], ST_METADATA_KEY) == 0) {
-            gv_fail("safetensors_save: %s: '%s' is reserved and cannot name a tensor", path, ST_METADATA_KEY);
-            return false;
-        }
-        const grove_tensor *t = tensors[i];
-        if (!t) {
-            gv_fail("safetensors_save: %s: tensor '%s' is NULL", path, names[i]);
-            return false;
-        }
-        if (!t->storage) {
-            gv_fail("safetensors_save: %s: tensor '%s' was freed", path, names[i]);
-            return false;
-        }
-        if (t->device != GROVE_CPU) {
-            gv_fail("safetensors_save: %s: tensor '%s' is on %s; copy it to the CPU first", path, names[i],
-                    t->device == GROVE_CUDA ? "cuda" : "an unknown device");
-            return false;
-        }
-        if (!st_dtype_name(t->dtype)) {
-            gv_fail("safetensors_save: %s: tensor '%s' has unknown dtype %d", path, names[i], t->dtype);
-            return false;
-        }
-    }
-    if (!check_strings(path, "metadata key", nmeta, keys, false)) return false;
-    for (int64_t i = 0; i < nmeta; i++) {
-        if (!values[i]) {
-            gv_fail("safetensors_save: %s: metadata value for key '%s' is NULL", path, keys[i]);
-            return false;
-        }
-        if (!gv_utf8_valid(values[i], strlen(values[i]))) {
-            gv_fail("safetensors_save: %s: metadata value for key '%s' is not valid UTF-8", path, keys[i]);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The header JSON padded with spaces so that the data buffer starts at a
- * multiple of 8 bytes, as the reference writer does. */
-static bool build_header(sbuf *b, int64_t n, const char *const *names, grove_tensor *const *tensors,
-                         int64_t nmeta, const char *const *keys, const char *const *values)
-{
-    sb_str(b, "{");
-    bool first = true;
-    if (nmeta > 0) {
-        sb_str(b, "\"" ST_METADATA_KEY "\":{");
-        for (int64_t i = 0; i < nmeta; i++) {
-            if (i) sb_str(b, ",");
-            sb_json_string(b, keys[i]);
-            sb_str(b, ":");
-            sb_json_string(b, values[i]);
-        }
-        sb_str(b, "}");
-        first = false;
-    }
-    int64_t offset = 0;
-    char num[64];
-    for (int64_t i = 0; i < n; i++) {
-        const grove_tensor *t = tensors[i];
-        if (!first) sb_str(b, ",");
-        first = false;
-        sb_json_string(b, names[i]);
-        sb_str(b, ":{\"dtype\":\"");
-        sb_str(b, st_dtype_name(t->dtype));
-        sb_str(b, "\",\"shape\":[");
-        for (int32_t d = 0; d < t->ndim; d++) {
-            snprintf(num, sizeof num, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-            sb_str(b, num);
-        }
-        int64_t bytes = grove_tensor_numel(t) * grove_dtype_size(t->dtype);
-        snprintf(num, sizeof num, "],\"data_offsets\":[%lld,%lld]}", (long long)offset, (long long)(offset + bytes));
-        sb_str(b, num);
-        offset += bytes;
-    }
-    sb_str(b, "}");
-    while (!b->oom && b->len % 8) sb_put(b, " ", 1);
-    return !b->oom;
-}
-
-static bool write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* The directory part of path ("." when there is none), for messages and the
- * directory sync. */
-static void dir_of(const char *path, char *out, size_t outlen)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(out, outlen, ".");
-    else if (slash == path) snprintf(out, outlen, "/");
-    else snprintf(out, outlen, "%.*s", (int)(slash - path), path);
-}
-
-grove_status grove_safetensors_save(const char *path, int64_t n, const char *const *names,
-                                    grove_tensor *const *tensors, int64_t nmeta, const char *const *meta_keys,
-                                    const char *const *meta_values)
-{
-    if (!path || !path[0]) return gv_fail("safetensors_save: expected a file path");
-    if (!check_save_args(path, n, names, tensors, nmeta, meta_keys, meta_values)) return -1;
-
-    sbuf header = {0};
-    if (!build_header(&header, n, names, tensors, nmeta, meta_keys, meta_values)) {
-        free(header.p);
-        return gv_fail("safetensors_save: %s: out of memory building the header", path);
-    }
-    if (header.len > ST_MAX_HEADER) {
-        free(header.p);
-        return gv_fail("safetensors_save: %s: header would be %zu bytes, more than readers accept (%llu)", path,
-                       header.len, ST_MAX_HEADER);
-    }
-
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) {
-        free(header.p);
-        return gv_fail("safetensors_save: %s: out of memory", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
-    char dir[4096];
-    dir_of(path, dir, sizeof dir);
-    grove_status rc = -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        if (errno == ENOENT) gv_fail("safetensors_save: %s: directory '%s' does not exist", path, dir);
-        else gv_fail("safetensors_save: %s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto done; /* nothing was created, so nothing is removed */
-    }
-
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
-    if (!write_all(fd, len8, 8) || !write_all(fd, header.p, header.len)) {
-        gv_fail("safetensors_save: %s: cannot write %s: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        grove_tensor *c = gv_contiguous_data(tensors[i]);
-        if (!c) goto fail; /* error already set */
-        size_t bytes = (size_t)(grove_tensor_numel(c) * grove_dtype_size(c->dtype));
-        bool ok = write_all(fd, c->data, bytes);
-        int werr = errno;
-        grove_tensor_release(c);
-        if (!ok) {
-            gv_fail("safetensors_save: %s: cannot write %s: %s", path, tmp, strerror(werr));
-            goto fail;
-        }
-    }
-    if (fsync(fd) != 0) {
-        gv_fail("safetensors_save: %s: cannot sync %s: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    int cerr = close(fd);
-    fd = -1;
-    if (cerr != 0) {
-        gv_fail("safetensors_save: %s: cannot close %s: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        gv_fail("safetensors_save: %s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    /* Make the rename itself durable; a failure here loses nothing written. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-    goto done;
-
-fail:
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-done:
-    free(tmp);
-    free(header.p);
-    return rc;
 }

@@ -1,0 +1,224 @@
+-- Checkpoint surgery (`grove grow`): grows a safetensors file in diffusers
+-- naming (transformer_blocks.<i>.<name>) without building the model. It reads
+-- one tensor, applies the init, writes it and frees it, so growing a file
+-- needs memory of the order of its largest tensor, whatever the model's size.
+-- Strategies (their map), inits and random draws are grove.grow's, so a file
+-- grown here holds the tensors grove.grow gives for the same model.
+--
+--   grove.grow.file("base.safetensors", "grown.safetensors",
+--                   {strategy = "partial", depth = 60, init = "identity", seed = 0})
+return function(grove, grow)
+  local nn = grove.nn
+  local PREFIX = "transformer_blocks."
+
+  local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
+
+  -- Non-block names (file order), and per source block its names inside the
+  -- block (file order) with their dtype and shape. Every block must have the
+  -- names, dtypes and shapes of block 0.
+  local function layout(r, path)
+    local others, blocks, last = {}, {}, -1
+    for _, name in ipairs(r.names) do
+      local i, rel = name:match("^transformer_blocks%.(%d+)%.(.+)$")
+      if i then
+        i = tonumber(i)
+        local b = blocks[i + 1] or { names = {}, info = {} }
+        blocks[i + 1] = b
+        b.names[#b.names + 1] = rel
+        b.info[rel] = r:info(name)
+        last = math.max(last, i)
+      else
+        others[#others + 1] = name
+      end
+    end
+    if last < 0 then error("grow: " .. path .. " has no transformer_blocks.<i>.* tensors (diffusers naming)", 0) end
+    local N = last + 1
+    for j = 1, N do
+      if not blocks[j] then
+        error(string.format("grow: %s has transformer_blocks up to %d, but block %d is missing (no transformer_blocks.%d.*)",
+                            path, last, j - 1, j - 1), 0)
+      end
+    end
+    local ref = blocks[1]
+    for j = 2, N do
+      local b = blocks[j]
+      for _, rel in ipairs(ref.names) do
+        local a, c = ref.info[rel], b.info[rel]
+        if not c then error(string.format("grow: %s: transformer_blocks.%d lacks %s (block 0 has it)", path, j - 1, rel), 0) end
+        if c.dtype ~= a.dtype or shape_str(c.shape) ~= shape_str(a.shape) then
+          error(string.format("grow: %s: transformer_blocks.%d.%s is %s %s, but block 0's is %s %s", path, j - 1, rel,
+                              c.dtype, shape_str(c.shape), a.dtype, shape_str(a.shape)), 0)
+        end
+      end
+      for _, rel in ipairs(b.names) do
+        if not ref.info[rel] then
+          error(string.format("grow: %s: transformer_blocks.%d has %s, which block 0 lacks", path, j - 1, rel), 0)
+        end
+      end
+    end
+    return others, ref, N
+  end
+
+  -- The block config for new blocks: the file's grove.config, or what the
+  -- shapes of block 0 say.
+  local function block_config(r, ref, path)
+    local cfg = r.metadata["grove.config"]
+    if cfg then return nn.resolve_config(nn._decode_config(cfg)) end
+    local sst, cp = ref.info["scale_shift_table"], ref.info["ff.conv_point.weight"]
+    if not sst or not cp then
+      error("grow: " .. path .. " has no grove.config metadata, and its blocks lack scale_shift_table or " ..
+            "ff.conv_point.weight to read the width from, so new blocks cannot be made", 0)
+    end
+    return { width = sst.shape[2], hidden = cp.shape[2], qk_norm = ref.info["attn1.norm_q.weight"] ~= nil,
+             cross_norm = ref.info["attn2.norm_q.weight"] ~= nil }
+  end
+
+  -- A block's default init as {name, shape, init} in the order the model
+  -- draws them: a block built from shapes only, its factory calls recorded.
+  local function default_specs(c)
+    local meta = nn.param_factory { meta = true }
+    local order = {}
+    local function record(shape, init)
+      local t = meta(shape, init)
+      order[#order + 1] = { stub = t, shape = shape, init = init }
+      return t
+    end
+    local block = nn.SanaBlock(record, c)
+    local name_of = {}
+    for _, np in ipairs(block:named_parameters()) do name_of[np[2]] = np[1] end
+    for _, s in ipairs(order) do s.name, s.stub = name_of[s.stub], nil end
+    return order
+  end
+
+  local function check_specs(specs, ref, path)
+    local seen = {}
+    for _, s in ipairs(specs) do
+      seen[s.name] = true
+      local inf = ref.info[s.name]
+      if not inf or shape_str(inf.shape) ~= shape_str(s.shape) then
+        error(string.format("grow: new blocks take grove's default init, but the blocks of %s do not match grove's " ..
+                            "block: %s is %s in grove's, %s in the file", path, s.name, shape_str(s.shape),
+                            inf and shape_str(inf.shape) or "absent"), 0)
+      end
+    end
+    for _, rel in ipairs(ref.names) do
+      if not seen[rel] then
+        error("grow: new blocks take grove's default init, but the blocks of " .. path .. " have " .. rel ..
+              ", which grove's block has not", 0)
+      end
+    end
+  end
+
+  local function surgery(r, in_path, out_path, o, log)
+    local t0 = grove.now()
+    local others, ref, N = layout(r, in_path)
+    local M = o.depth
+    local map = o.strategy.map(N, M)
+    if type(map) ~= "table" then error("grow: strategy " .. o.strategy.name .. ": map gave a " .. type(map), 0) end
+    for i = 1, M do if map[i] == nil then map[i] = false end end
+    if #map ~= M then
+      error(string.format("grow: strategy %s mapped %d target blocks for depth %d", o.strategy.name, #map, M), 0)
+    end
+    local kinds = grow.plan(map, N, M, o.strategy.name)
+    grow.check_block_names(function(_, n) return ref.info[n] ~= nil end, kinds, o,
+                           function(i) return "target block " .. i .. " (blocks of " .. in_path .. ")" end)
+
+    -- Block tensors go in the order the default init draws them when new
+    -- blocks are drawn, so the draws match grove.grow's; otherwise in block 0's file order.
+    local order, spec_of = ref.names, {}
+    local need_default = false
+    for _, k in ipairs(kinds) do need_default = need_default or grow.base(k, o.init) == "default" end
+    if need_default then
+      local specs = default_specs(block_config(r, ref, in_path))
+      check_specs(specs, ref, in_path)
+      order = {}
+      for i, s in ipairs(specs) do order[i], spec_of[s.name] = s.name, s end
+    end
+
+    local entries, bytes = {}, 0
+    local function add(name, inf)
+      entries[#entries + 1] = { name, inf.dtype, inf.shape }
+      local n = 1
+      for _, s in ipairs(inf.shape) do n = n * s end
+      bytes = bytes + n * tonumber(grove.C.grove_dtype_size(grove._dtype_id(inf.dtype)))
+    end
+    for _, name in ipairs(others) do add(name, r:info(name)) end
+    for i = 1, M do
+      for _, rel in ipairs(order) do add(PREFIX .. (i - 1) .. "." .. rel, ref.info[rel]) end
+    end
+    local meta = {}
+    for k, v in pairs(r.metadata) do meta[k] = v end
+    if meta["grove.config"] then
+      local c = nn._decode_config(meta["grove.config"])
+      c.depth = M
+      meta["grove.config"] = nn._encode_config(c)
+    end
+    meta["grove.grow"] = string.format("strategy=%s init=%s%s seed=%d source_depth=%d depth=%d", o.strategy.name,
+                                       o.init, o.init == "noise" and (" noise=" .. o.noise) or "", o.seed, N, M)
+
+    local w = grove.safetensors_writer(out_path, entries, meta)
+    local ok, err = pcall(function()
+      for _, name in ipairs(others) do
+        local t = r:get(name)
+        w:write(name, t)
+        t:free()
+      end
+      local init_gen, noise_gen = grove.Generator(o.seed), grove.Generator(o.seed + 1)
+      local make = nn.param_factory { generator = init_gen }
+      for i, kind in ipairs(kinds) do
+        local from_default = grow.base(kind, o.init) == "default"
+        grow.position(init_gen, o.seed, i)
+        grow.position(noise_gen, o.seed + 1, i)
+        for _, rel in ipairs(order) do
+          local t
+          if from_default then
+            local s = spec_of[rel]
+            t = make(s.shape, s.init)
+            local dtype = ref.info[rel].dtype
+            if dtype ~= "f32" then
+              local c = t:to(dtype)
+              t:free()
+              t = c
+            end
+          else
+            t = r:get(PREFIX .. (map[i] - 1) .. "." .. rel)
+          end
+          grow.init_tensor(rel, t, kind, o, noise_gen)
+          w:write(PREFIX .. (i - 1) .. "." .. rel, t)
+          t:free()
+        end
+        -- freed blocks stay in grove's allocator cache; hand them back per block
+        grove.empty_cache()
+        if log then log(i, M, kind) end
+      end
+    end)
+    if not ok then
+      w:abort()
+      error(err, 0)
+    end
+    w:finish()
+    local count = { keep = 0, ["repeat"] = 0, new = 0 }
+    for _, k in ipairs(kinds) do count[k] = count[k] + 1 end
+    return { source_depth = N, depth = M, kinds = kinds, tensors = #entries, bytes = bytes, seconds = grove.now() - t0,
+             keep = count.keep, repeats = count["repeat"], new = count.new }
+  end
+
+  -- opts: grove.grow's (strategy, depth, init, noise, seed) and log(i, M, kind),
+  -- called after each target block. Returns a summary table.
+  function grow.file(in_path, out_path, opts)
+    if type(in_path) ~= "string" or type(out_path) ~= "string" then
+      error("grow.file: expected the input and output paths, got " .. type(in_path) .. " and " .. type(out_path), 2)
+    end
+    if in_path == out_path then error("grow: the output must differ from the input (" .. in_path .. ")", 0) end
+    local o = grow.options(opts)
+    if not o.strategy.map then
+      error("grow: strategy " .. o.strategy.name .. " has no map(N, M), which file surgery needs " ..
+            "(a strategy that is only a function works on models in memory: grove.grow)", 0)
+    end
+    local r = grove.safetensors_open(in_path)
+    local ok, res = pcall(surgery, r, in_path, out_path, o, opts.log)
+    r:close()
+    if not ok then error(res, 0) end
+    return res
+  end
+end
