@@ -25,7 +25,7 @@ build: deps $(BUILD)/CMakeCache.txt
 # The main job: train the tiny preset on the shapes set (under 10 minutes on
 # 2 cores), then sample the evaluation prompts and print the evaluator's table.
 run: build
-	$(BUILD)/grove recipes/train.lua --preset tiny --steps 3000 --batch 32 --time-limit 480 --out $(RUN_OUT)
+	$(BUILD)/grove recipes/train.lua --preset tiny --steps 4000 --decay 1300 --lr 2e-3 --batch 32 --time-limit 540 --out $(RUN_OUT)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure

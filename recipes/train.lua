@@ -13,6 +13,7 @@ local spec = {
   { "optimizer", "string", d.optimizer, "adamw, came8bit, came or sgd" },
   { "weight_decay", "number", d.weight_decay, "decoupled weight decay (not on norms, biases, tables)" },
   { "warmup", "number", d.warmup, "linear warmup steps" },
+  { "decay", "number", d.decay, "linear learning-rate cooldown to 0 over the last N of --steps (0: none)" },
   { "clip", "number", d.clip, "global gradient-norm clip" },
   { "ema", "number", d.ema, "EMA decay of the sampled weights" },
   { "seed", "number", d.seed, "seed of the model, data and noise" },

@@ -10,13 +10,15 @@ local ffi = require "ffi"
 local defs = require "grove.cdefs"
 ffi.cdef(defs.cdef)
 
--- OpenMP threads that spin after each parallel region steal the cores from
--- every other process; on a shared or oversubscribed machine that made
--- training 4x slower. Let idle workers sleep unless the user chose otherwise.
--- libgomp reads this when it loads, which is with libgrove, just below.
+-- OpenMP workers that spin long after each parallel region steal the cores
+-- from every other process (libgomp's default spin made training 4x slower
+-- on a busy machine), while workers that sleep at once pay a wake-up per
+-- region (10% of a tiny training step). A short spin keeps back-to-back
+-- regions fast and bounds the waste; the user's OMP_WAIT_POLICY or
+-- GOMP_SPINCOUNT wins. libgomp reads this when it loads, with libgrove below.
 ffi.cdef "int setenv(const char *name, const char *value, int overwrite);"
 if not os.getenv("OMP_WAIT_POLICY") and not os.getenv("GOMP_SPINCOUNT") then
-  ffi.C.setenv("OMP_WAIT_POLICY", "passive", 0)
+  ffi.C.setenv("GOMP_SPINCOUNT", "20000", 0)
 end
 
 local lib = os.getenv("GROVE_LIB") or defs.library

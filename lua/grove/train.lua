@@ -13,7 +13,7 @@ return function(grove)
 
   train.defaults = {
     preset = "tiny", steps = 2000, batch = 32, lr = 1e-3, optimizer = "adamw", weight_decay = 0.0,
-    warmup = 100, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
+    warmup = 100, decay = 0, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
     save_every = 250, sample_every = 500, log_every = 50, resume = false, freeze_text = false,
     text_depth = 2, text_heads = 2, time_limit = 0, eval = true, eval_prompts = 60, eval_steps = 20, cfg = 4.5,
     sampler = "dpm",
@@ -27,6 +27,13 @@ return function(grove)
   function train.build(o, cfgs)
     local tok = grove.text.shapes_tokenizer()
     local mcfg = cfgs and cfgs.model or nn.resolve_config(o.preset)
+    if not cfgs and o.config then
+      -- overrides of the preset's fields (depth, width, ...)
+      local c = {}
+      for k, v in pairs(mcfg) do c[k] = v end
+      for k, v in pairs(o.config) do c[k] = v end
+      mcfg = c
+    end
     local model = nn.Sana(mcfg, { seed = o.seed })
     local tcfg = cfgs and cfgs.text or { vocab_size = tok:size(), width = mcfg.caption_channels, depth = o.text_depth,
                                          heads = o.text_heads, max_len = mcfg.text_len }
@@ -68,6 +75,17 @@ return function(grove)
       for k, v in pairs(sd.metadata) do meta["optim." .. k] = v end
     end
     flat_meta("train.", st.options, meta)
+    grove.save_safetensors(path, tensors, meta)
+  end
+
+  -- Model and text-encoder weights with their configs: what o.init starts
+  -- a run from (a grown or pruned model, say). parts as train.build gives.
+  function train.save_weights(path, parts, metadata)
+    local tensors = {}
+    for _, np in ipairs(parts.both:named_parameters()) do tensors[np[1]] = np[2]:detach() end
+    local meta = { ["grove.kind"] = "weights", ["grove.config"] = nn._encode_config(parts.model.config),
+                   ["text.config"] = nn._encode_config(parts.text_config) }
+    for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
     grove.save_safetensors(path, tensors, meta)
   end
 
@@ -182,7 +200,7 @@ return function(grove)
 
   local function data_stream(o)
     if type(o.data) == "table" and o.data.next then return o.data end
-    if o.data == "shapes" then return grove.data.shapes { batch = o.batch, seed = o.seed, size = o.size } end
+    if o.data == "shapes" then return grove.data.shapes { batch = o.batch, seed = o.seed, size = o.size, categories = o.categories } end
     return grove.data.folder { dir = o.data, batch = o.batch, seed = o.seed, size = o.size }
   end
 
@@ -199,12 +217,35 @@ return function(grove)
       if not ok then error("train: --resume: cannot read " .. ckpt .. ": " .. tostring(t), 2) end
       saved, tensors, meta = true, t, m
     end
-    local parts = train.build(o, saved and { model = nn._decode_config(meta["grove.config"]),
-                                             text = nn._decode_config(meta["text.config"]) } or nil)
+    -- o.init: a checkpoint (of grove.train, or grove.train.save_weights) whose
+    -- model and text-encoder weights and configs start a fresh run
+    local init_tensors
+    if o.init and not saved then
+      local ok, t, m = pcall(grove.load_safetensors, o.init)
+      if not ok then error("train: init: cannot read " .. tostring(o.init) .. ": " .. tostring(t), 2) end
+      if not m["grove.config"] or not m["text.config"] then
+        error("train: init: " .. o.init .. " lacks grove.config/text.config metadata (not a grove training checkpoint)", 2)
+      end
+      init_tensors, meta = t, m
+    end
+    local parts = train.build(o, (saved or init_tensors) and { model = nn._decode_config(meta["grove.config"]),
+                                                               text = nn._decode_config(meta["text.config"]) } or nil)
+    if init_tensors then
+      -- every parameter must come from the file; its EMA/optimizer entries are not used
+      local wanted = {}
+      for _, np in ipairs(parts.both:named_parameters()) do
+        if not init_tensors[np[1]] then error("train: init: " .. o.init .. " has no tensor " .. np[1], 2) end
+        wanted[np[1]] = init_tensors[np[1]]
+      end
+      parts.both:load_state_dict(wanted)
+    end
     if o.freeze_text then parts.text:freeze() end
     local groups = grove.optim.param_groups(parts.both)
     local opt = grove.optim[o.optimizer](groups, { lr = o.lr, weight_decay = o.weight_decay })
-    local sched = grove.optim.schedule.warmup_constant { warmup = o.warmup }
+    -- a final linear cooldown over `decay` steps when asked (wsd), else constant
+    local sched = o.decay > 0
+      and grove.optim.schedule.wsd { warmup = math.min(o.warmup, o.steps - o.decay), total = o.steps, decay = o.decay }
+      or grove.optim.schedule.warmup_constant { warmup = o.warmup }
     local ema = grove.EMA(parts.both:named_parameters(), o.ema)
     local gen = grove.Generator(o.seed + 2)
     local data = data_stream(o)
@@ -262,7 +303,7 @@ return function(grove)
         losses[step] = l
         avg = avg and 0.98 * avg + 0.02 * l or l
         show(step, l, avg, step == o.steps)
-        if o.on_step then o.on_step(step, l) end
+        if o.on_step then o.on_step(step, l, state) end
         if step % o.save_every == 0 or step == o.steps then save() end
         if o.sample_every > 0 and step % o.sample_every == 0 and o.data == "shapes" then
           sample_grid(o, parts, ema, string.format("%s/samples_%06d.png", o.out, step))

@@ -429,3 +429,25 @@ print("ASAN " .. (maps:find("libasan", 1, true) and 1 or 0))
 
   os.execute("rm -rf '" .. dir .. "'")
 end)
+
+spec.describe("recipes/grow_study.lua", function()
+  spec.it("runs the whole study at toy size and writes its report", function()
+    local dir = tmpdir()
+    local out, status = run(string.format("GROVE_NUM_THREADS=1 %s recipes/grow_study.lua --base-depth 1 --factor 2 " ..
+      "--base-steps 4 --steps 4 --batch 4 --strategies partial,cyclic --inits identity --eval-every 0 --eval-prompts 1 " ..
+      "--smooth 2 --out %s/study", exe, dir))
+    spec.eq(status, 0, out)
+    local f = assert(io.open(dir .. "/study/report.md"))
+    local report = f:read("*a")
+    f:close()
+    for _, name in ipairs { "scratch", "partial_identity", "cyclic_identity" } do
+      spec.assert(report:find("| " .. name .. " |", 1, true), name .. " row in:\n" .. report)
+    end
+    for _, png in ipairs { "loss_steps.png", "loss_time.png" } do
+      local g = io.open(dir .. "/study/" .. png, "rb")
+      spec.assert(g and g:read(8) == "\137PNG\r\n\26\n", png)
+      if g then g:close() end
+    end
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)

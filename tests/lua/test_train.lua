@@ -61,6 +61,42 @@ spec.describe("training", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  spec.it("config overrides the preset; init starts a fresh run from saved weights", function()
+    local a, b = tmpdir(), tmpdir()
+    local first = grove.train.run(opts { steps = 3, out = a, save_every = 3, config = { depth = 1 } })
+    spec.eq(#first.parts.model.blocks, 1, "depth override")
+    local w = a .. "/weights.safetensors"
+    grove.train.save_weights(w, first.parts)
+    -- with lr 0 the run's weights stay the file's
+    local again = grove.train.run(opts { steps = 1, out = b, save_every = 1, init = w, lr = 0 })
+    spec.eq(#again.parts.model.blocks, 1, "depth from the file")
+    local saved = grove.load_safetensors(w)
+    for _, np in ipairs(again.parts.both:named_parameters()) do
+      spec.eq((np[2]:detach() - saved[np[1]]):abs():max():item(), 0, np[1] .. " comes from the file")
+    end
+    local fresh = grove.train.run(opts { steps = 1, out = b, save_every = 1, config = { depth = 1 } })
+    spec.assert(fresh.losses[1] ~= again.losses[1], "init changed the start")
+    spec.raises(function() grove.train.run(opts { steps = 1, out = b, init = "/nonexistent.safetensors" }) end,
+      "init: cannot read")
+    local t, m = grove.load_safetensors(w)
+    t["model.proj_out.weight"] = nil
+    grove.save_safetensors(w, t, m)
+    spec.raises(function() grove.train.run(opts { steps = 1, out = b, init = w }) end, "has no tensor model.proj_out.weight")
+    os.execute("rm -rf " .. a .. " " .. b)
+  end)
+
+  spec.it("decay cools the learning rate down to 0 at the last step", function()
+    local dir = tmpdir()
+    local lrs = {}
+    grove.train.run(opts { steps = 8, warmup = 2, decay = 4, out = dir, save_every = 8, config = { depth = 1 },
+      on_step = function(_, _, state) lrs[#lrs + 1] = state.opt.param_groups[1].lr end })
+    os.execute("rm -rf " .. dir)
+    -- lr after step k is the lr of step k + 1
+    spec.near(lrs[1], 2e-3, 1e-12, "warm after warmup")
+    spec.near(lrs[4], 2e-3 * 3 / 4, 1e-12, "cooling")
+    spec.near(lrs[7], 0, 1e-12, "cooled")
+  end)
+
   spec.it("resuming without a checkpoint is a clear error", function()
     spec.raises(function() grove.train.run(opts { steps = 2, out = "/nonexistent/run", resume = true }) end, "--resume")
   end)

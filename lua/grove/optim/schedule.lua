@@ -102,5 +102,26 @@ return function(grove, optim)
       end
     end)
 
+  -- Warmup, a constant stretch, then a linear decay to min_lr over the last
+  -- `decay` steps before total (warmup-stable-decay): a short run gets most
+  -- of a schedule's benefit from the final cooldown, and the stable stretch
+  -- can be cut anywhere.
+  make("wsd", { warmup = { 0, nonneg_int }, total = { nil, O.integer(1), required = true }, decay = { 0, nonneg_int },
+                min_lr = { 0, O.nonneg } },
+    function(o)
+      if o.total == nil then O.fail("wsd", "total (the last step of the decay) is required") end
+      if o.decay + o.warmup > o.total then
+        O.fail("wsd", "warmup " .. o.warmup .. " plus decay " .. o.decay .. " exceeds total " .. o.total)
+      end
+      local n, total, decay, min_lr = o.warmup, o.total, o.decay, o.min_lr
+      return function(k, base)
+        if k < n then return base * k / n end
+        local lo = math.min(min_lr, base)
+        local left = total - k
+        if decay > 0 and left < decay then return lo + (base - lo) * math.max(0, left) / decay end
+        return base
+      end
+    end)
+
   return schedule
 end
