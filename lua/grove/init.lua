@@ -45,5 +45,6 @@ require "grove.eval.shapes"(grove)
 require "grove.optim"(grove)
 require "grove.train"(grove)
 require "grove.grow"(grove)
+require "grove.prune"(grove)
 
 return grove

@@ -1,6 +1,6 @@
--- Line plots written as PNG files: a small RGBA canvas (anti-aliased thick
--- lines, rectangles, a 5×7 bitmap font) and a line chart with axes, ticks,
--- grid and legend on top of it. PNG encoding is lodepng's, loaded through
+-- Charts written as PNG files: a small RGBA canvas (anti-aliased thick
+-- lines, rectangles, a 5×7 bitmap font) and line and bar charts with axes,
+-- ticks, grid and legend on top of it. PNG encoding is lodepng's, loaded through
 -- the FFI (Debian package liblodepng-dev; Debian builds it as C++, so its
 -- symbols carry C++-mangled names, bound here with asm labels; a C build's
 -- plain names are tried next).
@@ -8,6 +8,7 @@
 --   local plot = require "grove.plot"
 --   plot.lines { path = "loss.png", title = "loss", xlabel = "step", ylabel = "loss", log_y = true,
 --                series = { { name = "adamw", y = {...} }, { name = "came", x = {...}, y = {...} } } }
+--   plot.bars { path = "importance.png", title = "block importance", values = {...}, colors = {...} }
 --
 -- Text is drawn in capitals (the font has no lowercase).
 local ffi = require "ffi"
@@ -311,6 +312,75 @@ function plot.lines(o)
       local y = by + 8 + (k - 1) * 14
       c:line(bx + 6, y + 0.5, bx + 24, y + 0.5, color, 3)
       c:text(bx + 30, y - 3, s.name or "", ink)
+    end
+  end
+  if o.path then c:save(o.path) end
+  return c
+end
+
+-- A bar chart, one bar per value, rising from 0 (negative values hang
+-- below it). o: path (written when given), values, labels (default 1..n;
+-- as many as fit are drawn), colors (one per bar; default the palette's
+-- first), legend = {{name =, color =}}, title, xlabel, ylabel, width (900),
+-- height (480), y_min/y_max. Returns the canvas.
+function plot.bars(o)
+  local values = o.values or {}
+  local n = #values
+  local W, H = o.width or 900, o.height or 480
+  local c = plot.canvas(W, H)
+  local ink, grid = { 40, 40, 40 }, { 225, 225, 225 }
+  local L, R, T, B = 78, 24, o.title and 44 or 20, 56
+  local px0, py0, px1, py1 = L, T, W - R, H - B
+  local ymin, ymax = 0, 0
+  for _, v in ipairs(values) do
+    if v == v then ymin, ymax = math.min(ymin, v), math.max(ymax, v) end
+  end
+  if ymax == ymin then ymax = ymin + 1 end
+  local pad = (ymax - ymin) * 0.04
+  ymin = o.y_min or (ymin < 0 and ymin - pad or 0)
+  ymax = o.y_max or ymax + pad
+  local function sy(y) return py1 - (y - ymin) / (ymax - ymin) * (py1 - py0) end
+  for _, v in ipairs(nice_ticks(ymin, ymax, 6)) do
+    local y = math.floor(sy(v)) + 0.5
+    c:line(px0, y, px1, y, grid, 1)
+    local s = tick_label(v)
+    c:text(px0 - 6 - plot.text_width(s), math.floor(y) - 3, s, ink)
+  end
+  -- bars, each in a slot of equal width with a gap of a fifth of it
+  local slot = (px1 - px0) / math.max(n, 1)
+  local zero = sy(math.max(ymin, math.min(0, ymax)))
+  for i, v in ipairs(values) do
+    if v == v then
+      local x = px0 + (i - 1) * slot + slot * 0.1
+      local top, bottom = sy(math.min(math.max(v, ymin), ymax)), zero
+      if top > bottom then top, bottom = bottom, top end
+      local color = o.colors and o.colors[i] or o.color or plot.palette[1]
+      c:rect(x, top, math.max(1, slot * 0.8), math.max(1, bottom - top), color)
+    end
+  end
+  -- labels under the bars: every k-th, so that they do not overlap
+  local widest = 0
+  for i = 1, n do widest = math.max(widest, plot.text_width(tostring(o.labels and o.labels[i] or i))) end
+  local every = math.max(1, math.ceil((widest + 6) / math.max(slot, 1e-9)))
+  for i = 1, n, every do
+    local s = tostring(o.labels and o.labels[i] or i)
+    local x = px0 + (i - 0.5) * slot
+    c:text(math.floor(x - plot.text_width(s) / 2), py1 + 8, s, ink)
+  end
+  c:line(px0, math.floor(zero) + 0.5, px1, math.floor(zero) + 0.5, ink, 1)
+  c:line(px0 - 0.5, py0, px0 - 0.5, py1, ink, 1)
+  if o.title then c:text(math.floor((W - plot.text_width(o.title, 2)) / 2), 12, o.title, ink, 2) end
+  if o.xlabel then c:text(math.floor((px0 + px1 - plot.text_width(o.xlabel)) / 2), H - 20, o.xlabel, ink) end
+  if o.ylabel then c:text(12, math.floor((py0 + py1 + plot.text_width(o.ylabel)) / 2), o.ylabel, ink, 1, true) end
+  if o.legend and #o.legend > 0 then
+    local lw = 0
+    for _, e in ipairs(o.legend) do lw = math.max(lw, plot.text_width(e.name or "")) end
+    local bx, by = px1 - lw - 44, py0 + 8
+    c:rect(bx, by, lw + 36, #o.legend * 14 + 8, { 255, 255, 255 })
+    for k, e in ipairs(o.legend) do
+      local y = by + 8 + (k - 1) * 14
+      c:rect(bx + 8, y - 4, 14, 9, e.color)
+      c:text(bx + 30, y - 3, e.name or "", ink)
     end
   end
   if o.path then c:save(o.path) end

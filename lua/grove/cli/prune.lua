@@ -1,0 +1,94 @@
+-- grove prune: a shallower model's weights from a trained one's (SANA 1.5
+-- depth pruning), with the per-block importance chart.
+--   grove prune --in model.safetensors --out pruned.safetensors --depth K \
+--               [--calib prompts.txt] [--metric cosine] [--schedule oneshot] [--chart importance.png] [--seed 0]
+local args = require "grove.cli.args"
+
+local spec = {
+  { "in", "string", nil, "grove training checkpoint or weights file (grove.train.save_weights)", required = true },
+  { "out", "string", nil, "weights file to write (loads with grove.train.load_for_inference, starts grove.train.run{init =})",
+    required = true },
+  { "depth", "number", nil, "number of blocks to keep", required = true },
+  { "metric", "string", "cosine", "cosine, loss, a registered name, or a .lua file returning fn(model, calib, opts)" },
+  { "schedule", "string", "oneshot", "oneshot, iterative, random, last, a registered name, or a .lua file returning fn(ctx)" },
+  { "keep", "string", nil, "blocks never removed, comma-separated 1-based indices (e.g. 1,12)" },
+  { "calib", "string", nil, "calibration prompts, one per line (default: a seeded sample of the shapes evaluation prompts)" },
+  { "prompts", "number", 64, "number of shapes evaluation prompts when no --calib is given" },
+  { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule" },
+  { "x0", "string", nil, "clean images: render (shapes captions) or sample (the model's own); default by prompts" },
+  { "size", "number", 32, "image side of the calibration images" },
+  { "batch", "number", 32, "prompts per forward pass" },
+  { "seed", "number", 0, "seed of the prompt sample, noise, and the random schedule" },
+  { "chart", "string", nil, "write the per-block importance bar chart to this PNG" },
+  { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
+  { "quiet", "boolean", false, "print nothing but errors" },
+}
+
+-- A function from a .lua file, or the name as given.
+local function named_or_file(v, what)
+  if not v:match("%.lua$") then return v end
+  local chunk, err = loadfile(v)
+  if not chunk then error("cannot load " .. what .. " file: " .. err, 0) end
+  local fn = chunk()
+  if type(fn) ~= "function" then error(what .. " file " .. v .. " must return a function, got " .. type(fn), 0) end
+  return fn
+end
+
+return function(argv)
+  local o, rest = args.parse(argv, spec, { usage = "grove prune --in FILE --out FILE --depth K [options]",
+    description = "Removes the least important blocks of a grove checkpoint (EMA weights when present) and writes the\n" ..
+                  "model and text encoder weights; see docs/pruning.md." })
+  if not o then print(rest); return end
+  if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove prune --help)", 0) end
+  if o["in"] == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
+  local keep
+  if o.keep then
+    keep = {}
+    for w in o.keep:gmatch("[^,%s]+") do
+      local j = tonumber(w)
+      if not j then error("--keep needs comma-separated block indices, got '" .. o.keep .. "'", 0) end
+      keep[#keep + 1] = j
+    end
+  end
+  local t0 = grove.now()
+  local ok, res = pcall(function()
+    local metric, schedule = named_or_file(o.metric, "metric"), named_or_file(o.schedule, "schedule")
+    local parts = grove.train.load_for_inference(o["in"], { ema = not o.raw })
+    local opts = { depth = o.depth, metric = metric, schedule = schedule, keep = keep, seed = o.seed,
+                   prompts = o.calib or o.prompts, timesteps = o.timesteps, x0 = o.x0, size = o.size, batch = o.batch }
+    local pruned, info = grove.prune.parts(parts, opts)
+    if o.chart and not info.scores then
+      -- a schedule that scored nothing (random, last): the chart still shows the metric
+      info.scores, info.calib = grove.prune.importance(parts.model, info.calib or parts, opts)
+    end
+    local meta = { ["grove.prune"] = grove.prune.describe(info) }
+    if info.scores then
+      local s = {}
+      for i, v in ipairs(info.scores) do s[i] = string.format("%.6g", v) end
+      meta["grove.prune.scores"] = table.concat(s, ",")
+    end
+    grove.train.save_weights(o.out, pruned, meta)
+    if o.chart then
+      grove.prune.chart(o.chart, info.scores, info.removed, { metric = info.metric })
+    end
+    return { info = info, parts = parts }
+  end)
+  -- the command's name already prefixes the message
+  if not ok then error((tostring(res):gsub("^prune: ", "")), 0) end
+  if not o.quiet then
+    local info = res.info
+    local zero_based = {}
+    for k, j in ipairs(info.removed) do zero_based[k] = j - 1 end
+    print(string.format("%s (%s weights): %d -> %d blocks (%s metric, %s schedule); removed blocks %s " ..
+                        "(transformer_blocks.{%s}) in %.1f s -> %s", o["in"], res.parts.ema_used and "EMA" or "raw",
+      info.source_depth, info.depth, info.metric, info.schedule,
+      #info.removed > 0 and table.concat(info.removed, ",") or "none", table.concat(zero_based, ","),
+      grove.now() - t0, o.out))
+    if info.scores then
+      local s = {}
+      for i, v in ipairs(info.scores) do s[i] = string.format("%d:%.4g", i, v) end
+      print("importance: " .. table.concat(s, " "))
+    end
+    if o.chart then print("chart: " .. o.chart) end
+  end
+end
