@@ -373,3 +373,24 @@ spec.describe("grove prune (command line)", function()
 
   os.execute("rm -rf '" .. dir .. "'")
 end)
+
+spec.describe("recipes/prune_study.lua", function()
+  spec.it("runs the whole study at toy size and writes its report and charts", function()
+    local dir = tmpdir()
+    local out, status = run(string.format("GROVE_NUM_THREADS=1 %s recipes/prune_study.lua --deep-depth 2 --deep-steps 3 " ..
+      "--fractions 1/2 --schedules oneshot,last --steps 2 --batch 4 --eval-prompts 1 --out %s/study", exe, dir))
+    spec.eq(status, 0, out)
+    local f = assert(io.open(dir .. "/study/report.md"))
+    local report = f:read("*a")
+    f:close()
+    for _, row in ipairs { "| oneshot_1 |", "| last_1 |", "| 1 |" } do
+      spec.assert(report:find(row, 1, true), row .. " row in:\n" .. report)
+    end
+    for _, png in ipairs { "importance.png", "recovery.png" } do
+      local g = io.open(dir .. "/study/" .. png, "rb")
+      spec.assert(g and g:read(8) == "\137PNG\r\n\26\n", png)
+      if g then g:close() end
+    end
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
