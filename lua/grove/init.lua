@@ -46,5 +46,7 @@ require "grove.optim"(grove)
 require "grove.train"(grove)
 require "grove.grow"(grove)
 require "grove.prune"(grove)
+require "grove.judge"(grove)
+require "grove.search"(grove)
 
 return grove

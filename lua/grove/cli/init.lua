@@ -2,7 +2,7 @@
 -- returning function(argv) (argv without the command name).
 local cli = {}
 
-cli.commands = { "sample", "eval", "info", "grow", "prune" }
+cli.commands = { "sample", "eval", "info", "grow", "prune", "search" }
 
 function cli.run(name, argv)
   local ok, cmd = pcall(require, "grove.cli." .. name)
