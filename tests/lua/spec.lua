@@ -179,4 +179,18 @@ function spec.check_op(o)
   end
 end
 
+-- A new empty temporary folder (the caller removes it).
+function spec.tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("*l"); p:close()
+  return d
+end
+
+-- Output and exit status of a shell command, stderr included.
+function spec.run(cmd)
+  local p = io.popen(cmd .. ' 2>&1; echo "__status=$?"')
+  local out = p:read("*a"); p:close()
+  return out:gsub("__status=%d+%s*$", ""), tonumber(out:match("__status=(%d+)%s*$"))
+end
+
 return spec

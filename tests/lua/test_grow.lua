@@ -10,18 +10,9 @@ local exe = arg and arg[-1]
 local cfg = { depth = 3, width = 64, head_dim = 32, cross_heads = 2, patch_size = 2, in_channels = 4,
               out_channels = 4, caption_channels = 16, text_len = 6 }
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l"); p:close()
-  return d
-end
+local tmpdir = spec.tmpdir
 
--- Output and exit status of a shell command.
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "__status=$?"')
-  local out = p:read("*a"); p:close()
-  return out:gsub("__status=%d+%s*$", ""), tonumber(out:match("__status=(%d+)%s*$"))
-end
+local run = spec.run
 
 local function inputs(B, seed)
   local g = grove.Generator(seed)

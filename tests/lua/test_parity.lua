@@ -17,11 +17,7 @@ local function run(cmd)
   return clean, code
 end
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l"); p:close()
-  return d
-end
+local tmpdir = spec.tmpdir
 
 -- A random config that is not a preset: odd sizes catch layout mistakes.
 local cfg = { depth = 2, width = 96, head_dim = 32, cross_heads = 3, mlp_ratio = 2.5, patch_size = 2,

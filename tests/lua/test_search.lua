@@ -7,17 +7,9 @@ local spec = require "spec"
 
 local exe = arg and arg[-1]
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l"); p:close()
-  return d
-end
+local tmpdir = spec.tmpdir
 
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "__status=$?"')
-  local out = p:read("*a"); p:close()
-  return out:gsub("__status=%d+%s*$", ""), tonumber(out:match("__status=(%d+)%s*$"))
-end
+local run = spec.run
 
 -- candidates whose "image" is their index, judged from a score table
 local function fake(scores)

@@ -3,11 +3,7 @@
 -- last checkpoint intact, and the checkpoint serves sampling.
 local spec = require "spec"
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l"); p:close()
-  return d
-end
+local tmpdir = spec.tmpdir
 
 local base = { preset = "tiny", batch = 8, lr = 2e-3, warmup = 5, sample_every = 0, log_every = 1000, eval = false,
                seed = 3 }
