@@ -3,41 +3,7 @@
  * resize, u8 <-> f32 conversion, text drawing and folder listing. */
 #define _GNU_SOURCE
 #include "helpers.h"
-
-#include <errno.h>
-#include <ftw.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-/* ---- a scratch directory per test --------------------------------------------- */
-static char dir[64];
-
-static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/grove_img_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void remove_dir(void) { nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS); }
-
-/* A path inside the scratch directory (one of 16 rotating buffers). */
-static const char *at(const char *name)
-{
-    static char bufs[16][256];
-    static int next;
-    char *b = bufs[next];
-    next = (next + 1) % 16;
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-    return b;
-}
+#include "scratch.h"
 
 /* A file shipped in tests/data, found next to this source file. */
 static const char *data_file(const char *name)
@@ -48,34 +14,6 @@ static const char *data_file(const char *name)
     int n = slash ? (int)(slash - src) : 0;
     snprintf(buf, sizeof buf, "%.*s%s../data/%s", n, src, slash ? "/" : "", name);
     return buf;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "fopen %s: %s", path, strerror(errno));
-    cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "fopen %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len);
-    cr_assert_eq(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* A u8 tensor of the given shape with value(i) at flat index i. */
