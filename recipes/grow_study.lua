@@ -64,8 +64,8 @@ local function run(name, opts)
   }
   for k, v in pairs(opts) do r[k] = v end
   print(string.format("== %s", name))
-  local res = train.run(r)
-  rec.parts, rec.total_time = res.parts, rec.time[#rec.time]
+  train.run(r)
+  rec.total_time = rec.time[#rec.time]
   return rec
 end
 

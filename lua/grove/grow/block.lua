@@ -15,11 +15,4 @@ function block.map(N, M)
   return map
 end
 
--- (source_blocks, M, opts) → target_blocks; opts.copy(block) deep-copies a block.
-function block.grow(source_blocks, M, opts)
-  local out = {}
-  for i, j in ipairs(block.map(#source_blocks, M)) do out[i] = opts.copy(source_blocks[j]) end
-  return out
-end
-
 return block

@@ -14,11 +14,4 @@ function cyclic.map(N, M)
   return map
 end
 
--- (source_blocks, M, opts) → target_blocks; opts.copy(block) deep-copies a block.
-function cyclic.grow(source_blocks, M, opts)
-  local out = {}
-  for i, j in ipairs(cyclic.map(#source_blocks, M)) do out[i] = opts.copy(source_blocks[j]) end
-  return out
-end
-
 return cyclic

@@ -210,34 +210,8 @@ return function(grove)
   end
   grow.clone_module = clone_module
 
-  local function check_source(model)
-    if type(model) ~= "table" or type(model.blocks) ~= "table" then
-      error("grow: expected a model with a list of blocks (model.blocks), got " ..
-            (type(model) == "table" and "a table without blocks" or type(model)), 0)
-    end
-    local N = 0
-    for k in pairs(model.blocks) do
-      if type(k) ~= "number" or k % 1 ~= 0 or k < 1 then
-        error("grow: model.blocks must be a list of blocks 1..n, but it has the key " .. tostring(k), 0)
-      end
-      N = math.max(N, k)
-    end
-    if N == 0 then error("grow: the model has no blocks to grow from", 0) end
-    for i = 1, N do
-      if model.blocks[i] == nil then
-        error(string.format("grow: model.blocks has a hole: it runs to block %d, but block %d is missing", N, i), 0)
-      end
-    end
-    for i = 1, N do
-      if not is_module(model.blocks[i]) then
-        error("grow: model.blocks[" .. i .. "] is not a module (" .. type(model.blocks[i]) .. ")", 0)
-      end
-    end
-    return N
-  end
-
   local function grow_model(model, opts)
-    local N = check_source(model)
+    local N = grove.nn.check_blocks(model, "grow")
     local o = grow.options(opts)
     local M, strategy = o.depth, o.strategy
 

@@ -61,5 +61,32 @@ return function(grove)
 
   -- Scales all gradients so that their global L2 norm is at most max_norm;
   -- returns the norm before clipping (computed in C: grove.optim).
+  -- The depth N of a model whose `blocks` form a list of modules 1..N, or a
+  -- clear error prefixed with `who` (the growth and pruning front doors).
+  function nn.check_blocks(model, who)
+    if type(model) ~= "table" or type(model.blocks) ~= "table" then
+      error(who .. ": expected a model with a list of blocks (model.blocks), got " ..
+            (type(model) == "table" and "a table without blocks" or type(model)), 0)
+    end
+    local N = 0
+    for k in pairs(model.blocks) do
+      if type(k) ~= "number" or k % 1 ~= 0 or k < 1 then
+        error(who .. ": model.blocks must be a list of blocks 1..n, but it has the key " .. tostring(k), 0)
+      end
+      N = math.max(N, k)
+    end
+    if N == 0 then error(who .. ": the model has no blocks", 0) end
+    for i = 1, N do
+      local b = model.blocks[i]
+      if b == nil then
+        error(string.format("%s: model.blocks has a hole: it runs to block %d, but block %d is missing", who, N, i), 0)
+      end
+      if type(b) ~= "table" or type(b.named_parameters) ~= "function" then
+        error(who .. ": model.blocks[" .. i .. "] is not a module (" .. type(b) .. ")", 0)
+      end
+    end
+    return N
+  end
+
   function nn.clip_grad_norm(params, max_norm) return grove.optim.clip_grad_norm(params, max_norm) end
 end

@@ -58,27 +58,8 @@ return function(grove)
   require "grove.prune.calib"(grove, prune)
 
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2 ^ 53 end
-  local function is_module(m) return type(m) == "table" and type(m.named_parameters) == "function" end
 
-  -- The depth N of a model whose blocks form a list of modules 1..N.
-  local function check_model(model)
-    if type(model) ~= "table" or type(model.blocks) ~= "table" then
-      error("prune: expected a model with a list of blocks (model.blocks), got " ..
-            (type(model) == "table" and "a table without blocks" or type(model)), 0)
-    end
-    local N = 0
-    for k in pairs(model.blocks) do
-      if not is_integer(k) or k < 1 then error("prune: model.blocks must be a list of blocks 1..n, but it has the key " .. tostring(k), 0) end
-      N = math.max(N, k)
-    end
-    if N == 0 then error("prune: the model has no blocks", 0) end
-    for i = 1, N do
-      if not is_module(model.blocks[i]) then
-        error("prune: model.blocks[" .. i .. "] is " .. (model.blocks[i] == nil and "missing" or "not a module"), 0)
-      end
-    end
-    return N
-  end
+  local function check_model(model) return grove.nn.check_blocks(model, "prune") end
   prune.check_model = check_model
 
   -- The model as if it had only the blocks at the given source indices, in
