@@ -4,21 +4,23 @@
 -- --checkpoint, on the diffusion model's own samples labelled by the
 -- evaluator, as SANA 1.5's verifier learned from generated images labelled
 -- by detectors. Prints the accuracy on held-out pairs per kind.
---   grove recipes/train_judge.lua [--steps 600] [--checkpoint runs/tiny/checkpoint.safetensors] [--out runs/judge]
+--   grove recipes/train_judge.lua [--steps 4000] [--checkpoint runs/tiny/checkpoint.safetensors] [--out runs/judge]
 -- Writes OUT/judge.safetensors, OUT/accuracy.txt and OUT/loss.png.
 local args = require "grove.cli.args"
 local J = grove.judge
 
 local spec = {
-  { "steps", "number", 600, "training steps" },
+  { "steps", "number", 4000, "training steps" },
   { "batch", "number", 32, "images per step (each gives a matching and a changed caption)" },
   { "lr", "number", 1e-3, "AdamW learning rate after warmup" },
   { "warmup", "number", 50, "linear warmup steps" },
   { "width", "number", 64, "judge width" },
-  { "depth", "number", 2, "judge transformer layers" },
+  { "depth", "number", 3, "judge transformer layers" },
   { "heads", "number", 2, "attention heads" },
-  { "patch", "number", 4, "image patch side" },
+  { "patch", "number", 8, "image patch side" },
   { "size", "number", 32, "image size" },
+  { "stem", "number", 32, "channels of the judge's 3x3 convolution stem (0: none)" },
+  { "kinds", "string", "shape,relation,color,shape,relation,count,relation", "hard-negative kinds, drawn in turn (a kind repeated is drawn more often: shape and relation are learned last)" },
   { "seed", "number", 1, "seed of the weights, the data and the changes" },
   { "checkpoint", "string", nil, "diffusion checkpoint whose samples, labelled by the evaluator, join the training data" },
   { "samples", "number", 256, "model samples drawn for training when --checkpoint is given (as many again are held out)" },
@@ -33,9 +35,11 @@ if not o then print(rest); return end
 os.execute("mkdir -p '" .. o.out .. "'")
 io.stdout:setvbuf("line") -- progress reaches a log file as it happens
 
+local kinds = {}
+for k in o.kinds:gmatch("[^,%s]+") do kinds[#kinds + 1] = k end
 local tok = grove.text.shapes_tokenizer()
 local judge = J.Judge({ vocab_size = tok:size(), width = o.width, depth = o.depth, heads = o.heads, patch = o.patch,
-                        size = o.size }, { seed = o.seed })
+                        size = o.size, stem = o.stem }, { seed = o.seed })
 print(string.format("judge: %d parameters", judge:num_parameters()))
 
 -- held-out pairs: renders of another seed (train split), renders of the
@@ -71,7 +75,7 @@ local function sample_batch(step)
   p.position = p.position + n
   local specs = {}
   for i = 1, n do specs[i] = p.specs[first + i] end
-  return J.pairs(p.images:narrow(1, first + 1, n), specs, { seed = o.seed * 7919 + step })
+  return J.pairs(p.images:narrow(1, first + 1, n), specs, { seed = o.seed * 7919 + step, kinds = kinds })
 end
 
 local opt = grove.optim.adamw(judge:parameters(), { lr = o.lr, weight_decay = 0.01 })
@@ -86,7 +90,7 @@ for step = 1, o.steps do
   if sample_pool and step % o.sample_every == 0 then p = sample_batch(step)
   else
     local b = data:next()
-    p = J.pairs(b.images, b.specs, { seed = o.seed * 7919 + step })
+    p = J.pairs(b.images, b.specs, { seed = o.seed * 7919 + step, kinds = kinds })
   end
   local loss = grove.cross_entropy(judge:logits(p.images, p.captions), p.labels)
   loss:backward()
@@ -105,14 +109,19 @@ judge:eval()
 local path = o.out .. "/judge.safetensors"
 judge:save(path, { ["grove.judge.steps"] = o.steps, ["grove.judge.checkpoint"] = o.checkpoint or "" })
 
-local lines = { string.format("%-9s %-8s %9s %7s", "set", "kind", "accuracy", "pairs") }
+local lines = { string.format("%-9s %-14s %9s %7s", "set", "kind or category", "accuracy", "pairs") }
 for _, e in ipairs(evals) do
   local r = J.accuracy(judge, e[2])
   for _, kind in ipairs { "match", "color", "count", "shape", "relation", "swap" } do
     local k = r.per_kind[kind]
-    if k then lines[#lines + 1] = string.format("%-9s %-8s %9.3f %7d", e[1], kind, k.accuracy, k.total) end
+    if k then lines[#lines + 1] = string.format("%-9s %-14s %9.3f %7d", e[1], kind, k.accuracy, k.total) end
   end
-  lines[#lines + 1] = string.format("%-9s %-8s %9.3f %7d", e[1], "overall", r.overall, r.total)
+  -- the same pairs by the prompt category of their image
+  for _, cat in ipairs(grove.data.captions.categories) do
+    local k = r.per_category[cat]
+    if k then lines[#lines + 1] = string.format("%-9s %-14s %9.3f %7d", e[1], cat, k.accuracy, k.total) end
+  end
+  lines[#lines + 1] = string.format("%-9s %-14s %9.3f %7d", e[1], "overall", r.overall, r.total)
 end
 local text = table.concat(lines, "\n")
 print(text)

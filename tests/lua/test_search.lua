@@ -164,6 +164,27 @@ spec.describe("search.run", function()
     spec.raises(function() grove.search.regenerate(p, "a circle", 1, { batch = 2, slot = 3 }) end, "slot 3 is not in a batch of 2")
   end)
 
+  spec.it("asks a batched judge (a table with :score) once for all candidates", function()
+    local p = tiny()
+    local calls = {}
+    local batched = { score = function(_, images, prompts)
+      calls[#calls + 1] = #images
+      local out = {}
+      for i, image in ipairs(images) do
+        spec.eq(prompts[i], "a red circle")
+        out[i] = (image:select(3, 1):mean():item() + 1) / 2
+      end
+      return out
+    end }
+    local picked, cands = grove.search.run(p, "a red circle", with { n = 4, judge = batched, policy = "best_of_n", seed = 1 })
+    spec.eq(table.concat(calls, ","), "4", "one call with the four candidates")
+    local best = 1
+    for i, c in ipairs(cands) do if c.score > cands[best].score then best = i end end
+    spec.eq(picked[1].seed, cands[best].seed, "the best-scored candidate is picked")
+    -- alone, the same table judges one image per call
+    spec.assert(grove.search.judge(batched)(cands[1].image, "a red circle") == cands[1].score)
+  end)
+
   spec.it("rejects a bad judge or pick", function()
     local p = tiny()
     spec.raises(function() grove.search.run(p, "a circle", with { n = 2, judge = function() return 2 end }) end,
@@ -249,6 +270,22 @@ spec.describe("judge", function()
     spec.assert(kinds.color and kinds.count and kinds.shape, "several kinds of change")
   end)
 
+  spec.it("never changes a caption into a held-out (shape, colour) pair the image lacks", function()
+    -- the renders never show one, so such negatives would teach the judge
+    -- to refuse the pair instead of looking at the image
+    local C = grove.data.captions
+    local b = grove.data.shapes { batch = 256, seed = 9, size = 32 }:next()
+    local p = grove.judge.pairs(b.images, b.specs, { seed = 5 })
+    local changed = 0
+    for r = 257, 512 do
+      for _, o in ipairs(C.parse(p.captions[r]).objects) do
+        spec.assert(not (o.color and C.is_heldout(o.shape, o.color)), p.captions[r])
+      end
+      if p.kinds[r] ~= "swap" then changed = changed + 1 end
+    end
+    spec.assert(changed > 200, "most negatives are still changes (" .. changed .. "/256)")
+  end)
+
   spec.it("learns: the loss on a fixed batch falls", function()
     local j = grove.judge.Judge({ vocab_size = tok:size(), width = 32, depth = 1, heads = 2, size = 16 }, { seed = 2 })
     local b = grove.data.shapes { batch = 8, seed = 1, size = 16 }:next()
@@ -274,6 +311,30 @@ spec.describe("recipes/train_judge.lua", function()
     local j = grove.judge.load(dir .. "/judge.safetensors")
     spec.eq(j.config.width, 32)
     spec.assert(io.open(dir .. "/accuracy.txt") ~= nil, "accuracy.txt written")
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
+
+spec.describe("recipes/search_study.lua", function()
+  spec.it("writes the table, the CSV and the plot; more steps ×1 equals one candidate", function()
+    local dir = tmpdir()
+    grove.train.save_weights(dir .. "/m.safetensors", tiny())
+    local text, status = run(exe .. " recipes/search_study.lua --checkpoint " .. dir .. "/m.safetensors --judge evaluator"
+      .. " --prompts 1 --max-n 4 --steps 2 --steps-max-n 2 --size 16 --out " .. dir)
+    spec.eq(status, 0, text)
+    local csv = assert(io.open(dir .. "/results.csv")):read("*a")
+    local overall = {}
+    for line, n, v in csv:gmatch("\n(%a[%w_]*),(%d+),%d+,[^\n]-,([%d.]+)") do overall[line .. n] = tonumber(v) end
+    for _, key in ipairs { "tournament1", "tournament4", "best_of_n4", "oracle4", "random4", "steps1", "steps2" } do
+      spec.assert(overall[key], key .. " in results.csv:\n" .. csv)
+    end
+    spec.eq(overall.steps4, nil, "the steps line stops at --steps-max-n")
+    -- one candidate is one candidate, whichever line it is on
+    spec.eq(overall.steps1, overall.oracle1)
+    spec.eq(overall.random1, overall.oracle1)
+    -- the oracle picks a passing candidate whenever there is one
+    spec.assert(overall.oracle4 >= overall.tournament4 and overall.oracle4 >= overall.random4)
+    spec.assert(io.open(dir .. "/scaling.png") ~= nil and io.open(dir .. "/table.md") ~= nil, "plot and table written")
     os.execute("rm -rf '" .. dir .. "'")
   end)
 end)

@@ -15,8 +15,8 @@
 --   local fn = j:fn()                        -- fn(image, prompt) -> yes probability
 --   j:save("judge.safetensors"); j = grove.judge.load("judge.safetensors")
 --
--- config: vocab_size (required), width 64, depth 2, heads 2, mlp_ratio 2,
--- patch 4, size 32, channels 3, text_len 16, stem 32 (channels of a 3×3
+-- config: vocab_size (required), width 64, depth 3, heads 2, mlp_ratio 2,
+-- patch 8, size 32, channels 3, text_len 16, stem 32 (channels of a 3×3
 -- convolution with GELU before the patch embedding; 0: none).
 local Module = require "grove.nn.module"
 
@@ -25,7 +25,7 @@ return function(grove)
   local J = {}
   grove.judge = J
 
-  local defaults = { width = 64, depth = 2, heads = 2, mlp_ratio = 2, patch = 4, size = 32, channels = 3, text_len = 16,
+  local defaults = { width = 64, depth = 3, heads = 2, mlp_ratio = 2, patch = 8, size = 32, channels = 3, text_len = 16,
                      stem = 32, eps = 1e-5 }
   J.defaults = defaults
 

@@ -9,7 +9,8 @@
 --   grove.judge.pairs(images, specs, {seed =, kinds =}) ->
 --     {images = (2B, H, W, C), captions = {...}, labels = i64 (2B), kinds = {...}}
 --     rows 1..B: the captions ("match"); rows B+1..2B: a hard negative of a
---     kind drawn in turn from kinds, falling back to another image's caption
+--     kind drawn in turn from kinds (never making a held-out (shape, colour)
+--     pair the image lacks), falling back to another image's caption
 --     ("swap"). Every label is the evaluator's verdict on the pair, so a
 --     change that still holds for the image (a diagonal "above" that is also
 --     "left of") is labelled yes, and a generated image that misses its own
@@ -76,6 +77,15 @@ return function(grove, J)
     end
   end
 
+  -- How many of a spec's objects are held-out (shape, colour) pairs.
+  local function heldout_objects(spec)
+    local n = 0
+    for _, o in ipairs(spec.objects) do
+      if o.color and captions.is_heldout(o.shape, o.color) then n = n + 1 end
+    end
+    return n
+  end
+
   function J.pairs(images, specs, opts)
     opts = opts or {}
     local rand = opts.rand or J.rng(opts.seed)
@@ -95,6 +105,10 @@ return function(grove, J)
       for t = 0, #kinds - 1 do
         local k = kinds[(turn + t - 1) % #kinds + 1]
         neg = J.mutate(specs[i], k, rand)
+        -- a change must not make a held-out (shape, colour) pair: the
+        -- training images never show one, so such captions would always be
+        -- "no" and the judge would learn to refuse the pair, not to look
+        if neg and heldout_objects(neg) > heldout_objects(specs[i]) then neg = nil end
         if neg then kind = k; turn = turn + t + 1; break end
       end
       if not neg then
@@ -106,23 +120,34 @@ return function(grove, J)
       local i = (r - 1) % B + 1
       labels[r] = E.judge(dets[i], caps[r]) and 1 or 0
     end
+    local categories = {}
+    for r = 1, 2 * B do categories[r] = captions.check_spec(specs[(r - 1) % B + 1], 2).category end
     return { images = grove.cat({ images, images }, 1), captions = caps, labels = grove.tensor(labels, { dtype = "i64" }),
-             label_list = labels, kinds = kinds_out }
+             label_list = labels, kinds = kinds_out, categories = categories }
   end
 
-  -- Accuracy per kind of a judge on pairs: {kind = {correct =, total =, accuracy =}, overall =}.
+  -- Accuracy of a judge on pairs, by kind of change and by the image's
+  -- prompt category: {per_kind = {kind = {correct =, total =, accuracy =}},
+  -- per_category = {...}, overall =, total =}.
   function J.accuracy(judge, p)
     local probs = judge:score(p.images, p.captions)
-    local per, right, n = {}, 0, 0
-    for r, kind in ipairs(p.kinds) do
-      local e = per[kind] or { correct = 0, total = 0 }
-      per[kind] = e
-      local ok = (probs[r] >= 0.5) == (p.label_list[r] == 1)
+    local per_kind, per_category, right, n = {}, {}, 0, 0
+    local function count(t, key, ok)
+      local e = t[key] or { correct = 0, total = 0 }
+      t[key] = e
       e.total = e.total + 1
-      if ok then e.correct, right = e.correct + 1, right + 1 end
+      if ok then e.correct = e.correct + 1 end
+    end
+    for r, kind in ipairs(p.kinds) do
+      local ok = (probs[r] >= 0.5) == (p.label_list[r] == 1)
+      count(per_kind, kind, ok)
+      if p.categories then count(per_category, p.categories[r], ok) end
+      if ok then right = right + 1 end
       n = n + 1
     end
-    for _, e in pairs(per) do e.accuracy = e.correct / e.total end
-    return { per_kind = per, overall = right / math.max(n, 1), total = n }
+    for _, t in ipairs { per_kind, per_category } do
+      for _, e in pairs(t) do e.accuracy = e.correct / e.total end
+    end
+    return { per_kind = per_kind, per_category = per_category, overall = right / math.max(n, 1), total = n }
   end
 end

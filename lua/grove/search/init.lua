@@ -71,7 +71,11 @@ return function(grove)
       error("search: unknown judge '" .. j .. "' (known: " .. sorted_names(judges) .. "; or a grove.judge model)", 0)
     end
     if type(j) == "table" and type(j.fn) == "function" then return j:fn() end
-    error("search: judge must be a function (image, prompt) -> yes probability, got " .. type(j), 0)
+    if type(j) == "table" and type(j.score) == "function" then
+      return function(image, prompt) return j:score({ image }, { prompt })[1] end
+    end
+    error("search: judge must be a function (image, prompt) -> yes probability, or a table with "
+          .. ":score(images, prompts), got " .. type(j), 0)
   end
 
   -- The judge checked and asked at most once per image.
@@ -180,17 +184,35 @@ return function(grove)
     return search.sample_noises(parts, prompt, copies, o)[slot]
   end
 
+  -- A batched judge (a table with :score(images, prompts) -> list of yes
+  -- probabilities, as grove.judge models have) scores all candidates in one
+  -- call; the returned judge answers from those scores and asks `judge` for
+  -- any other image.
+  function search.prescored(judge, batched, prompt, cands)
+    local images, prompts, known = {}, {}, {}
+    for i, c in ipairs(cands) do images[i], prompts[i] = c.image, prompt end
+    local scores = batched:score(images, prompts)
+    for i, c in ipairs(cands) do known[c.image] = scores[i] end
+    return checked(function(image, p)
+      if p == prompt and known[image] then return known[image] end
+      return judge(image, p)
+    end)
+  end
+
   -- picked, candidates. opts: n (8), pick (1), policy ("tournament": n and
   -- pick powers of two; a name or a function), judge (required), seed
   -- (0; candidate i uses seed + i), steps (20), cfg (4.5), sampler, size
   -- (32), batch (1 candidate per sampling batch: a larger batch is faster,
-  -- and then a pick regenerates from its seed, batch and slot). Every candidate gets .score (judged once each) so the
-  -- caller can show them all; picked entries are candidates.
+  -- and then a pick regenerates from its seed, batch and slot). Every
+  -- candidate gets .score (judged once each, all in one batch when the
+  -- judge has :score) so the caller can show them all; picked entries are
+  -- candidates.
   function search.run(parts, prompt, opts)
     opts = opts or {}
     if type(prompt) ~= "string" then error("search: expected a prompt string, got " .. type(prompt), 0) end
     if opts.judge == nil then error("search: give a judge (a function (image, prompt) -> yes probability)", 0) end
     local judge = checked(search.judge(opts.judge))
+    local batched = type(opts.judge) == "table" and type(opts.judge.score) == "function" and opts.judge or nil
     local policy, name = search.policy(opts.policy or "tournament")
     local o = options(parts, opts)
     o.n, o.pick = o.n or 8, o.pick or 1
@@ -202,6 +224,7 @@ return function(grove)
       picked, cands = policy.fn(parts, prompt, judge, o)
     else
       cands = search.candidates(parts, prompt, o)
+      if batched then judge = search.prescored(judge, batched, prompt, cands) end
       picked = policy.fn(prompt, cands, judge, o)
     end
     if type(picked) ~= "table" or #picked < 1 then error("search: policy " .. name .. " picked nothing", 0) end
