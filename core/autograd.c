@@ -106,6 +106,7 @@ void gv_node_release(grove_node *n)
             }
             stack[top++] = m->inputs[i].node;
         }
+        if (m->on_free) m->on_free(m);
         node_free_saved(m);
         grove_tensor_release(m->pending_grad);
         gv_count_node(-1);

@@ -122,23 +122,3 @@ const char *grove_blas_info(void)
     if (!gv_blas_get()) return load_error;
     return info;
 }
-
-const char *grove_version(void) { return "0.1.0"; }
-
-#ifndef GROVE_BUILD_FLAGS
-#define GROVE_BUILD_FLAGS "unknown"
-#endif
-
-const char *grove_build_info(void)
-{
-    return "gcc " __VERSION__ ", " GROVE_BUILD_FLAGS
-#if defined(__AVX512F__)
-           ", AVX-512"
-#elif defined(__AVX2__)
-           ", AVX2"
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-           ", AddressSanitizer+UBSan"
-#endif
-           ", OpenMP, CUDA: not built";
-}

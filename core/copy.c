@@ -1,5 +1,8 @@
-/* copy.c — copies between layouts and dtypes, fills, and random fills. */
-#include "internal.h"
+/* copy.c — copies between layouts, dtypes and devices, fills, and random
+ * fills. A CUDA tensor's copies stay on CUDA; copy_ moves values between
+ * devices (source made contiguous on its side, one transfer, then the
+ * strided copy on the destination's device). */
+#include "gpu.h"
 #include "../kernels/cpu/cpu.h"
 
 #include <math.h>
@@ -18,10 +21,12 @@ static grove_tensor *copy_as(const char *op, grove_tensor *t, int32_t dtype)
 {
     if (!gv_check_live(op, t)) return NULL;
     if (dtype < 0 || dtype >= GROVE_DTYPE_COUNT) return gv_fail_null("%s: unknown dtype %d", op, dtype);
-    if (t->device != GROVE_CPU) return gv_no_backend(op, t);
     grove_tensor *c = gv_empty(t->ndim, t->shape, dtype, t->device);
     if (!c) return NULL;
-    gv_cpu_copy(t->ndim, t->shape, c->data, c->stride, dtype, t->data, t->stride, t->dtype);
+    if (gv_copy_strided(op, t->device, t->ndim, t->shape, c->data, c->stride, dtype, t->data, t->stride, t->dtype)) {
+        grove_tensor_release(c);
+        return NULL;
+    }
     if (dtype == GROVE_F32 && t->dtype == GROVE_F32) {
         grove_node *node;
         if (gv_node_begin(op, identity_backward, 1, &t, &node)) {
@@ -67,17 +72,12 @@ static bool check_writable(const char *op, const grove_tensor *t)
         gv_fail("%s: in-place write to %s, which requires grad; wrap it in grove.no_grad", op, gv_shape_str(t));
         return false;
     }
-    if (t->device != GROVE_CPU) {
-        gv_no_backend(op, t);
-        return false;
-    }
     return true;
 }
 
 grove_status grove_copy_(grove_tensor *dst, grove_tensor *src)
 {
     if (!check_writable("copy_", dst) || !gv_check_live("copy_", src)) return -1;
-    if (!gv_check_same_device("copy_", dst, src)) return -1;
     int64_t st[GROVE_MAX_DIMS];
     if (src->ndim > dst->ndim) goto mismatch;
     for (int32_t i = 0; i < src->ndim; i++) {
@@ -85,17 +85,27 @@ grove_status grove_copy_(grove_tensor *dst, grove_tensor *src)
         if (s != d && s != 1) goto mismatch;
     }
     grove_tensor *tmp = NULL;
-    if (dst->storage == src->storage) {
+    if (src->device != dst->device) {
+        /* The source's values, contiguous, on the destination's device. */
+        tmp = gv_on_device("copy_", src, dst->device);
+        if (!tmp) return -1;
+        src = tmp;
+    } else if (dst->storage == src->storage) {
         /* Source and destination may overlap: read from a snapshot. */
         tmp = gv_empty_like(src);
         if (!tmp) return -1;
-        gv_cpu_copy(src->ndim, src->shape, tmp->data, tmp->stride, tmp->dtype, src->data, src->stride, src->dtype);
+        if (gv_copy_strided("copy_", src->device, src->ndim, src->shape, tmp->data, tmp->stride, tmp->dtype,
+                            src->data, src->stride, src->dtype)) {
+            grove_tensor_release(tmp);
+            return -1;
+        }
         src = tmp;
     }
     gv_broadcast_strides(src, dst->ndim, dst->shape, st);
-    gv_cpu_copy(dst->ndim, dst->shape, dst->data, dst->stride, dst->dtype, src->data, st, src->dtype);
+    grove_status status = gv_copy_strided("copy_", dst->device, dst->ndim, dst->shape, dst->data, dst->stride,
+                                          dst->dtype, src->data, st, src->dtype);
     grove_tensor_release(tmp);
-    return 0;
+    return status;
 mismatch:
     return gv_fail("copy_: source %s does not broadcast to destination %s", gv_shape_str(src), gv_shape_str(dst));
 }
@@ -103,6 +113,7 @@ mismatch:
 grove_status grove_fill_(grove_tensor *t, double value)
 {
     if (!check_writable("fill_", t)) return -1;
+    if (t->device != GROVE_CPU) return gv_gpu_fill("fill_", t->ndim, t->shape, t->data, t->stride, t->dtype, value);
     gv_cpu_fill(t->ndim, t->shape, t->data, t->stride, t->dtype, value);
     return 0;
 }
@@ -117,11 +128,15 @@ static grove_status random_fill(const char *op, grove_tensor *t, grove_generator
     int64_t n = grove_tensor_numel(t);
     grove_tensor *c = gv_contiguous_data(t);
     if (!c) return -1;
-    if (normal) gv_cpu_philox_normal(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
-    else gv_cpu_philox_uniform(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
-    gen->offset += (uint64_t)(n + 3) / 4;
     grove_status st = 0;
-    if (c != t) st = grove_copy_(t, c);
+    if (t->device != GROVE_CPU)
+        st = gv_gpu_philox(op, c->data, n, gen->seed, gen->offset, (float)a, (float)b, normal);
+    else if (normal)
+        gv_cpu_philox_normal(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
+    else
+        gv_cpu_philox_uniform(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
+    gen->offset += (uint64_t)(n + 3) / 4;
+    if (c != t && st == 0) st = grove_copy_(t, c);
     grove_tensor_release(c);
     return st;
 }

@@ -24,7 +24,7 @@ const char *gv_dims_str(int32_t ndim, const int64_t *shape);
 
 /* ---- storage (storage.c) ---------------------------------------------- */
 struct grove_storage {
-    void *data;         /* 64-byte aligned */
+    void *data;         /* 64-byte aligned host memory, or a device pointer */
     int64_t nbytes;
     int32_t device;
     int32_t refcount;
@@ -94,6 +94,8 @@ struct grove_node {
     grove_tensor *saved[GV_NODE_MAX_SAVED]; /* aliases: no grad_fn, no cycles */
     double scalars[4];
     int64_t ints[GROVE_MAX_DIMS * 2];
+    /* Called just before the node is freed (custom nodes tell their owner), or NULL. */
+    void (*on_free)(grove_node *n);
     /* scratch used during one backward pass */
     grove_tensor *pending_grad;
     int32_t deps;

@@ -2,9 +2,10 @@
  * storage.c — refcounted, 64-byte aligned buffers with per-device byte
  * counters, and a cache for large CPU blocks: glibc returns big freed blocks
  * to the OS, so without the cache every training step's activations would
- * page-fault afresh.
+ * page-fault afresh. CUDA storages hold a device pointer from the caching
+ * device allocator (kernels/cuda/alloc.c); their bytes count for GROVE_CUDA.
  */
-#include "internal.h"
+#include "gpu.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -89,6 +90,7 @@ static void cache_put(void *p, int64_t nbytes)
 
 void grove_memory_empty_cache(int32_t device)
 {
+    if (device == GROVE_CUDA) gv_gpu_empty_cache();
     if (device != GROVE_CPU) return;
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < cache_count; i++) free(cache[i].ptr);
@@ -103,10 +105,31 @@ static int64_t rounded(int64_t nbytes)
     return (nbytes + ALIGN - 1) / ALIGN * ALIGN;
 }
 
+/* A device storage: data is the device pointer, nbytes the block's size. */
+static grove_storage *cuda_storage_new(int64_t nbytes)
+{
+    if (nbytes < 0 || nbytes > MAX_ALLOC)
+        return gv_fail_null("cuda: out of memory: cannot allocate %lld bytes", (long long)nbytes);
+    grove_storage *s = malloc(sizeof *s);
+    if (!s) return gv_fail_null("out of memory: cannot allocate a storage header");
+    int64_t size = 0;
+    void *p = gv_gpu_alloc(nbytes, &size);
+    if (!p) {
+        free(s);
+        return NULL;
+    }
+    s->data = p;
+    s->nbytes = size;
+    s->device = GROVE_CUDA;
+    s->refcount = 1;
+    count_bytes(GROVE_CUDA, size);
+    return s;
+}
+
 grove_storage *gv_storage_new(int64_t nbytes, int32_t device)
 {
-    if (device != GROVE_CPU)
-        return gv_fail_null("device %d: this build has no backend for it", device);
+    if (device == GROVE_CUDA) return cuda_storage_new(nbytes);
+    if (device != GROVE_CPU) return gv_fail_null("device %d: no such device", device);
     if (nbytes < 0 || nbytes > MAX_ALLOC)
         return gv_fail_null("out of memory: cannot allocate %lld bytes on cpu", (long long)nbytes);
     grove_storage *s = malloc(sizeof *s);
@@ -139,7 +162,8 @@ void gv_storage_release(grove_storage *s)
 {
     if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
     count_bytes(s->device, -s->nbytes);
-    if (s->nbytes >= CACHE_MIN) cache_put(s->data, s->nbytes);
+    if (s->device == GROVE_CUDA) gv_gpu_free(s->data, s->nbytes);
+    else if (s->nbytes >= CACHE_MIN) cache_put(s->data, s->nbytes);
     else free(s->data);
     free(s);
 }
@@ -153,6 +177,7 @@ grove_status grove_memory(int32_t device, grove_memory_stats *out)
     pthread_mutex_lock(&cache_lock);
     out->cached_bytes = device == GROVE_CPU ? cache_bytes : 0;
     pthread_mutex_unlock(&cache_lock);
+    if (device == GROVE_CUDA) out->cached_bytes = gv_gpu_cached_bytes();
     out->live_tensors = atomic_load(&live_tensors);
     out->live_nodes = atomic_load(&live_nodes);
     return 0;

@@ -1,5 +1,5 @@
 /* tensor.c — tensor objects: creation, references, geometry, argument checks. */
-#include "internal.h"
+#include "gpu.h"
 #include "../kernels/cpu/cpu.h"
 
 #include <math.h>
@@ -258,8 +258,9 @@ bool gv_check_f32(const char *op, const grove_tensor *t)
 bool gv_check_same_device(const char *op, const grove_tensor *a, const grove_tensor *b)
 {
     if (a->device != b->device) {
-        gv_fail("%s: tensors on different devices (%s on %s, %s on %s)", op, gv_shape_str(a),
-                a->device == GROVE_CPU ? "cpu" : "cuda", gv_shape_str(b), b->device == GROVE_CPU ? "cpu" : "cuda");
+        gv_fail("%s: tensors on different devices (%s and %s): %s on %s, %s on %s; move one with :to(\"%s\")", op,
+                gv_device_name(a->device), gv_device_name(b->device), gv_shape_str(a), gv_device_name(a->device),
+                gv_shape_str(b), gv_device_name(b->device), gv_device_name(a->device));
         return false;
     }
     return true;
@@ -318,7 +319,11 @@ grove_tensor *gv_contiguous_data(grove_tensor *t)
     }
     grove_tensor *c = gv_empty_like(t);
     if (!c) return NULL;
-    gv_cpu_copy(t->ndim, t->shape, c->data, c->stride, c->dtype, t->data, t->stride, t->dtype);
+    if (gv_copy_strided("contiguous", t->device, t->ndim, t->shape, c->data, c->stride, c->dtype, t->data, t->stride,
+                        t->dtype)) {
+        grove_tensor_release(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -327,7 +332,14 @@ grove_status grove_tensor_read_doubles(const grove_tensor *t, double *out, int64
     if (!gv_check_live("read", t)) return -1;
     int64_t n = grove_tensor_numel(t);
     if (count < n) return gv_fail("read: buffer of %lld for %lld elements", (long long)count, (long long)n);
-    if (t->device != GROVE_CPU) return gv_fail("read: tensor is not on the cpu");
+    if (t->device != GROVE_CPU) {
+        /* Device memory is never read from the host: copy it over first. */
+        grove_tensor *h = gv_on_device("read", t, GROVE_CPU);
+        if (!h) return -1;
+        grove_status st = grove_tensor_read_doubles(h, out, count);
+        grove_tensor_release(h);
+        return st;
+    }
     int64_t idx[GROVE_MAX_DIMS] = {0};
     for (int64_t i = 0; i < n; i++) {
         int64_t off = 0;

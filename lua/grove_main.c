@@ -15,9 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Ctrl-C while Lua runs raises "interrupted!" at the next hook, as lua.c does,
- * so a long computation stops without killing the REPL. */
+/* Where the Lua modules are, relative to the installed executable's
+ * directory (CMake sets it from GNUInstallDirs). */
+#ifndef GROVE_LUA_INSTALL_REL
+#define GROVE_LUA_INSTALL_REL "../share/grove/lua"
+#endif
+
+/* Ctrl-C while a REPL command runs raises "interrupted!" at the next hook, as
+ * lua.c does, so a long computation stops without killing the REPL. */
 static lua_State *interrupt_state;
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
@@ -38,6 +45,37 @@ static int arm_interrupt(lua_State *L)
     interrupt_state = L;
     signal(SIGINT, on_sigint);
     return 0;
+}
+
+/* At the prompt Ctrl-C only abandons the line being typed. The handler notes
+ * it, and without SA_RESTART the blocked read returns, so the REPL sees it as
+ * end of input plus prompt_interrupted() == true. */
+static volatile sig_atomic_t prompt_sigint;
+
+static void on_prompt_sigint(int sig)
+{
+    (void)sig;
+    prompt_sigint = 1;
+}
+
+static int arm_prompt(lua_State *L)
+{
+    /* a Ctrl-C that came as the last command ended must not hit the REPL itself */
+    lua_sethook(L, NULL, 0, 0);
+    prompt_sigint = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prompt_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    return 0;
+}
+
+static int prompt_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, prompt_sigint);
+    prompt_sigint = 0;
+    return 1;
 }
 
 static int traceback(lua_State *L)
@@ -63,13 +101,37 @@ static int call(lua_State *L, int nargs)
     return st;
 }
 
+/* The Lua module directory of an installed grove, found from the
+ * executable's own location (<prefix>/bin/grove -> <prefix>/share/grove/lua),
+ * so an installed tree works from any prefix and after being moved. Returns 0
+ * when this executable is not installed (it runs from the build tree). */
+static int installed_lua_dir(char *out, size_t len)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    int w = snprintf(out, len, "%s/%s", exe, GROVE_LUA_INSTALL_REL);
+    if (w < 0 || (size_t)w >= len) return 0;
+    char probe[4096 + 64];
+    snprintf(probe, sizeof probe, "%s/grove/init.lua", out);
+    return access(probe, R_OK) == 0;
+}
+
 static void set_path(lua_State *L)
 {
-    /* GROVE_LUA_PATH lets an installed or relocated tree point elsewhere. */
+    /* GROVE_LUA_PATH (a package.path fragment) comes first, for trying out
+     * modules without reinstalling. */
     const char *env = getenv("GROVE_LUA_PATH");
-    char path[4096];
-    snprintf(path, sizeof path, "%s;%s/?.lua;%s/?/init.lua;%s/?.lua;", env ? env : "", GROVE_LUA_SOURCE_DIR,
-             GROVE_LUA_SOURCE_DIR, GROVE_LUA_BUILD_DIR);
+    char path[4096 * 3], dir[4096];
+    if (installed_lua_dir(dir, sizeof dir))
+        snprintf(path, sizeof path, "%s;%s/?.lua;%s/?/init.lua;", env ? env : "", dir, dir);
+    else
+        snprintf(path, sizeof path, "%s;%s/?.lua;%s/?/init.lua;%s/?.lua;", env ? env : "", GROVE_LUA_SOURCE_DIR,
+                 GROVE_LUA_SOURCE_DIR, GROVE_LUA_BUILD_DIR);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s%s", path, lua_tostring(L, -1));
@@ -98,6 +160,10 @@ static int run_repl(lua_State *L)
     }
     lua_pushcfunction(L, arm_interrupt);
     lua_setfield(L, -2, "arm_interrupt");
+    lua_pushcfunction(L, arm_prompt);
+    lua_setfield(L, -2, "arm_prompt");
+    lua_pushcfunction(L, prompt_interrupted);
+    lua_setfield(L, -2, "prompt_interrupted");
     lua_getfield(L, -1, "run");
     lua_remove(L, -2);
 #ifdef GROVE_LIBEDIT_SONAME

@@ -29,6 +29,7 @@ local spec = {
   { "eval", "boolean", d.eval, "evaluate on the shapes prompt sets at the end" },
   { "eval_prompts", "number", d.eval_prompts, "prompts per category in the final evaluation" },
   { "cfg", "number", d.cfg, "classifier-free guidance scale for samples" },
+  { "device", "string", d.device, "cpu or cuda: where the model trains and samples (the random draws are the CPU's either way)" },
 }
 
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/train.lua [options]",
@@ -42,7 +43,7 @@ print(string.format("trained %d steps in %.0f s; checkpoint %s/checkpoint.safete
   run.step, grove.now() - t0, o.out, o.out))
 
 if o.eval and o.data == "shapes" then
-  local parts = grove.train.load_for_inference(o.out .. "/checkpoint.safetensors")
+  local parts = grove.train.load_for_inference(o.out .. "/checkpoint.safetensors", { device = o.device })
   local r, images, prompts = grove.train.evaluate(parts, o)
   local picks, caps = {}, {}
   for k = 1, #prompts, math.max(1, math.floor(#prompts / 24)) do

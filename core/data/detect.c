@@ -21,6 +21,7 @@
  *    the highest soft IoU (Σ min / Σ max) names the shape when that IoU ≥ 0.5.
  */
 #include "shapes.h"
+#include "gpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -294,15 +295,12 @@ int32_t grove_shapes_detect(grove_tensor *images, int64_t index, grove_shapes_de
         return gv_fail("%s: images %s: height and width must be in [8, 1024]", op, gv_shape_str(images));
     if (images->dtype != GROVE_F32 && images->dtype != GROVE_U8)
         return gv_fail("%s: images are %s (expected f32 in [-1, 1] or u8)", op, grove_dtype_name(images->dtype));
-    if (images->device != GROVE_CPU) {
-        gv_no_backend(op, images);
-        return -1;
-    }
     if (index < 0 || index >= b)
         return gv_fail("%s: image %lld out of range for images %s", op, (long long)index, gv_shape_str(images));
     if (max_out < 0 || (max_out > 0 && !out)) return gv_fail("%s: no room for detections", op);
 
-    grove_tensor *c = gv_contiguous_data(images);
+    /* the detector reads pixels on the host: CUDA images are copied over */
+    grove_tensor *c = gv_on_device(op, images, GROVE_CPU);
     if (!c) return -1;
     detector d = {.w = (int32_t)w, .h = (int32_t)h};
     int64_t npix = w * h;

@@ -102,7 +102,10 @@ typedef enum grove_reduce_op {
 
 /* ---- library ---------------------------------------------------------- */
 const char *grove_version(void);
-/* Compiler, instruction set, build type and options of this libgrove. */
+/* The build of this libgrove as "key=value" lines (each ending in a
+ * newline): version, compiler, build_type, march, simd, sanitizers, openmp,
+ * cuda (on/off), cuda_architectures, openblas (the library it dlopens).
+ * Keys may be added, never renamed. */
 const char *grove_build_info(void);
 const char *grove_last_error(void);
 void grove_clear_error(void);
@@ -160,6 +163,24 @@ bool grove_tensor_is_contiguous(const grove_tensor *t);
 /* Writes the elements in logical (row-major) order as doubles. */
 grove_status grove_tensor_read_doubles(const grove_tensor *t, double *out, int64_t count);
 grove_status grove_tensor_item(const grove_tensor *t, double *out);
+
+/* ---- devices (docs/cuda.md) ------------------------------------------------ */
+/* A copy of t on device (GROVE_CPU or GROVE_CUDA), recorded on the tape so
+ * that the gradient flows back to t's device; t itself (a new reference)
+ * when it is already there. */
+grove_tensor *grove_tensor_to_device(grove_tensor *t, int32_t device);
+/* 0 without a GPU, without a driver, or in a build without CUDA (never an
+ * error, nothing printed). grove uses device 0. */
+int32_t grove_cuda_device_count(void);
+/* Name (NUL-terminated, truncated to name_len), total and free bytes of
+ * device i; any output may be NULL. free_bytes is -1 for a device other
+ * than 0. */
+grove_status grove_cuda_device_info(int32_t i, char *name, int64_t name_len, int64_t *total_bytes,
+                                    int64_t *free_bytes);
+/* Waits for all work queued on grove's CUDA stream; reports a failed kernel. */
+grove_status grove_cuda_synchronize(void);
+/* Lets cuBLAS use TF32 tensor cores for f32 GEMMs (off by default: full f32). */
+void grove_cuda_set_tf32(int32_t on);
 
 /* ---- views (share storage) ---------------------------------------------- */
 grove_tensor *grove_view(grove_tensor *t, int32_t ndim, const int64_t *shape);
@@ -524,6 +545,63 @@ grove_tensor *grove_tensor_grad(grove_tensor *t);
 grove_status grove_tensor_set_grad(grove_tensor *t, grove_tensor *grad);
 void grove_zero_grad(grove_tensor *t);
 const char *grove_grad_fn_name(const grove_tensor *t);
+
+/* ---- custom tape nodes (core/autograd_custom.c; docs/scale.md) ------------- */
+/* A tape node whose backward is written outside C: Lua's activation
+ * checkpointing (grove.checkpoint) records one per checkpointed block. The
+ * backward callback gets the handle given when the node was recorded, the
+ * tensors saved with it (borrowed; NULL where none was given), the gradient
+ * of the output (borrowed) and one slot per input: it sets grad_in[i] to a
+ * new reference of input i's shape where that input has a gradient (NULL:
+ * none) and returns 0, or -1 after grove_set_error. It runs inside
+ * grove_backward with grad mode off, and may itself call grove_backward on
+ * a separate graph. */
+typedef grove_status (*grove_custom_backward_fn)(int64_t handle, grove_tensor *const *saved, grove_tensor *grad_out,
+                                                 grove_tensor **grad_in);
+/* Sets the one backward callback of the process (NULL clears it); it must
+ * stay valid while any custom node exists. */
+void grove_custom_set_backward(grove_custom_backward_fn fn);
+/* A new tensor sharing out's data whose grad_fn is a custom node called
+ * name, over n_inputs inputs (at most 4; edges to those requiring grad),
+ * keeping n_saved tensors (at most 4; entries may be NULL) for its
+ * backward. With grad mode off, or when no input requires grad and force is
+ * false, nothing is recorded and out itself (a new reference) comes back. */
+grove_tensor *grove_custom_record(const char *name, grove_tensor *out, int32_t n_inputs, grove_tensor *const *inputs,
+                                  int32_t n_saved, grove_tensor *const *saved, int64_t handle, bool force);
+/* Writes the handles of custom nodes freed since the last call (at most
+ * max) and returns how many: their owner drops what it kept for them. */
+int32_t grove_custom_take_freed(int64_t *out, int32_t max);
+/* Custom nodes alive. */
+int64_t grove_custom_live(void);
+/* Sets grove_last_error to message (for a callback that failed); returns -1. */
+grove_status grove_set_error(const char *message);
+
+/* ---- bf16 mixed precision (core/ops/matmul_bf16.c; docs/scale.md) ----------- */
+/* a (m, k) @ b (k, n), f32 in and out, with both operands rounded to bf16
+ * (round to nearest, ties to even) and the products summed in f32: the GEMM
+ * of bf16 mixed precision. On the CPU it is the reference (rounded copies,
+ * then the f32 GEMM); on CUDA cublasGemmEx with bf16 inputs and
+ * CUBLAS_COMPUTE_32F. Recorded on the tape; the gradients are bf16 GEMMs
+ * too (g·bᵀ and aᵀ·g), returned in f32. */
+grove_tensor *grove_matmul_bf16(grove_tensor *a, grove_tensor *b);
+
+/* ---- data parallel (core/dist.c; docs/scale.md) ------------------------------ */
+/* One process per GPU. Until grove_dist_init the world is this process
+ * alone (rank 0 of 1), where every collective is the identity. With
+ * world_size > 1 (a CUDA build with libnccl): rank 0 writes an NCCL unique
+ * id to id_file (atomically), the others wait for it (up to 300 s), then
+ * all join one communicator on their CUDA device 0 (the launcher gives each
+ * process one GPU through CUDA_VISIBLE_DEVICES). */
+grove_status grove_dist_init(int32_t rank, int32_t world_size, const char *id_file);
+int32_t grove_dist_rank(void);
+int32_t grove_dist_world_size(void);
+/* In place: each f32 tensor (contiguous) becomes the sum over the processes
+ * divided by the world size. NULL entries are skipped. */
+grove_status grove_dist_all_reduce_mean(int64_t n, grove_tensor *const *tensors);
+/* In place: each tensor (contiguous) takes root's values. */
+grove_status grove_dist_broadcast(int64_t n, grove_tensor *const *tensors, int32_t root);
+/* Leaves the communicator; the world is this process alone again. */
+grove_status grove_dist_finalize(void);
 
 /* GROVE_FFI_END */
 

@@ -15,7 +15,7 @@
  * so a truncated JPEG is refused rather than decoded half grey.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "gpu.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -393,11 +393,11 @@ grove_status grove_image_write_png(const char *path, grove_tensor *image)
     int64_t h = image->shape[0], w = image->shape[1];
     if (h < 1 || w < 1 || h > 0x7fffffff || w > 0x7fffffff || h * w > GROVE_IMAGE_MAX_PIXELS)
         return gv_fail("%s: %s: cannot write an image of shape %s", op, path, gv_shape_str(image));
-    if (image->device != GROVE_CPU) {
-        gv_no_backend(op, image);
-        return -1;
-    }
-    grove_tensor *px = image->dtype == GROVE_F32 ? grove_image_to_u8(image) : gv_contiguous_data(image);
+    /* PNG bytes are made on the host: a CUDA image is copied over first */
+    grove_tensor *host = gv_on_device(op, image, GROVE_CPU);
+    if (!host) return -1;
+    grove_tensor *px = host->dtype == GROVE_F32 ? grove_image_to_u8(host) : host;
+    if (px != host) grove_tensor_release(host);
     if (!px) return -1;
     static const LodePNGColorType types[5] = {LCT_GREY, LCT_GREY, LCT_RGB, LCT_RGB, LCT_RGBA};
     unsigned char *png = NULL;

@@ -14,7 +14,7 @@
  * offsets, padded with spaces so the data buffer starts at a multiple of 8
  * bytes, as the reference writer does.
  */
-#include "internal.h"
+#include "gpu.h"
 #include "json.h"
 #include "safetensors.h"
 
@@ -212,11 +212,6 @@ static bool check_tensor(const char *op, const char *path, const char *name, con
         gv_fail("%s: %s: tensor '%s' was freed", op, path, name);
         return false;
     }
-    if (t->device != GROVE_CPU) {
-        gv_fail("%s: %s: tensor '%s' is on %s; copy it to the CPU first", op, path, name,
-                t->device == GROVE_CUDA ? "cuda" : "an unknown device");
-        return false;
-    }
     if (!gv_st_dtype_name(t->dtype)) {
         gv_fail("%s: %s: tensor '%s' has unknown dtype %d", op, path, name, t->dtype);
         return false;
@@ -405,7 +400,8 @@ grove_status grove_safetensors_writer_write(grove_safetensors_writer *w, const c
     if (!same)
         return gv_fail("%s: %s: tensor '%s' has shape %s, the header says %s", op, path, name, gv_shape_str(t),
                        gv_dims_str(e->ndim, e->shape));
-    grove_tensor *c = gv_contiguous_data(t);
+    /* contiguous host bytes: a CUDA tensor is copied over first */
+    grove_tensor *c = gv_on_device(op, t, GROVE_CPU);
     if (!c) return -1;
     bool ok = write_all(w->fd, c->data, (size_t)e->bytes);
     int werr = errno;

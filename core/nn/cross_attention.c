@@ -6,8 +6,7 @@
  * is short (M ≤ 300 in SANA), so they cost less than recomputing them.
  * The mask gets no gradient.
  */
-#include "internal.h"
-#include "cpu.h"
+#include "backend.h"
 
 #include <limits.h>
 
@@ -39,18 +38,20 @@ static grove_status cross_attention_backward(grove_node *n, grove_tensor *g, gro
     grove_tensor *held[5] = {NULL}, *grads[3] = {NULL}, *scratch = NULL;
     gv_attn_rows rows[4];
     grove_tensor *src[4] = {n->saved[0], n->saved[1], n->saved[2], g};
-    const gv_blas *blas = gv_blas_get();
-    if (!blas) return -1;
+    const gv_kernels *kt = gv_kernels_for(OP, g);
+    if (!kt || !gv_kernel_ready(OP, kt, cross_attention_scratch)) return -1;
     for (int i = 0; i < 4; i++)
         if (!(held[i] = rows_of(src[i], &rows[i]))) goto fail;
     if (!(held[4] = gv_contiguous_data(n->saved[3]))) goto fail;
     for (int i = 0; i < 3; i++)
         if (n->needs_grad[i] && !(grads[i] = gv_empty(3, n->in_shape[i], GROVE_F32, g->device))) goto fail;
-    int64_t ssize = gv_cpu_cross_attention_scratch(B, H, N, M);
+    /* The scratch is kernel data: on the gradient's device. */
+    int64_t ssize = kt->cross_attention_scratch(B, H, N, M);
     if ((grads[0] || grads[1]) && !(scratch = gv_empty(1, &ssize, GROVE_F32, g->device))) goto fail;
-    gv_cpu_cross_attention_backward(blas->sgemm, B, N, M, H, D / H, rows[0], rows[1], rows[2], held[4]->data,
-                                    rows[3], scratch ? scratch->data : NULL, grads[0] ? grads[0]->data : NULL,
-                                    grads[1] ? grads[1]->data : NULL, grads[2] ? grads[2]->data : NULL);
+    if (GV_KCALL(OP, kt, cross_attention_backward, B, N, M, H, D / H, rows[0], rows[1], rows[2], held[4]->data,
+                 rows[3], scratch ? scratch->data : NULL, grads[0] ? grads[0]->data : NULL,
+                 grads[1] ? grads[1]->data : NULL, grads[2] ? grads[2]->data : NULL))
+        goto fail;
     grove_tensor_release(scratch);
     for (int i = 0; i < 5; i++) grove_tensor_release(held[i]);
     for (int i = 0; i < 3; i++) gi[i] = grads[i];
@@ -122,9 +123,8 @@ grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tens
                                     int32_t heads)
 {
     if (!check_args(q, k, v, mask, heads)) return NULL;
-    if (q->device != GROVE_CPU) return gv_no_backend(OP, q);
-    const gv_blas *blas = gv_blas_get();
-    if (!blas) return NULL;
+    const gv_kernels *kt = gv_kernels_for(OP, q);
+    if (!kt) return NULL;
     int64_t B = q->shape[0], N = q->shape[1], D = q->shape[2], M = k->shape[1], H = heads;
     grove_tensor *in[3] = {q, k, v}, *held[4] = {NULL}, *out = NULL, *P = NULL;
     gv_attn_rows rows[3];
@@ -135,8 +135,9 @@ grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tens
     if (!gv_shape_ok(OP, 4, pshape)) goto fail;
     if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
     if (!(P = gv_empty(4, pshape, GROVE_F32, q->device))) goto fail;
-    gv_cpu_cross_attention(blas->sgemm, B, N, M, H, D / H, rows[0], rows[1], rows[2],
-                           held[3] ? held[3]->data : NULL, mask && mask->dtype == GROVE_U8, P->data, out->data);
+    if (GV_KCALL(OP, kt, cross_attention, B, N, M, H, D / H, rows[0], rows[1], rows[2],
+                 held[3] ? held[3]->data : NULL, mask && mask->dtype == GROVE_U8, P->data, out->data))
+        goto fail;
     for (int i = 0; i < 4; i++) {
         grove_tensor_release(held[i]);
         held[i] = NULL;

@@ -2,17 +2,20 @@
  * the last dimension into the value a = h[..., :C] and the gate h[..., C:]
  * (diffusers' torch.chunk(h, 2, dim=1) on NCHW, i.e. the channels of our
  * NHWC tokens), giving a·SiLU(gate) (..., C). */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 /* Saved: 0 = contiguous h. */
 static grove_status glu_silu_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
     int32_t nd = n->in_ndim[0];
     int64_t c2 = n->in_shape[0][nd - 1], rows = gv_numel_of(nd - 1, n->in_shape[0]);
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     grove_tensor *dh = gc ? gv_empty(nd, n->in_shape[0], GROVE_F32, g->device) : NULL;
-    if (dh) gv_cpu_glu_silu_backward(rows, c2 / 2, n->saved[0]->data, gc->data, dh->data);
+    if (dh && GV_KCALL(n->name, k, glu_silu_backward, rows, c2 / 2, n->saved[0]->data, gc->data, dh->data)) {
+        grove_tensor_release(dh);
+        dh = NULL;
+    }
     grove_tensor_release(gc);
     gi[0] = dh;
     return dh ? 0 : -1;
@@ -28,7 +31,8 @@ grove_tensor *grove_glu_silu(grove_tensor *h)
         return gv_fail_null("%s: the last dimension of %s is %lld, which is odd (expected (..., 2C) to split into "
                             "value and gate)",
                             op, gv_shape_str(h), (long long)c2);
-    if (h->device != GROVE_CPU) return gv_no_backend(op, h);
+    const gv_kernels *k = gv_kernels_for(op, h);
+    if (!k) return NULL;
     int64_t shape[GROVE_MAX_DIMS];
     for (int32_t i = 0; i < h->ndim; i++) shape[i] = h->shape[i];
     shape[h->ndim - 1] = c2 / 2;
@@ -37,7 +41,7 @@ grove_tensor *grove_glu_silu(grove_tensor *h)
     grove_tensor *hc = gv_contiguous_data(h);
     grove_tensor *out = hc ? gv_empty(h->ndim, shape, GROVE_F32, h->device) : NULL;
     bool ok = out != NULL;
-    if (ok) gv_cpu_glu_silu(gv_numel_of(h->ndim - 1, h->shape), c2 / 2, hc->data, out->data);
+    if (ok) ok = !GV_KCALL(op, k, glu_silu, gv_numel_of(h->ndim - 1, h->shape), c2 / 2, hc->data, out->data);
     if (ok && node) ok = !gv_node_save(node, 0, hc);
     grove_tensor_release(hc);
     if (!ok) {

@@ -5,8 +5,7 @@
  * O(N·d²) per head. The forward keeps each head's KV (d×d) and s (d) for the
  * backward, so the backward never revisits the keys to rebuild them.
  */
-#include "internal.h"
-#include "cpu.h"
+#include "backend.h"
 
 #include <limits.h>
 #include <math.h>
@@ -35,11 +34,12 @@ static grove_tensor *rows_of(grove_tensor *t, gv_attn_rows *r)
 }
 
 /* Kernel scratch for B·H heads of head_dim d (bytes, as a u8 tensor). */
-static grove_tensor *scratch_for(int64_t pairs, int64_t d, int32_t device)
+static grove_tensor *scratch_for(const gv_kernels *kt, int64_t pairs, int64_t d)
 {
-    int64_t shape[2] = {pairs, gv_cpu_linear_attention_scratch(d)};
+    if (!gv_kernel_ready(OP, kt, linear_attention_scratch)) return NULL;
+    int64_t shape[2] = {pairs, kt->linear_attention_scratch(d)};
     if (!gv_shape_ok(OP, 2, shape)) return NULL;
-    return gv_empty(2, shape, GROVE_U8, device);
+    return gv_empty(2, shape, GROVE_U8, kt->device);
 }
 
 /* Saved: q, k, v and the state (B, H, d + 1, d); ints[0] = head_dim,
@@ -50,15 +50,18 @@ static grove_status linear_attention_backward(grove_node *n, grove_tensor *g, gr
     grove_tensor *held[6] = {NULL}, *grads[3] = {NULL}, *scratch = NULL;
     gv_attn_rows rows[4];
     grove_tensor *src[4] = {n->saved[0], n->saved[1], n->saved[2], g};
+    const gv_kernels *kt = gv_kernels_for(OP, g);
+    if (!kt) return -1;
     for (int i = 0; i < 4; i++)
         if (!(held[i] = rows_of(src[i], &rows[i]))) goto fail;
     if (!(held[4] = gv_contiguous_data(n->saved[3]))) goto fail;
     for (int i = 0; i < 3; i++)
         if (n->needs_grad[i] && !(grads[i] = gv_empty(3, n->in_shape[i], GROVE_F32, g->device))) goto fail;
-    if (!(scratch = scratch_for(B * (D / d), d, g->device))) goto fail;
-    gv_cpu_linear_attention_backward(B, N, D / d, d, rows[0], rows[1], rows[2], rows[3], (float)n->scalars[0],
-                                     held[4]->data, scratch->data, grads[0] ? grads[0]->data : NULL,
-                                     grads[1] ? grads[1]->data : NULL, grads[2] ? grads[2]->data : NULL);
+    if (!(scratch = scratch_for(kt, B * (D / d), d))) goto fail;
+    if (GV_KCALL(OP, kt, linear_attention_backward, B, N, D / d, d, rows[0], rows[1], rows[2], rows[3],
+                 (float)n->scalars[0], held[4]->data, scratch->data, grads[0] ? grads[0]->data : NULL,
+                 grads[1] ? grads[1]->data : NULL, grads[2] ? grads[2]->data : NULL))
+        goto fail;
     grove_tensor_release(scratch);
     for (int i = 0; i < 5; i++) grove_tensor_release(held[i]);
     for (int i = 0; i < 3; i++) gi[i] = grads[i];
@@ -104,7 +107,8 @@ static bool check_args(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_
 grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps)
 {
     if (!check_args(q, k, v, head_dim, eps)) return NULL;
-    if (q->device != GROVE_CPU) return gv_no_backend(OP, q);
+    const gv_kernels *kt = gv_kernels_for(OP, q);
+    if (!kt) return NULL;
     int64_t B = q->shape[0], N = q->shape[1], D = q->shape[2], d = head_dim, H = D / d;
     grove_tensor *in[3] = {q, k, v}, *held[3] = {NULL}, *out = NULL, *state = NULL, *scratch = NULL;
     gv_attn_rows rows[3];
@@ -113,8 +117,10 @@ grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_ten
     int64_t sshape[4] = {B, H, d + 1, d};
     if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
     if (!(state = gv_empty(4, sshape, GROVE_F32, q->device))) goto fail;
-    if (!(scratch = scratch_for(B * H, d, q->device))) goto fail;
-    gv_cpu_linear_attention(B, N, H, d, rows[0], rows[1], rows[2], (float)eps, scratch->data, state->data, out->data);
+    if (!(scratch = scratch_for(kt, B * H, d))) goto fail;
+    if (GV_KCALL(OP, kt, linear_attention, B, N, H, d, rows[0], rows[1], rows[2], (float)eps, scratch->data,
+                 state->data, out->data))
+        goto fail;
     grove_tensor_release(scratch);
     scratch = NULL;
     for (int i = 0; i < 3; i++) {

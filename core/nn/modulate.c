@@ -3,8 +3,7 @@
  * shift, scale and gate are usually rows of a (B, 6, D) table; any strides
  * are accepted (they are copied to contiguous rows, which is cheap beside
  * the (B, N, D) tokens). */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 
@@ -39,7 +38,8 @@ static float *data_or_null(grove_tensor *t) { return t ? t->data : NULL; }
 static grove_status norm_modulate_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
     const int64_t *s = n->in_shape[0];
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     if (!gc) return -1;
     grove_status st = 0;
     for (int32_t i = 0; i < 3 && st == 0; i++) {
@@ -49,8 +49,8 @@ static grove_status norm_modulate_backward(grove_node *n, grove_tensor *g, grove
     }
     if (st == 0) {
         const float *mean = n->saved[2]->data, *rstd = mean + s[0] * s[1];
-        gv_cpu_norm_modulate_backward(s[0], s[1], s[2], n->saved[0]->data, n->saved[1]->data, mean, rstd, gc->data,
-                                      data_or_null(gi[0]), data_or_null(gi[1]), data_or_null(gi[2]));
+        st = GV_KCALL(n->name, k, norm_modulate_backward, s[0], s[1], s[2], n->saved[0]->data, n->saved[1]->data,
+                      mean, rstd, gc->data, data_or_null(gi[0]), data_or_null(gi[1]), data_or_null(gi[2]));
     }
     grove_tensor_release(gc);
     return st;
@@ -63,7 +63,8 @@ grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_te
         return NULL;
     if (!(eps >= 0) || isinf(eps))
         return gv_fail_null("%s: eps must be finite and >= 0, got %g (x %s)", op, eps, gv_shape_str(x));
-    if (x->device != GROVE_CPU) return gv_no_backend(op, x);
+    const gv_kernels *k = gv_kernels_for(op, x);
+    if (!k) return NULL;
     int64_t b = x->shape[0], nt = x->shape[1], d = x->shape[2];
     grove_tensor *in[3] = {x, shift, scale};
     grove_node *node;
@@ -77,7 +78,7 @@ grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_te
     bool ok = y && (!node || stats);
     if (ok) {
         float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + b * nt : NULL;
-        gv_cpu_norm_modulate(b, nt, d, xc->data, shc->data, scc->data, eps, y->data, mean, rstd);
+        ok = !GV_KCALL(op, k, norm_modulate, b, nt, d, xc->data, shc->data, scc->data, eps, y->data, mean, rstd);
     }
     if (ok && node)
         ok = !gv_node_save(node, 0, xc) && !gv_node_save(node, 1, scc) && !gv_node_save(node, 2, stats);
@@ -106,7 +107,8 @@ static grove_status gated_residual_backward(grove_node *n, grove_tensor *g, grov
         gi[0] = g;
     }
     if (!n->needs_grad[1] && !n->needs_grad[2]) return 0;
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     if (!gc) return -1;
     grove_status st = 0;
     for (int32_t i = 1; i < 3 && st == 0; i++) {
@@ -115,8 +117,8 @@ static grove_status gated_residual_backward(grove_node *n, grove_tensor *g, grov
         if (!gi[i]) st = -1;
     }
     if (st == 0)
-        gv_cpu_gated_residual_backward(s[0], s[1], s[2], data_or_null(n->saved[0]), data_or_null(n->saved[1]),
-                                       gc->data, data_or_null(gi[2]), data_or_null(gi[1]));
+        st = GV_KCALL(n->name, k, gated_residual_backward, s[0], s[1], s[2], data_or_null(n->saved[0]),
+                      data_or_null(n->saved[1]), gc->data, data_or_null(gi[2]), data_or_null(gi[1]));
     grove_tensor_release(gc);
     return st;
 }
@@ -129,7 +131,8 @@ grove_tensor *grove_gated_residual(grove_tensor *x, grove_tensor *gate, grove_te
         if (x->shape[i] != y->shape[i])
             return gv_fail_null("%s: x %s and y %s must have the same shape", op, gv_shape_str(x), gv_shape_str(y));
     if (!check_vec(op, "gate", gate, x)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend(op, x);
+    const gv_kernels *k = gv_kernels_for(op, x);
+    if (!k) return NULL;
     grove_tensor *in[3] = {x, gate, y};
     grove_node *node;
     if (gv_node_begin(op, gated_residual_backward, 3, in, &node)) return NULL;
@@ -138,7 +141,9 @@ grove_tensor *grove_gated_residual(grove_tensor *x, grove_tensor *gate, grove_te
     grove_tensor *yc = gc ? gv_contiguous_data(y) : NULL;
     grove_tensor *out = yc ? gv_empty(3, x->shape, GROVE_F32, x->device) : NULL;
     bool ok = out != NULL;
-    if (ok) gv_cpu_gated_residual(x->shape[0], x->shape[1], x->shape[2], xc->data, gc->data, yc->data, out->data);
+    if (ok)
+        ok = !GV_KCALL(op, k, gated_residual, x->shape[0], x->shape[1], x->shape[2], xc->data, gc->data, yc->data,
+                       out->data);
     if (ok && node)
         ok = !(node->needs_grad[2] && gv_node_save(node, 0, gc)) && !(node->needs_grad[1] && gv_node_save(node, 1, yc));
     grove_tensor_release(xc);

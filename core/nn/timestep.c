@@ -2,8 +2,7 @@
  * Timesteps with flip_sin_to_cos=True, downscale_freq_shift=0): [cos, sin]
  * of t·exp(−ln(max_period)·i/half). t is a conditioning input, never
  * differentiated, so nothing is recorded on the tape. */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 
@@ -15,9 +14,13 @@ grove_tensor *grove_timestep_embedding(grove_tensor *t, int32_t dim, double max_
     if (dim < 2) return gv_fail_null("%s: dim must be >= 2, got %d (t %s)", op, dim, gv_shape_str(t));
     if (!(max_period > 0) || isinf(max_period))
         return gv_fail_null("%s: max_period must be finite and > 0, got %g", op, max_period);
-    if (t->device != GROVE_CPU) return gv_no_backend(op, t);
+    const gv_kernels *k = gv_kernels_for(op, t);
+    if (!k) return NULL;
     int64_t shape[2] = {t->shape[0], dim};
     grove_tensor *out = gv_empty(2, shape, GROVE_F32, t->device);
-    if (out) gv_cpu_timestep_embedding(t->shape[0], t->data, t->stride[0], dim, max_period, out->data);
+    if (out && GV_KCALL(op, k, timestep_embedding, t->shape[0], t->data, t->stride[0], dim, max_period, out->data)) {
+        grove_tensor_release(out);
+        return NULL;
+    }
     return out;
 }

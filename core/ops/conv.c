@@ -6,7 +6,7 @@
  * with a message saying what is supported, rather than computed slowly.
  */
 #include "internal.h"
-#include "cpu.h"
+#include "backend.h"
 
 #include <limits.h>
 
@@ -30,6 +30,8 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
     grove_tensor *x = n->saved[0], *w = n->saved[1];
     int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
     int64_t cout = w->shape[0], k = w->shape[2], pad = n->ints[1];
+    const gv_kernels *kt = gv_kernels_for(n->name, g);
+    if (!kt) return -1;
     grove_tensor *gc = gv_contiguous_data(g);
     if (!gc) return -1;
     grove_tensor *dx = NULL, *dw = NULL, *db = NULL, *wt = NULL;
@@ -38,21 +40,26 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
     if (n->needs_grad[2] && !(db = gv_empty(1, &cout, GROVE_F32, g->device))) goto fail;
     int64_t m = bsz * h * wd;
     if (n->ints[0] == CONV_1X1) {
-        const gv_blas *blas = gv_blas_get();
-        if (!blas) goto fail;
         /* dx (m, cin) = dy (m, cout) · w (cout, cin); dw (cout, cin) = dyᵀ · x (m, cin). */
-        if (dx) gv_cpu_gemm(blas->sgemm, false, false, (int)m, (int)cin, (int)cout, gc->data, (int)cout, w->data,
-                            (int)cin, NULL, dx->data);
-        if (dw) gv_cpu_gemm(blas->sgemm, true, false, (int)cout, (int)cin, (int)m, gc->data, (int)cout, x->data,
-                            (int)cin, NULL, dw->data);
+        if (dx && GV_KCALL(n->name, kt, gemm, false, false, (int)m, (int)cin, (int)cout, gc->data, (int)cout,
+                           w->data, (int)cin, NULL, dx->data))
+            goto fail;
+        if (dw && GV_KCALL(n->name, kt, gemm, true, false, (int)cout, (int)cin, (int)m, gc->data, (int)cout,
+                           x->data, (int)cin, NULL, dw->data))
+            goto fail;
     } else {
         if (dx) {
             if (!(wt = taps_major(w))) goto fail;
-            gv_cpu_dwconv_backward_input(bsz, h, wd, cin, k, pad, gc->data, wt->data, dx->data);
+            if (GV_KCALL(n->name, kt, dwconv_backward_input, bsz, h, wd, cin, k, pad, gc->data, wt->data, dx->data))
+                goto fail;
         }
-        if (dw) gv_cpu_dwconv_backward_weight(bsz, h, wd, cin, k, pad, x->data, gc->data, dw->data);
+        if (dw && GV_KCALL(n->name, kt, dwconv_backward_weight, bsz, h, wd, cin, k, pad, x->data, gc->data,
+                           dw->data))
+            goto fail;
     }
-    if (db) gv_cpu_sum_rows(grove_tensor_numel(gc) / (cout > 0 ? cout : 1), cout, gc->data, db->data);
+    if (db && GV_KCALL(n->name, kt, sum_rows, grove_tensor_numel(gc) / (cout > 0 ? cout : 1), cout, gc->data,
+                       db->data))
+        goto fail;
     grove_tensor_release(wt);
     grove_tensor_release(gc);
     gi[0] = dx;
@@ -153,9 +160,8 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
 {
     int32_t kind;
     if (!conv_check(x, w, b, stride, padding, groups, &kind)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend("conv2d", x);
-    const gv_blas *blas = NULL;
-    if (kind == CONV_1X1 && !(blas = gv_blas_get())) return NULL;
+    const gv_kernels *kt = gv_kernels_for("conv2d", x);
+    if (!kt) return NULL;
 
     int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
     int64_t cout = w->shape[0], k = w->shape[2];
@@ -166,11 +172,14 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     if (!(out = gv_empty(4, out_shape, GROVE_F32, x->device))) goto done;
     if (kind == CONV_1X1) {
         /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ + bias: the weight read transposed in place. */
-        gv_cpu_gemm(blas->sgemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin, wc->data,
-                    (int)cin, bc ? bc->data : NULL, out->data);
+        if (GV_KCALL("conv2d", kt, gemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin,
+                     wc->data, (int)cin, bc ? bc->data : NULL, out->data))
+            goto fail;
     } else {
         if (!(wt = taps_major(wc))) goto fail;
-        gv_cpu_dwconv_forward(bsz, h, wd, cin, k, padding, xc->data, wt->data, bc ? bc->data : NULL, out->data);
+        if (GV_KCALL("conv2d", kt, dwconv_forward, bsz, h, wd, cin, k, padding, xc->data, wt->data,
+                     bc ? bc->data : NULL, out->data))
+            goto fail;
     }
     grove_tensor *inputs[3] = {x, w, b};
     grove_node *node;

@@ -2,7 +2,7 @@
  * Σ a·b / max(‖a‖·‖b‖, eps), with a and b broadcast against each other.
  * One fused pass forward; backward recomputes the three row sums. */
 #include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 
@@ -33,14 +33,17 @@ static grove_status cosine_backward(grove_node *n, grove_tensor *g, grove_tensor
     grove_tensor *a = n->saved[0], *b = n->saved[1];
     pair_geom pg;
     if (!pair_geometry(a, b, &pg)) return -1;
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k) return -1;
     grove_tensor *gc = gv_contiguous_data(g);
     if (!gc) return -1;
     grove_tensor *ga = NULL, *gb = NULL;
     grove_status st = -1;
     if (n->needs_grad[0] && !(ga = gv_empty(pg.ndim, pg.shape, GROVE_F32, g->device))) goto done;
     if (n->needs_grad[1] && !(gb = gv_empty(pg.ndim, pg.shape, GROVE_F32, g->device))) goto done;
-    gv_cpu_cosine_backward(pg.ndim, pg.shape, (int32_t)n->ints[0], a->data, pg.sa, b->data, pg.sb, n->scalars[0],
-                           gc->data, ga ? ga->data : NULL, gb ? gb->data : NULL);
+    if (GV_KCALL(n->name, k, cosine_backward, pg.ndim, pg.shape, (int32_t)n->ints[0], a->data, pg.sa, b->data,
+                 pg.sb, n->scalars[0], gc->data, ga ? ga->data : NULL, gb ? gb->data : NULL))
+        goto done;
     if (ga) {
         gi[0] = reduce_to_input(ga, n, 0);
         ga = NULL;
@@ -71,17 +74,18 @@ grove_tensor *grove_cosine_similarity(grove_tensor *a, grove_tensor *b, int32_t 
     if (d < 0 || d >= pg.ndim)
         return gv_fail_null("%s: dimension %d out of range for %s and %s (broadcast to %s, %d dimensions)", op, dim,
                             gv_shape_str(a), gv_shape_str(b), gv_dims_str(pg.ndim, pg.shape), pg.ndim);
-    if (a->device != GROVE_CPU) return gv_no_backend(op, a);
+    const gv_kernels *kt = gv_kernels_for(op, a);
+    if (!kt) return NULL;
     int64_t osh[GROVE_MAX_DIMS];
     int32_t k = 0;
     for (int32_t i = 0; i < pg.ndim; i++)
         if (i != d) osh[k++] = pg.shape[i];
     grove_tensor *out = gv_empty(k, osh, GROVE_F32, a->device);
     if (!out) return NULL;
-    gv_cpu_cosine_forward(pg.ndim, pg.shape, d, a->data, pg.sa, b->data, pg.sb, eps, out->data);
     grove_tensor *ins[2] = {a, b};
-    grove_node *node;
-    if (gv_node_begin(op, cosine_backward, 2, ins, &node)) {
+    grove_node *node = NULL;
+    if (GV_KCALL(op, kt, cosine_forward, pg.ndim, pg.shape, d, a->data, pg.sa, b->data, pg.sb, eps, out->data) ||
+        gv_node_begin(op, cosine_backward, 2, ins, &node)) {
         grove_tensor_release(out);
         return NULL;
     }

@@ -6,14 +6,19 @@
  * scaled by 1/(1 − p), so the expectation is unchanged; p = 1 drops all. The
  * generator then advances by (n + 3)/4 counters, as after a fill. */
 #include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 static grove_status dropout_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     if (!gc) return -1;
     grove_tensor *gx = gv_empty(n->in_ndim[0], n->in_shape[0], GROVE_F32, g->device);
-    if (gx) gv_cpu_dropout_backward(gc->data, n->saved[0]->data, grove_tensor_numel(gx), (float)n->scalars[0], gx->data);
+    if (gx && GV_KCALL(n->name, k, dropout_backward, gc->data, n->saved[0]->data, grove_tensor_numel(gx),
+                       (float)n->scalars[0], gx->data)) {
+        grove_tensor_release(gx);
+        gx = NULL;
+    }
     grove_tensor_release(gc);
     gi[0] = gx;
     return gx ? 0 : -1;
@@ -28,7 +33,9 @@ grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_gene
         grove_tensor_retain(x);
         return x;
     }
-    if (x->device != GROVE_CPU) return gv_no_backend("dropout", x);
+    const gv_kernels *k = gv_kernels_for("dropout", x);
+    if (!k || !gv_kernel_ready("dropout", k, philox_uniform) || !gv_kernel_ready("dropout", k, dropout_apply))
+        return NULL;
     if (!gen) gen = grove_default_generator();
     int64_t n = grove_tensor_numel(x);
     grove_tensor *xc = gv_contiguous_data(x);
@@ -40,10 +47,11 @@ grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_gene
     if (gv_node_begin("dropout", dropout_backward, 1, &x, &node)) goto fail;
     if (node && !(keep = gv_empty(x->ndim, x->shape, GROVE_U8, x->device))) goto fail;
     /* The uniforms go straight into the output buffer, then become the result. */
-    gv_cpu_philox_uniform(out->data, n, gen->seed, gen->offset, 0.0f, 1.0f);
+    k->philox_uniform(out->data, n, gen->seed, gen->offset, 0.0f, 1.0f);
     gen->offset += (uint64_t)(n + 3) / 4;
     float scale = p < 1 ? (float)(1.0 / (1.0 - p)) : 0.0f;
-    gv_cpu_dropout_apply(xc->data, out->data, keep ? keep->data : NULL, n, (float)p, scale);
+    k->dropout_apply(xc->data, out->data, keep ? keep->data : NULL, n, (float)p, scale);
+    if (gv_kernels_check(k)) goto fail;
     if (node) {
         if (gv_node_save(node, 0, keep)) goto fail;
         node->scalars[0] = scale;

@@ -1,7 +1,7 @@
 /* elementwise.c — front-ends of the pointwise ops: unary maps, broadcasting
  * binary ops, scalar forms, pow and clamp, each with its backward. */
 #include "internal.h"
-#include "../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,14 +40,20 @@ fail:
 
 /* The backward of pow and clamp: a kernel of the saved input x and g,
  * run on contiguous versions of both. */
-typedef void (*xg_kernel)(const grove_node *n, const float *x, const float *g, float *gx, int64_t count);
+typedef grove_status (*xg_kernel)(const gv_kernels *k, const grove_node *n, const float *x, const float *g,
+                                  float *gx, int64_t count);
 
-static grove_status xg_backward(grove_node *n, grove_tensor *g, grove_tensor **gi, xg_kernel k)
+static grove_status xg_backward(grove_node *n, grove_tensor *g, grove_tensor **gi, xg_kernel kern)
 {
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k) return -1;
     grove_tensor *x = gv_contiguous_data(n->saved[0]);
     grove_tensor *gc = x ? gv_contiguous_data(g) : NULL;
     grove_tensor *gx = gc ? empty_input_like(n, 0, g->device) : NULL;
-    if (gx) k(n, x->data, gc->data, gx->data, grove_tensor_numel(gx));
+    if (gx && kern(k, n, x->data, gc->data, gx->data, grove_tensor_numel(gx))) {
+        grove_tensor_release(gx);
+        gx = NULL;
+    }
     grove_tensor_release(x);
     grove_tensor_release(gc);
     gi[0] = gx;
@@ -58,11 +64,17 @@ static grove_status xg_backward(grove_node *n, grove_tensor *g, grove_tensor **g
 
 static grove_status unary_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k) return -1;
     grove_tensor *x = gv_contiguous_data(n->saved[0]);
     grove_tensor *y = x ? gv_contiguous_data(n->saved[1]) : NULL;
     grove_tensor *gc = y ? gv_contiguous_data(g) : NULL;
     grove_tensor *gx = gc ? empty_input_like(n, 0, g->device) : NULL;
-    if (gx) gv_cpu_unary_backward((int32_t)n->ints[0], x->data, y->data, gc->data, gx->data, grove_tensor_numel(gx));
+    if (gx && GV_KCALL(n->name, k, unary_backward, (int32_t)n->ints[0], x->data, y->data, gc->data, gx->data,
+                       grove_tensor_numel(gx))) {
+        grove_tensor_release(gx);
+        gx = NULL;
+    }
     grove_tensor_release(x);
     grove_tensor_release(y);
     grove_tensor_release(gc);
@@ -75,15 +87,16 @@ grove_tensor *grove_unary(grove_tensor *a, int32_t op)
     if (op < 0 || op >= GROVE_UNARY_COUNT) return gv_fail_null("unary: unknown op %d", op);
     const char *name = unary_names[op];
     if (!gv_check_f32(name, a)) return NULL;
-    if (a->device != GROVE_CPU) return gv_no_backend(name, a);
+    const gv_kernels *k = gv_kernels_for(name, a);
+    if (!k) return NULL;
     grove_tensor *ac = gv_contiguous_data(a);
     if (!ac) return NULL;
     grove_tensor *out = gv_empty_like(a);
-    if (out) gv_cpu_unary(op, ac->data, out->data, grove_tensor_numel(a));
     if (!out) {
         grove_tensor_release(ac);
         return NULL;
     }
+    if (GV_KCALL(name, k, unary, op, ac->data, out->data, grove_tensor_numel(a))) goto fail;
     grove_node *node;
     if (gv_node_begin(name, unary_backward, 1, &a, &node)) goto fail;
     if (node) {
@@ -164,14 +177,15 @@ grove_tensor *grove_binary(grove_tensor *a, grove_tensor *b, int32_t op)
     int32_t ndim;
     int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
     if (!gv_broadcast_shape(name, binary_syms[op], a, b, &ndim, shape)) return NULL;
-    if (a->device != GROVE_CPU) return gv_no_backend(name, a);
+    const gv_kernels *k = gv_kernels_for(name, a);
+    if (!k) return NULL;
     grove_tensor *out = gv_empty(ndim, shape, GROVE_F32, a->device);
     if (!out) return NULL;
     /* The kernel walks both inputs through their own strides (0 where
      * broadcast), so neither broadcasting nor a transposed input copies. */
     gv_broadcast_strides(a, ndim, shape, sa);
     gv_broadcast_strides(b, ndim, shape, sb);
-    gv_cpu_binary(op, ndim, shape, a->data, sa, b->data, sb, out->data);
+    if (GV_KCALL(name, k, binary, op, ndim, shape, a->data, sa, b->data, sb, out->data)) goto fail;
     grove_tensor *ins[2] = {a, b};
     grove_node *node;
     if (gv_node_begin(name, binary_backward, 2, ins, &node)) goto fail;
@@ -236,7 +250,8 @@ grove_tensor *grove_binary_scalar(grove_tensor *a, double s, int32_t op, bool re
     if (op < 0 || op >= GROVE_BINARY_COUNT) return gv_fail_null("binary: unknown op %d", op);
     const char *name = binary_names[op];
     if (!gv_check_f32(name, a)) return NULL;
-    if (a->device != GROVE_CPU) return gv_no_backend(name, a);
+    const gv_kernels *k = gv_kernels_for(name, a);
+    if (!k) return NULL;
     grove_tensor *ac = gv_contiguous_data(a);
     if (!ac) return NULL;
     grove_tensor *out = gv_empty_like(a);
@@ -244,7 +259,7 @@ grove_tensor *grove_binary_scalar(grove_tensor *a, double s, int32_t op, bool re
         grove_tensor_release(ac);
         return NULL;
     }
-    gv_cpu_binary_scalar(op, ac->data, (float)s, reverse, out->data, grove_tensor_numel(a));
+    if (GV_KCALL(name, k, binary_scalar, op, ac->data, (float)s, reverse, out->data, grove_tensor_numel(a))) goto fail;
     grove_node *node;
     if (gv_node_begin(name, binary_scalar_backward, 1, &a, &node)) goto fail;
     if (node) {
@@ -267,9 +282,10 @@ fail:
 
 /* ---- pow and clamp ------------------------------------------------------------ */
 
-static void pow_kernel(const grove_node *n, const float *x, const float *g, float *gx, int64_t count)
+static grove_status pow_kernel(const gv_kernels *k, const grove_node *n, const float *x, const float *g, float *gx,
+                               int64_t count)
 {
-    gv_cpu_pow_scalar_backward(x, (float)n->scalars[0], g, gx, count);
+    return GV_KCALL(n->name, k, pow_scalar_backward, x, (float)n->scalars[0], g, gx, count);
 }
 
 static grove_status pow_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
@@ -280,21 +296,24 @@ static grove_status pow_backward(grove_node *n, grove_tensor *g, grove_tensor **
 grove_tensor *grove_pow_scalar(grove_tensor *a, double exponent)
 {
     if (!gv_check_f32("pow", a)) return NULL;
-    if (a->device != GROVE_CPU) return gv_no_backend("pow", a);
+    const gv_kernels *k = gv_kernels_for("pow", a);
+    if (!k) return NULL;
     grove_tensor *ac = gv_contiguous_data(a);
     if (!ac) return NULL;
     grove_tensor *out = gv_empty_like(a);
-    if (out) {
-        gv_cpu_pow_scalar(ac->data, (float)exponent, out->data, grove_tensor_numel(a));
-        out = record1("pow", pow_backward, a, out, ac, NULL, &exponent, 1);
+    if (out && GV_KCALL("pow", k, pow_scalar, ac->data, (float)exponent, out->data, grove_tensor_numel(a))) {
+        grove_tensor_release(out);
+        out = NULL;
     }
+    if (out) out = record1("pow", pow_backward, a, out, ac, NULL, &exponent, 1);
     grove_tensor_release(ac);
     return out;
 }
 
-static void clamp_kernel(const grove_node *n, const float *x, const float *g, float *gx, int64_t count)
+static grove_status clamp_kernel(const gv_kernels *k, const grove_node *n, const float *x, const float *g, float *gx,
+                                 int64_t count)
 {
-    gv_cpu_clamp_backward(x, (float)n->scalars[0], (float)n->scalars[1], g, gx, count);
+    return GV_KCALL(n->name, k, clamp_backward, x, (float)n->scalars[0], (float)n->scalars[1], g, gx, count);
 }
 
 static grove_status clamp_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
@@ -307,12 +326,16 @@ grove_tensor *grove_clamp(grove_tensor *a, double lo, double hi)
     if (!gv_check_f32("clamp", a)) return NULL;
     if (isnan(lo) || isnan(hi)) return gv_fail_null("clamp: NaN bound (%g, %g) for %s", lo, hi, gv_shape_str(a));
     if (lo > hi) return gv_fail_null("clamp: lower bound %g is above upper bound %g for %s", lo, hi, gv_shape_str(a));
-    if (a->device != GROVE_CPU) return gv_no_backend("clamp", a);
+    const gv_kernels *k = gv_kernels_for("clamp", a);
+    if (!k) return NULL;
     grove_tensor *ac = gv_contiguous_data(a);
     if (!ac) return NULL;
     grove_tensor *out = gv_empty_like(a);
+    if (out && GV_KCALL("clamp", k, clamp, ac->data, (float)lo, (float)hi, out->data, grove_tensor_numel(a))) {
+        grove_tensor_release(out);
+        out = NULL;
+    }
     if (out) {
-        gv_cpu_clamp(ac->data, (float)lo, (float)hi, out->data, grove_tensor_numel(a));
         double sc[2] = {lo, hi};
         out = record1("clamp", clamp_backward, a, out, ac, NULL, sc, 2);
     }

@@ -5,13 +5,23 @@
  * through broadcast strides, so no operand is expanded in memory; their
  * backwards are the same select with a zero in place of the other branch.
  */
-#include "internal.h"
-#include "cpu.h"
+#include "backend.h"
 
 #include <string.h>
 
-static const float zero_f32 = 0.0f;
 static const int64_t zero_strides[GROVE_MAX_DIMS] = {0};
+
+/* A one-element f32 tensor holding v on k's device: the constant operand of
+ * the select kernel, read with zero strides. */
+static grove_tensor *scalar_operand(const char *op, const gv_kernels *k, float v)
+{
+    grove_tensor *s = gv_empty(0, NULL, GROVE_F32, k->device);
+    if (s && GV_KCALL(op, k, fill, 0, NULL, s->data, NULL, GROVE_F32, (double)v)) {
+        grove_tensor_release(s);
+        return NULL;
+    }
+    return s;
+}
 
 /* ---- embedding ------------------------------------------------------------ */
 
@@ -19,11 +29,15 @@ static grove_status embedding_backward(grove_node *n, grove_tensor *g, grove_ten
 {
     grove_tensor *idx = n->saved[0];
     int64_t v = n->in_shape[0][0], d = n->in_shape[0][1];
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     if (!gc) return -1;
     grove_tensor *dw = gv_empty(2, n->in_shape[0], GROVE_F32, g->device);
-    if (dw) gv_cpu_embedding_backward(grove_tensor_numel(idx), d, v, gc->data, idx->data, idx->dtype == GROVE_I64,
-                                      dw->data);
+    if (dw && GV_KCALL(n->name, k, embedding_backward, grove_tensor_numel(idx), d, v, gc->data, idx->data,
+                       idx->dtype == GROVE_I64, dw->data)) {
+        grove_tensor_release(dw);
+        dw = NULL;
+    }
     grove_tensor_release(gc);
     gi[0] = dw;
     return dw ? 0 : -1;
@@ -41,27 +55,39 @@ grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices)
     if (indices->ndim >= GROVE_MAX_DIMS)
         return gv_fail_null("embedding: indices %s have %d dimensions; the output would exceed %d",
                             gv_shape_str(indices), indices->ndim, GROVE_MAX_DIMS);
-    if (weight->device != GROVE_CPU) return gv_no_backend("embedding", weight);
+    const gv_kernels *k = gv_kernels_for("embedding", weight);
+    if (!k) return NULL;
 
     int64_t v = weight->shape[0], d = weight->shape[1];
     grove_tensor *ic = gv_contiguous_data(indices);
     if (!ic) return NULL;
     bool is_i64 = ic->dtype == GROVE_I64;
     int64_t n = grove_tensor_numel(ic);
+    /* The range check reads the indices on the host (a copy when on CUDA). */
+    grove_tensor *ih = gv_host_data("embedding", ic);
+    if (!ih) {
+        grove_tensor_release(ic);
+        return NULL;
+    }
     for (int64_t i = 0; i < n; i++) {
-        int64_t r = is_i64 ? ((const int64_t *)ic->data)[i] : ((const int32_t *)ic->data)[i];
+        int64_t r = is_i64 ? ((const int64_t *)ih->data)[i] : ((const int32_t *)ih->data)[i];
         if (r < 0 || r >= v) {
+            grove_tensor_release(ih);
             grove_tensor_release(ic);
             return gv_fail_null("embedding: index %lld out of range for %lld embeddings (weight %s, indices %s)",
                                 (long long)r, (long long)v, gv_shape_str(weight), gv_shape_str(indices));
         }
     }
+    grove_tensor_release(ih);
     int64_t shape[GROVE_MAX_DIMS];
     memcpy(shape, ic->shape, (size_t)ic->ndim * sizeof *shape);
     shape[ic->ndim] = d;
     grove_tensor *wc = gv_contiguous_data(weight);
     grove_tensor *out = wc ? gv_empty(ic->ndim + 1, shape, GROVE_F32, weight->device) : NULL;
-    if (out) gv_cpu_embedding(n, d, wc->data, ic->data, is_i64, out->data);
+    if (out && GV_KCALL("embedding", k, embedding, n, d, wc->data, ic->data, is_i64, out->data)) {
+        grove_tensor_release(out);
+        out = NULL;
+    }
     grove_tensor_release(wc);
     grove_node *node = NULL;
     if (out && gv_node_begin("embedding", embedding_backward, 1, &weight, &node)) {
@@ -85,15 +111,27 @@ grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices)
 
 /* cond ? a : b over g's shape with one branch zero: the gradient reaching
  * the taken (take_a) or the other branch. */
-static grove_tensor *select_grad(grove_tensor *cond, grove_tensor *g, bool take_a)
+static grove_tensor *select_grad(const char *op, grove_tensor *cond, grove_tensor *g, bool take_a)
 {
-    grove_tensor *out = gv_empty(g->ndim, g->shape, GROVE_F32, g->device);
-    if (!out) return NULL;
+    const gv_kernels *k = gv_kernels_for(op, g);
+    grove_tensor *zero = k ? scalar_operand(op, k, 0.0f) : NULL;
+    grove_tensor *out = zero ? gv_empty(g->ndim, g->shape, GROVE_F32, g->device) : NULL;
+    if (!out) {
+        grove_tensor_release(zero);
+        return NULL;
+    }
     int64_t cs[GROVE_MAX_DIMS];
     gv_broadcast_strides(cond, g->ndim, g->shape, cs);
-    const float *gp = g->data;
-    if (take_a) gv_cpu_where(g->ndim, g->shape, cond->data, cs, gp, g->stride, &zero_f32, zero_strides, out->data);
-    else gv_cpu_where(g->ndim, g->shape, cond->data, cs, &zero_f32, zero_strides, gp, g->stride, out->data);
+    const float *gp = g->data, *zp = zero->data;
+    grove_status st = take_a ? GV_KCALL(op, k, where, g->ndim, g->shape, cond->data, cs, gp, g->stride, zp,
+                                        zero_strides, out->data)
+                             : GV_KCALL(op, k, where, g->ndim, g->shape, cond->data, cs, zp, zero_strides, gp,
+                                        g->stride, out->data);
+    grove_tensor_release(zero);
+    if (st) {
+        grove_tensor_release(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -101,7 +139,7 @@ static grove_status where_backward(grove_node *n, grove_tensor *g, grove_tensor 
 {
     for (int32_t i = 0; i < 2; i++) {
         if (!n->needs_grad[i]) continue;
-        grove_tensor *full = select_grad(n->saved[0], g, i == 0);
+        grove_tensor *full = select_grad(n->name, n->saved[0], g, i == 0);
         if (!full) return -1;
         gi[i] = gv_sum_to(full, n->in_ndim[i], n->in_shape[i]);
         grove_tensor_release(full);
@@ -131,7 +169,8 @@ grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b)
     int32_t ndim;
     int64_t shape[GROVE_MAX_DIMS];
     if (!gv_broadcast_shape("where", "vs", &ca, b, &ndim, shape)) return NULL;
-    if (cond->device != GROVE_CPU) return gv_no_backend("where", cond);
+    const gv_kernels *k = gv_kernels_for("where", cond);
+    if (!k) return NULL;
 
     grove_tensor *out = gv_empty(ndim, shape, GROVE_F32, cond->device);
     if (!out) return NULL;
@@ -139,10 +178,10 @@ grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b)
     gv_broadcast_strides(cond, ndim, shape, cs);
     gv_broadcast_strides(a, ndim, shape, as);
     gv_broadcast_strides(b, ndim, shape, bs);
-    gv_cpu_where(ndim, shape, cond->data, cs, a->data, as, b->data, bs, out->data);
     grove_tensor *inputs[2] = {a, b};
     grove_node *node;
-    if (gv_node_begin("where", where_backward, 2, inputs, &node)) {
+    if (GV_KCALL("where", k, where, ndim, shape, cond->data, cs, a->data, as, b->data, bs, out->data) ||
+        gv_node_begin("where", where_backward, 2, inputs, &node)) {
         grove_tensor_release(out);
         return NULL;
     }
@@ -159,7 +198,7 @@ grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b)
 
 static grove_status masked_fill_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
-    gi[0] = select_grad(n->saved[0], g, false);
+    gi[0] = select_grad(n->name, n->saved[0], g, false);
     return gi[0] ? 0 : -1;
 }
 
@@ -173,16 +212,23 @@ grove_tensor *grove_masked_fill(grove_tensor *x, grove_tensor *mask, double valu
     if (ndim != x->ndim || memcmp(shape, x->shape, (size_t)ndim * sizeof *shape))
         return gv_fail_null("masked_fill: mask %s does not broadcast to the input's shape %s", gv_shape_str(mask),
                             gv_shape_str(x));
-    if (x->device != GROVE_CPU) return gv_no_backend("masked_fill", x);
+    const gv_kernels *k = gv_kernels_for("masked_fill", x);
+    if (!k) return NULL;
 
-    grove_tensor *out = gv_empty_like(x);
-    if (!out) return NULL;
-    float v = (float)value;
+    grove_tensor *v = scalar_operand("masked_fill", k, (float)value);
+    grove_tensor *out = v ? gv_empty_like(x) : NULL;
+    if (!out) {
+        grove_tensor_release(v);
+        return NULL;
+    }
     int64_t ms[GROVE_MAX_DIMS];
     gv_broadcast_strides(mask, x->ndim, x->shape, ms);
-    gv_cpu_where(x->ndim, x->shape, mask->data, ms, &v, zero_strides, x->data, x->stride, out->data);
+    grove_status st =
+        GV_KCALL("masked_fill", k, where, x->ndim, x->shape, mask->data, ms, v->data, zero_strides, x->data,
+                 x->stride, out->data);
+    grove_tensor_release(v);
     grove_node *node;
-    if (gv_node_begin("masked_fill", masked_fill_backward, 1, &x, &node)) {
+    if (st || gv_node_begin("masked_fill", masked_fill_backward, 1, &x, &node)) {
         grove_tensor_release(out);
         return NULL;
     }

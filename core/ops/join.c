@@ -2,8 +2,7 @@
  * join.c — cat, stack and constant pad. Their backwards cut the gradient
  * back into the inputs' pieces with narrow.
  */
-#include "internal.h"
-#include "cpu.h"
+#include "backend.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +60,8 @@ static grove_tensor *cat_impl(int32_t n, grove_tensor *const *ts, int32_t dim)
     memcpy(shape, t0->shape, sizeof shape);
     shape[dim] = 0;
     for (int32_t i = 0; i < n; i++) shape[dim] += ts[i]->shape[dim];
+    const gv_kernels *kt = gv_kernels_for("cat", t0);
+    if (!kt || !gv_kernel_ready("cat", kt, cat_part)) return NULL;
     grove_tensor *out = gv_empty(t0->ndim, shape, t0->dtype, t0->device);
     if (!out) return NULL;
     /* Seen as (outer, shape[dim] * inner): piece i fills a column band. */
@@ -78,7 +79,7 @@ static grove_tensor *cat_impl(int32_t n, grove_tensor *const *ts, int32_t dim)
             return NULL;
         }
         int64_t len = ts[i]->shape[dim];
-        gv_cpu_cat_part(outer, len * inner, shape[dim] * inner, at * inner, c->data, out->data);
+        kt->cat_part(outer, len * inner, shape[dim] * inner, at * inner, c->data, out->data);
         grove_tensor_release(c);
         if (gv_tracks(ts[i])) {
             inputs[k] = ts[i];
@@ -87,7 +88,7 @@ static grove_tensor *cat_impl(int32_t n, grove_tensor *const *ts, int32_t dim)
         at += len;
     }
     grove_node *node;
-    if (gv_node_begin("cat", cat_backward, k, inputs, &node)) {
+    if (gv_kernels_check(kt) || gv_node_begin("cat", cat_backward, k, inputs, &node)) {
         grove_tensor_release(out);
         return NULL;
     }
@@ -134,7 +135,7 @@ grove_tensor *grove_cat(int32_t n, grove_tensor *const *ts, int32_t dim)
     if (ts[0]->ndim == 0) return gv_fail_null("cat: 0-d tensors cannot be concatenated (use stack)");
     if (!gv_norm_dim("cat", ts[0], &dim)) return NULL;
     if (!check_pieces("cat", n, ts, dim, false)) return NULL;
-    if (ts[0]->device != GROVE_CPU) return gv_no_backend("cat", ts[0]);
+    if (!gv_kernels_for("cat", ts[0])) return NULL;
     return cat_impl(n, ts, dim);
 }
 
@@ -150,7 +151,7 @@ grove_tensor *grove_stack(int32_t n, grove_tensor *const *ts, int32_t dim)
                             gv_shape_str(ts[0]), nd);
     if (dim < 0) dim += nd;
     if (!check_pieces("stack", n, ts, -1, true)) return NULL;
-    if (ts[0]->device != GROVE_CPU) return gv_no_backend("stack", ts[0]);
+    if (!gv_kernels_for("stack", ts[0])) return NULL;
     /* unsqueeze is a recorded view, so the cat's backward reaches the inputs. */
     grove_tensor **us = calloc((size_t)n, sizeof *us);
     if (!us) return gv_fail_null("stack: out of memory");
@@ -203,15 +204,21 @@ grove_tensor *grove_pad(grove_tensor *x, int32_t npairs, const int64_t *pads, do
         shape[d] += lo + hi;
     }
     if (!gv_shape_ok("pad", x->ndim, shape)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend("pad", x);
+    const gv_kernels *k = gv_kernels_for("pad", x);
+    if (!k) return NULL;
 
     grove_tensor *xc = gv_contiguous_data(x);
     if (!xc) return NULL;
     grove_tensor *out = gv_empty(x->ndim, shape, x->dtype, x->device);
     if (out) {
+        /* One element of the fill value, host bytes the kernel copies. */
         unsigned char fill[8];
         gv_store_double(fill, x->dtype, 0, value);
-        gv_cpu_pad(x->ndim, x->shape, shape, before, grove_dtype_size(x->dtype), fill, xc->data, out->data);
+        if (GV_KCALL("pad", k, pad, x->ndim, x->shape, shape, before, grove_dtype_size(x->dtype), fill, xc->data,
+                     out->data)) {
+            grove_tensor_release(out);
+            out = NULL;
+        }
     }
     grove_tensor_release(xc);
     if (!out) return NULL;

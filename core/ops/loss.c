@@ -1,7 +1,7 @@
 /* loss.c — mean squared error and cross entropy, each a fused kernel with its
  * own backward. Both reduce to a 0-d mean, as torch's default reduction. */
 #include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <string.h>
 
@@ -10,11 +10,14 @@ static bool same_shape(const grove_tensor *a, const grove_tensor *b)
     return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]);
 }
 
-/* A 0-d f32 tensor holding v. */
-static grove_tensor *scalar_out(double v, int32_t device)
+/* A 0-d f32 tensor holding v, on k's device. */
+static grove_tensor *scalar_out(const char *op, const gv_kernels *k, double v)
 {
-    grove_tensor *out = gv_empty(0, NULL, GROVE_F32, device);
-    if (out) *(float *)out->data = (float)v;
+    grove_tensor *out = gv_empty(0, NULL, GROVE_F32, k->device);
+    if (out && GV_KCALL(op, k, fill, 0, NULL, out->data, NULL, GROVE_F32, v)) {
+        grove_tensor_release(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -23,7 +26,8 @@ static grove_tensor *scalar_out(double v, int32_t device)
 static grove_status mse_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
     double gv;
-    if (grove_tensor_item(g, &gv)) return -1;
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k || grove_tensor_item(g, &gv)) return -1;
     grove_tensor *a = gv_contiguous_data(n->saved[0]);
     grove_tensor *b = gv_contiguous_data(n->saved[1]);
     grove_tensor *ga = NULL, *gb = NULL;
@@ -34,7 +38,9 @@ static grove_status mse_backward(grove_node *n, grove_tensor *g, grove_tensor **
     if (n->needs_grad[1] && !(gb = gv_empty_like(b))) goto done;
     /* d/da mean((a − b)²) = 2(a − b)/numel */
     float scale = cnt > 0 ? (float)(2.0 * gv / (double)cnt) : 0.0f;
-    gv_cpu_mse_backward(a->data, b->data, cnt, scale, ga ? ga->data : NULL, gb ? gb->data : NULL);
+    if (GV_KCALL(n->name, k, mse_backward, a->data, b->data, cnt, scale, ga ? ga->data : NULL,
+                 gb ? gb->data : NULL))
+        goto done;
     gi[0] = ga;
     gi[1] = gb;
     ga = gb = NULL;
@@ -54,14 +60,17 @@ grove_tensor *grove_mse_loss(grove_tensor *input, grove_tensor *target)
     if (!same_shape(input, target))
         return gv_fail_null("mse_loss: input %s and target %s: shapes differ (mse_loss does not broadcast)",
                             gv_shape_str(input), gv_shape_str(target));
-    if (input->device != GROVE_CPU) return gv_no_backend("mse_loss", input);
+    const gv_kernels *k = gv_kernels_for("mse_loss", input);
+    if (!k || !gv_kernel_ready("mse_loss", k, sq_diff_sum)) return NULL;
     grove_tensor *a = gv_contiguous_data(input);
     grove_tensor *b = a ? gv_contiguous_data(target) : NULL;
     grove_tensor *out = NULL;
     if (!b) goto done;
     int64_t cnt = grove_tensor_numel(a);
     /* An empty input gives NaN (0/0), as torch's mean. */
-    out = scalar_out(gv_cpu_sq_diff_sum(a->data, b->data, cnt) / (double)cnt, input->device);
+    double sum = k->sq_diff_sum(a->data, b->data, cnt);
+    if (gv_kernels_check(k)) goto done;
+    out = scalar_out("mse_loss", k, sum / (double)cnt);
     if (!out) goto done;
     grove_tensor *ins[2] = {input, target};
     grove_node *node;
@@ -88,7 +97,8 @@ done:
 static grove_status cross_entropy_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
     double gv;
-    if (grove_tensor_item(g, &gv)) return -1;
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k || grove_tensor_item(g, &gv)) return -1;
     grove_tensor *x = gv_contiguous_data(n->saved[0]);
     grove_tensor *t = gv_contiguous_data(n->saved[1]);
     grove_tensor *gx = NULL;
@@ -96,9 +106,12 @@ static grove_status cross_entropy_backward(grove_node *n, grove_tensor *g, grove
     if (x && t && (gx = gv_empty_like(x))) {
         int64_t rows = x->shape[0], cls = x->shape[1];
         float scale = rows > 0 ? (float)(gv / (double)rows) : 0.0f;
-        gv_cpu_cross_entropy_backward(x->data, t->data, rows, cls, scale, gx->data);
-        gi[0] = gx;
-        st = 0;
+        if (GV_KCALL(n->name, k, cross_entropy_backward, x->data, t->data, rows, cls, scale, gx->data)) {
+            grove_tensor_release(gx);
+        } else {
+            gi[0] = gx;
+            st = 0;
+        }
     }
     grove_tensor_release(x);
     grove_tensor_release(t);
@@ -118,12 +131,15 @@ grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target)
     if (target->ndim != 1 || target->shape[0] != rows)
         return gv_fail_null("cross_entropy: target %s does not match logits %s (expected [%lld])",
                             gv_shape_str(target), gv_shape_str(logits), (long long)rows);
-    if (logits->device != GROVE_CPU) return gv_no_backend("cross_entropy", logits);
+    const gv_kernels *k = gv_kernels_for("cross_entropy", logits);
+    if (!k || !gv_kernel_ready("cross_entropy", k, cross_entropy_sum)) return NULL;
     grove_tensor *x = gv_contiguous_data(logits);
     grove_tensor *t = x ? gv_contiguous_data(target) : NULL;
+    /* The range check reads the targets on the host (a copy when on CUDA). */
+    grove_tensor *th = t ? gv_host_data("cross_entropy", t) : NULL;
     grove_tensor *out = NULL;
-    if (!t) goto done;
-    const int64_t *tv = t->data;
+    if (!th) goto done;
+    const int64_t *tv = th->data;
     for (int64_t i = 0; i < rows; i++)
         if (tv[i] < 0 || tv[i] >= cls) {
             gv_fail("cross_entropy: target value %lld (row %lld) is out of range for %lld classes [0, %lld) "
@@ -132,7 +148,9 @@ grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target)
             goto done;
         }
     /* N = 0 gives NaN (0/0), as torch's mean. */
-    out = scalar_out(gv_cpu_cross_entropy_sum(x->data, tv, rows, cls) / (double)rows, logits->device);
+    double sum = k->cross_entropy_sum(x->data, t->data, rows, cls);
+    if (gv_kernels_check(k)) goto done;
+    out = scalar_out("cross_entropy", k, sum / (double)rows);
     if (!out) goto done;
     grove_node *node;
     if (gv_node_begin("cross_entropy", cross_entropy_backward, 1, &logits, &node)) goto fail;
@@ -148,6 +166,7 @@ fail:
     grove_tensor_release(out);
     out = NULL;
 done:
+    grove_tensor_release(th);
     grove_tensor_release(x);
     grove_tensor_release(t);
     return out;

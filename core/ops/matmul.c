@@ -4,8 +4,7 @@
  * whose last two strides are (ld, 1) goes as is, one with (1, ld) as its
  * transpose, so transposed views cost no copy; only other layouts are copied.
  */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <limits.h>
 #include <string.h>
@@ -223,13 +222,10 @@ static grove_tensor *matmul_compute(grove_tensor *a, grove_tensor *b, grove_tens
     int32_t nd = nb;
     if (a->ndim > 1) shape[nd++] = M;
     if (b->ndim > 1) shape[nd++] = N;
+    const gv_kernels *k = gv_kernels_for("matmul", a);
+    if (!k) return NULL;
     grove_tensor *out = gv_empty(nd, shape, GROVE_F32, a->device);
     if (!out || grove_tensor_numel(out) == 0) return out;
-    const gv_blas *blas = gv_blas_get();
-    if (!blas) {
-        grove_tensor_release(out);
-        return NULL;
-    }
     gemm_operand oa, ob;
     if (!gemm_operand_of(a2, false, &oa)) {
         grove_tensor_release(out);
@@ -243,10 +239,14 @@ static grove_tensor *matmul_compute(grove_tensor *a, grove_tensor *b, grove_tens
     int64_t as[GROVE_MAX_DIMS], bs[GROVE_MAX_DIMS];
     batch_strides(oa.t, nb, shape, as);
     batch_strides(ob.t, nb, shape, bs);
-    gv_cpu_matmul_batched(blas->sgemm, nb, shape, oa.t->data, as, oa.trans, oa.ld, ob.t->data, bs, ob.trans, ob.ld,
-                          out->data, (int)M, (int)N, (int)K);
+    grove_status st = GV_KCALL("matmul", k, matmul_batched, nb, shape, oa.t->data, as, oa.trans, oa.ld, ob.t->data,
+                               bs, ob.trans, ob.ld, out->data, (int)M, (int)N, (int)K);
     grove_tensor_release(oa.t);
     grove_tensor_release(ob.t);
+    if (st) {
+        grove_tensor_release(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -257,7 +257,7 @@ grove_tensor *grove_matmul(grove_tensor *a, grove_tensor *b)
     if (a->ndim == 0 || b->ndim == 0)
         return gv_fail_null("matmul: %s @ %s: both operands need at least 1 dimension", gv_shape_str(a),
                             gv_shape_str(b));
-    if (a->device != GROVE_CPU) return gv_no_backend("matmul", a);
+    if (!gv_kernels_for("matmul", a)) return NULL;
     grove_tensor *a2 = as_matrix(a, true), *b2 = as_matrix(b, false);
     grove_tensor *out = a2 && b2 ? matmul_compute(a, b, a2, b2) : NULL;
     grove_tensor_release(a2);
@@ -304,9 +304,13 @@ static grove_status linear_backward(grove_node *n, grove_tensor *g, grove_tensor
         if (!gi[1]) st = -1;
     }
     if (n->needs_grad[2] && st == 0) {
-        grove_tensor *gc = gv_contiguous_data(g2);
+        const gv_kernels *k = gv_kernels_for(n->name, g);
+        grove_tensor *gc = k ? gv_contiguous_data(g2) : NULL;
         gi[2] = gc ? gv_empty(1, &out_f, GROVE_F32, g->device) : NULL;
-        if (gi[2]) gv_cpu_sum_rows(rows, out_f, gc->data, gi[2]->data);
+        if (gi[2] && GV_KCALL(n->name, k, sum_rows, rows, out_f, gc->data, gi[2]->data)) {
+            grove_tensor_release(gi[2]);
+            gi[2] = NULL;
+        }
         grove_tensor_release(gc);
         if (!gi[2]) st = -1;
     }
@@ -364,8 +368,8 @@ static grove_status linear_compute(grove_tensor *x, grove_tensor *w, grove_tenso
         return gv_fail("linear: input %s, weight %s: dimensions exceed the BLAS int range", gv_shape_str(x),
                        gv_shape_str(w));
     if (rows == 0 || out_f == 0) return 0;
-    const gv_blas *blas = gv_blas_get();
-    if (!blas) return -1;
+    const gv_kernels *k = gv_kernels_for("linear", x);
+    if (!k) return -1;
     /* x as a (rows, in) matrix: a view when its leading dimensions merge. */
     grove_tensor *x2;
     int64_t rs = merged_row_stride(x);
@@ -393,8 +397,8 @@ static grove_status linear_compute(grove_tensor *x, grove_tensor *w, grove_tenso
     grove_status st = 0;
     if (b && !bc) st = -1;
     else
-        gv_cpu_gemm(blas->sgemm, ox.trans, ow.trans, (int)rows, (int)out_f, (int)in_f, ox.t->data, ox.ld, ow.t->data,
-                    ow.ld, bc ? bc->data : NULL, y->data);
+        st = GV_KCALL("linear", k, gemm, ox.trans, ow.trans, (int)rows, (int)out_f, (int)in_f, ox.t->data, ox.ld,
+                      ow.t->data, ow.ld, bc ? bc->data : NULL, y->data);
     grove_tensor_release(bc);
     grove_tensor_release(ox.t);
     grove_tensor_release(ow.t);
@@ -405,7 +409,7 @@ static grove_status linear_compute(grove_tensor *x, grove_tensor *w, grove_tenso
 grove_tensor *grove_linear(grove_tensor *x, grove_tensor *w, grove_tensor *b)
 {
     if (!linear_check(x, w, b)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend("linear", x);
+    if (!gv_kernels_for("linear", x)) return NULL;
     int64_t shape[GROVE_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];

@@ -1,8 +1,7 @@
 /* norm.c — layer norm and RMS norm over the last dimension. The forward
  * saves the per-row statistics (mean and 1/std) in a small tensor so the
  * backward does not recompute them. */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 
@@ -52,7 +51,8 @@ static grove_status norm_backward(grove_node *n, grove_tensor *g, grove_tensor *
     int64_t cols = n->in_shape[0][n->in_ndim[0] - 1];
     int64_t rows = gv_numel_of(n->in_ndim[0] - 1, n->in_shape[0]);
     grove_tensor *x = n->saved[0], *w = n->saved[1], *stats = n->saved[2];
-    grove_tensor *gc = gv_contiguous_data(g);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *gc = k ? gv_contiguous_data(g) : NULL;
     if (!gc) return -1;
     grove_tensor *wc = NULL;
     grove_status st = param_data(w, &wc) ? 0 : -1;
@@ -64,11 +64,11 @@ static grove_status norm_backward(grove_node *n, grove_tensor *g, grove_tensor *
     if (st == 0) {
         const float *mean = (const float *)stats->data, *rstd = mean + rows;
         if (layer)
-            gv_cpu_layer_norm_backward(rows, cols, x->data, data_or_null(wc), mean, rstd, gc->data,
-                                       data_or_null(gi[0]), data_or_null(gi[1]), data_or_null(gi[2]));
+            st = GV_KCALL(n->name, k, layer_norm_backward, rows, cols, x->data, data_or_null(wc), mean, rstd,
+                          gc->data, data_or_null(gi[0]), data_or_null(gi[1]), data_or_null(gi[2]));
         else
-            gv_cpu_rms_norm_backward(rows, cols, x->data, data_or_null(wc), rstd, gc->data, data_or_null(gi[0]),
-                                     data_or_null(gi[1]));
+            st = GV_KCALL(n->name, k, rms_norm_backward, rows, cols, x->data, data_or_null(wc), rstd, gc->data,
+                          data_or_null(gi[0]), data_or_null(gi[1]));
     }
     grove_tensor_release(gc);
     grove_tensor_release(wc);
@@ -78,7 +78,8 @@ static grove_status norm_backward(grove_node *n, grove_tensor *g, grove_tensor *
 static grove_tensor *norm_op(const char *op, grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps, bool layer)
 {
     if (!check_norm_args(op, x, w, b, eps)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend(op, x);
+    const gv_kernels *k = gv_kernels_for(op, x);
+    if (!k) return NULL;
     int64_t cols = x->shape[x->ndim - 1];
     int64_t rows = gv_numel_of(x->ndim - 1, x->shape);
     grove_tensor *in[3] = {x, w, b};
@@ -93,11 +94,14 @@ static grove_tensor *norm_op(const char *op, grove_tensor *x, grove_tensor *w, g
     if (ok) {
         float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + rows : NULL;
         if (layer) {
-            gv_cpu_layer_norm(rows, cols, xc->data, data_or_null(wc), data_or_null(bc), eps, y->data, mean, rstd);
+            ok = !GV_KCALL(op, k, layer_norm, rows, cols, xc->data, data_or_null(wc), data_or_null(bc), eps, y->data,
+                           mean, rstd);
         } else {
-            gv_cpu_rms_norm(rows, cols, xc->data, data_or_null(wc), eps, y->data, rstd);
-            if (mean)
-                for (int64_t r = 0; r < rows; r++) mean[r] = 0;
+            ok = !GV_KCALL(op, k, rms_norm, rows, cols, xc->data, data_or_null(wc), eps, y->data, rstd);
+            /* The means row is unused by the RMS backward; zeroed so the saved
+             * statistics are defined (on the stats tensor's device). */
+            int64_t one = 1;
+            if (ok && mean) ok = !GV_KCALL(op, k, fill, 1, &rows, mean, &one, GROVE_F32, 0.0);
         }
     }
     if (ok && node) {

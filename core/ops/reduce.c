@@ -6,7 +6,7 @@
  * position reduce_arg reports; ties do not share it. NaN counts as the
  * extreme, so a NaN input propagates to the output and takes the gradient. */
 #include "internal.h"
-#include "../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <math.h>
 #include <string.h>
@@ -73,19 +73,22 @@ static grove_status arg_backward(grove_node *n, grove_tensor *g, grove_tensor **
     int64_t stride[GROVE_MAX_DIMS];
     for (int32_t i = 0; i < ndim; i++) mask[i] = n->ints[i] != 0;
     gv_contiguous_strides(ndim, n->in_shape[0], stride);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    if (!k) return -1;
     grove_tensor *gx = grove_tensor_zeros(ndim, n->in_shape[0], GROVE_F32, g->device);
     grove_tensor *gc = gx ? gv_contiguous_data(g) : NULL;
     grove_tensor *idx = gc ? gv_contiguous_data(n->saved[0]) : NULL;
+    grove_status st = idx ? 0 : -1;
     if (idx) {
         gv_reduce_plan p = make_plan(ndim, n->in_shape[0], stride, mask);
-        gv_cpu_reduce_arg_scatter(&p, idx->data, gc->data, gx->data);
+        st = GV_KCALL(n->name, k, reduce_arg_scatter, &p, idx->data, gc->data, gx->data);
     }
     grove_tensor_release(gc);
-    if (!idx) {
+    grove_tensor_release(idx);
+    if (st) {
         grove_tensor_release(gx);
         return -1;
     }
-    grove_tensor_release(idx);
     gi[0] = gx;
     return 0;
 }
@@ -113,7 +116,8 @@ static grove_tensor *reduce_masked(const char *name, grove_tensor *a, int32_t op
         return gv_fail_null("%s: dimensions %s of %s are empty and have no %s", name, gv_dims_str(k, dl),
                             gv_shape_str(a), what);
     }
-    if (a->device != GROVE_CPU) return gv_no_backend(name, a);
+    const gv_kernels *k = gv_kernels_for(name, a);
+    if (!k) return NULL;
     int64_t oshape[GROVE_MAX_DIMS];
     int32_t ondim = reduced_shape(a->ndim, a->shape, mask, keepdim, oshape);
     grove_tensor *out = gv_empty(ondim, oshape, GROVE_F32, a->device);
@@ -128,8 +132,12 @@ static grove_tensor *reduce_masked(const char *name, grove_tensor *a, int32_t op
     }
     /* The kernel reads a through its strides: no copy for views. */
     gv_reduce_plan p = make_plan(a->ndim, a->shape, a->stride, mask);
-    if (idx) gv_cpu_reduce_arg(op, &p, a->data, out->data, idx->data);
-    else gv_cpu_reduce(op, &p, a->data, out->data);
+    grove_status st = idx ? GV_KCALL(name, k, reduce_arg, op, &p, a->data, out->data, idx->data)
+                          : GV_KCALL(name, k, reduce, op, &p, a->data, out->data);
+    if (st) {
+        grove_tensor_release(idx);
+        goto fail_node;
+    }
     if (node) {
         for (int32_t i = 0; i < a->ndim; i++) node->ints[i] = mask[i];
         node->ints[SLOT_OP] = op;

@@ -1,8 +1,7 @@
 /* softmax.c — softmax and log-softmax over any dimension, numerically stable
  * (the maximum is subtracted first). The kernel sees the input as a
  * contiguous (outer, n, inner) block with the softmax over n. */
-#include "internal.h"
-#include "../../kernels/cpu/cpu.h"
+#include "backend.h"
 
 /* outer and inner sizes around dimension dim of the given shape. */
 static void split_at(int32_t ndim, const int64_t *shape, int32_t dim, int64_t *outer, int64_t *inner)
@@ -17,11 +16,15 @@ static grove_status softmax_backward(grove_node *n, grove_tensor *g, grove_tenso
     int32_t dim = (int32_t)n->ints[0];
     int64_t outer, inner;
     split_at(n->in_ndim[0], n->in_shape[0], dim, &outer, &inner);
-    grove_tensor *y = gv_contiguous_data(n->saved[0]);
+    const gv_kernels *k = gv_kernels_for(n->name, g);
+    grove_tensor *y = k ? gv_contiguous_data(n->saved[0]) : NULL;
     grove_tensor *gc = y ? gv_contiguous_data(g) : NULL;
     grove_tensor *dx = gc ? gv_empty(n->in_ndim[0], n->in_shape[0], GROVE_F32, g->device) : NULL;
-    if (dx)
-        gv_cpu_softmax_backward(outer, n->in_shape[0][dim], inner, y->data, gc->data, dx->data, n->ints[1] != 0);
+    if (dx && GV_KCALL(n->name, k, softmax_backward, outer, n->in_shape[0][dim], inner, y->data, gc->data, dx->data,
+                       n->ints[1] != 0)) {
+        grove_tensor_release(dx);
+        dx = NULL;
+    }
     grove_tensor_release(y);
     grove_tensor_release(gc);
     gi[0] = dx;
@@ -32,13 +35,17 @@ static grove_tensor *softmax_op(const char *op, grove_tensor *x, int32_t dim, bo
 {
     if (!gv_check_f32(op, x)) return NULL;
     if (!gv_norm_dim(op, x, &dim)) return NULL;
-    if (x->device != GROVE_CPU) return gv_no_backend(op, x);
+    const gv_kernels *k = gv_kernels_for(op, x);
+    if (!k) return NULL;
     int64_t outer, inner;
     split_at(x->ndim, x->shape, dim, &outer, &inner);
     grove_tensor *xc = gv_contiguous_data(x);
     if (!xc) return NULL;
     grove_tensor *y = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
-    if (y) gv_cpu_softmax(outer, x->shape[dim], inner, xc->data, y->data, log_out);
+    if (y && GV_KCALL(op, k, softmax, outer, x->shape[dim], inner, xc->data, y->data, log_out)) {
+        grove_tensor_release(y);
+        y = NULL;
+    }
     grove_tensor_release(xc);
     if (!y) return NULL;
     grove_node *node;

@@ -1,7 +1,6 @@
 /* adamw.c — torch.optim.AdamW over one parameter: decoupled weight decay,
  * bias-corrected moments. */
 #include "common.h"
-#include "../../kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -16,7 +15,8 @@ grove_status grove_adamw_step(grove_tensor *param, grove_tensor *grad, grove_ten
         return -1;
     if (step < 1) return gv_fail("%s: step must be >= 1, got %lld", op, (long long)step);
     grove_tensor *g;
-    if (!gv_optim_param(op, param, grad, &g)) return -1;
+    const gv_kernels *k;
+    if (!gv_optim_param(op, param, grad, &g, &k)) return -1;
     int64_t n = grove_tensor_numel(param);
     if (!gv_optim_state(op, "exp_avg", exp_avg, param, GROVE_F32, n) ||
         !gv_optim_state(op, "exp_avg_sq", exp_avg_sq, param, GROVE_F32, n)) {
@@ -30,9 +30,10 @@ grove_status grove_adamw_step(grove_tensor *param, grove_tensor *grad, grove_ten
     /* the scalars as torch derives them, in double */
     double bc1 = 1.0 - pow(o->beta1, (double)step);
     double bc2 = 1.0 - pow(o->beta2, (double)step);
-    gv_cpu_adamw(param->data, g->data, exp_avg->data, exp_avg_sq->data, n, (float)(1.0 - o->lr * o->weight_decay),
-                 (float)o->beta1, (float)(1.0 - o->beta1), (float)o->beta2, (float)(1.0 - o->beta2), (float)o->eps,
-                 (float)(o->lr / bc1), (float)sqrt(bc2));
+    grove_status st = GV_KCALL(op, k, adamw, param->data, g->data, exp_avg->data, exp_avg_sq->data, n,
+                               (float)(1.0 - o->lr * o->weight_decay), (float)o->beta1, (float)(1.0 - o->beta1),
+                               (float)o->beta2, (float)(1.0 - o->beta2), (float)o->eps, (float)(o->lr / bc1),
+                               (float)sqrt(bc2));
     grove_tensor_release(g);
-    return 0;
+    return st;
 }

@@ -3,7 +3,6 @@
  * factored instability, decoupled weight decay; optionally with the first
  * moment held as blockwise 8-bit codes. */
 #include "common.h"
-#include "../../kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <string.h>
@@ -32,22 +31,20 @@ static int64_t scales_per_block(int32_t kind)
     return kind == GROVE_QUANT_DYNAMIC ? 1 : kind == GROVE_QUANT_AFFINE ? 2 : 0;
 }
 
-static void dequantize(const grove_came_state *s, int64_t n, float *out)
+static grove_status dequantize(const char *op, const gv_kernels *k, const grove_came_state *s, int64_t n,
+                               float *out)
 {
-    if (s->quant == GROVE_QUANT_DYNAMIC) {
-        gv_cpu_dequantize_dynamic(s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
-    } else {
-        gv_cpu_dequantize_affine(s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
-    }
+    if (s->quant == GROVE_QUANT_DYNAMIC)
+        return GV_KCALL(op, k, dequantize_dynamic, s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
+    return GV_KCALL(op, k, dequantize_affine, s->exp_avg_codes->data, s->exp_avg_scales->data, n, s->block, out);
 }
 
-static void quantize(const grove_came_state *s, int64_t n, const float *x)
+static grove_status quantize(const char *op, const gv_kernels *k, const grove_came_state *s, int64_t n,
+                             const float *x)
 {
-    if (s->quant == GROVE_QUANT_DYNAMIC) {
-        gv_cpu_quantize_dynamic(x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
-    } else {
-        gv_cpu_quantize_affine(x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
-    }
+    if (s->quant == GROVE_QUANT_DYNAMIC)
+        return GV_KCALL(op, k, quantize_dynamic, x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
+    return GV_KCALL(op, k, quantize_affine, x, n, s->block, s->exp_avg_codes->data, s->exp_avg_scales->data);
 }
 
 /* Checks the state; *rows, *cols receive the factored geometry (0 when full). */
@@ -109,7 +106,8 @@ grove_status grove_came_step(grove_tensor *param, grove_tensor *grad, const grov
     const char *op = "came";
     if (!check_options(op, o)) return -1;
     grove_tensor *g;
-    if (!gv_optim_param(op, param, grad, &g)) return -1;
+    const gv_kernels *k;
+    if (!gv_optim_param(op, param, grad, &g, &k)) return -1;
     int64_t n = grove_tensor_numel(param), rows, cols;
     if (!check_state(op, state, param, n, &rows, &cols)) {
         grove_tensor_release(g);
@@ -130,11 +128,16 @@ grove_status grove_came_step(grove_tensor *param, grove_tensor *grad, const grov
      * sums and factors of the factored rule. */
     int64_t m_bytes = state->exp_avg ? 0 : n * (int64_t)sizeof(float);
     m_bytes = (m_bytes + 63) / 64 * 64;
-    int64_t d_bytes = rows ? gv_cpu_came_scratch_doubles(rows, cols) * (int64_t)sizeof(double) : 0;
+    if (rows && !gv_kernel_ready(op, k, came_scratch_doubles)) {
+        grove_tensor_release(g);
+        return -1;
+    }
+    int64_t d_bytes = rows ? k->came_scratch_doubles(rows, cols) * (int64_t)sizeof(double) : 0;
     int64_t f_bytes = rows ? (rows + cols) * (int64_t)sizeof(float) : 0;
     grove_storage *scratch = NULL;
     if (m_bytes + d_bytes + f_bytes > 0) {
-        scratch = gv_storage_new(m_bytes + d_bytes + f_bytes, GROVE_CPU);
+        /* kernel data: on the parameter's device */
+        scratch = gv_storage_new(m_bytes + d_bytes + f_bytes, param->device);
         if (!scratch) {
             grove_tensor_release(g);
             return -1;
@@ -142,15 +145,15 @@ grove_status grove_came_step(grove_tensor *param, grove_tensor *grad, const grov
     }
     char *base = scratch ? scratch->data : NULL;
     float *m = state->exp_avg ? state->exp_avg->data : (float *)base;
-    if (!state->exp_avg) dequantize(state, n, m);
-    if (rows)
-        gv_cpu_came_factored(param->data, g->data, m, state->exp_avg_sq_row->data, state->exp_avg_sq_col->data,
-                             state->exp_avg_res_row->data, state->exp_avg_res_col->data, rows, cols, &h,
-                             (double *)(base + m_bytes), (float *)(base + m_bytes + d_bytes));
-    else
-        gv_cpu_came_full(param->data, g->data, m, state->exp_avg_sq->data, n, &h);
-    if (!state->exp_avg) quantize(state, n, m);
+    grove_status st = state->exp_avg ? 0 : dequantize(op, k, state, n, m);
+    if (st == 0 && rows)
+        st = GV_KCALL(op, k, came_factored, param->data, g->data, m, state->exp_avg_sq_row->data,
+                      state->exp_avg_sq_col->data, state->exp_avg_res_row->data, state->exp_avg_res_col->data, rows,
+                      cols, &h, (double *)(base + m_bytes), (float *)(base + m_bytes + d_bytes));
+    else if (st == 0)
+        st = GV_KCALL(op, k, came_full, param->data, g->data, m, state->exp_avg_sq->data, n, &h);
+    if (st == 0 && !state->exp_avg) st = quantize(op, k, state, n, m);
     gv_storage_release(scratch);
     grove_tensor_release(g);
-    return 0;
+    return st;
 }

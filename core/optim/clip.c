@@ -1,6 +1,5 @@
 /* clip.c — global gradient-norm clipping over a parameter list. */
 #include "common.h"
-#include "../../kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -16,20 +15,20 @@ grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double
         grove_tensor *g = p->grad;
         if (!g) continue;
         if (!gv_check_f32(op, g)) return -1;
-        if (g->device != GROVE_CPU) {
-            gv_no_backend(op, g);
-            return -1;
-        }
+        const gv_kernels *k = gv_kernels_for(op, g);
+        if (!k || !gv_kernel_ready(op, k, sum_squares) || !gv_kernel_ready(op, k, scale_)) return -1;
     }
     /* Σ over tensors in list order of per-tensor sums: a fixed order. */
     double total = 0;
     for (int64_t i = 0; i < n; i++) {
         grove_tensor *g = params[i]->grad;
         if (!g) continue;
+        const gv_kernels *k = gv_kernels_for(op, g);
         grove_tensor *gc = gv_contiguous_data(g);
         if (!gc) return -1;
-        total += gv_cpu_sum_squares(gc->data, grove_tensor_numel(gc));
+        total += k->sum_squares(gc->data, grove_tensor_numel(gc));
         grove_tensor_release(gc);
+        if (gv_kernels_check(k)) return -1;
     }
     total = sqrt(total);
     if (norm) *norm = total;
@@ -39,7 +38,7 @@ grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double
             grove_tensor *g = params[i]->grad;
             if (!g) continue;
             if (grove_tensor_is_contiguous(g)) {
-                gv_cpu_scale_(g->data, grove_tensor_numel(g), s);
+                if (GV_KCALL(op, gv_kernels_for(op, g), scale_, g->data, grove_tensor_numel(g), s)) return -1;
                 continue;
             }
             /* a strided gradient is replaced by a scaled contiguous copy */

@@ -4,7 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-bool gv_optim_param(const char *op, grove_tensor *param, grove_tensor *grad, grove_tensor **gc)
+bool gv_optim_param(const char *op, grove_tensor *param, grove_tensor *grad, grove_tensor **gc,
+                    const gv_kernels **k)
 {
     *gc = NULL;
     if (!gv_check_f32(op, param)) return false;
@@ -13,10 +14,7 @@ bool gv_optim_param(const char *op, grove_tensor *param, grove_tensor *grad, gro
         return false;
     }
     if (!gv_check_f32(op, grad) || !gv_check_same_device(op, param, grad)) return false;
-    if (param->device != GROVE_CPU) {
-        gv_no_backend(op, param);
-        return false;
-    }
+    if (!(*k = gv_kernels_for(op, param))) return false;
     if (!grove_tensor_is_contiguous(param)) {
         gv_fail("%s: parameter %s is not contiguous; optimizers update parameters in place", op,
                 gv_shape_str(param));

@@ -3,14 +3,16 @@
 #ifndef GROVE_OPTIM_COMMON_H
 #define GROVE_OPTIM_COMMON_H
 
-#include "internal.h"
+#include "backend.h"
 
-/* The parameter: a live, contiguous f32 CPU tensor (it is updated in place).
- * The gradient: f32 of the parameter's shape; *gc receives a contiguous
- * reference to its data (release it). */
-bool gv_optim_param(const char *op, grove_tensor *param, grove_tensor *grad, grove_tensor **gc);
-/* A state tensor: live, contiguous, on the CPU, of the given dtype and
- * element count, sharing no storage with the parameter. */
+/* The parameter: a live, contiguous f32 tensor (it is updated in place).
+ * The gradient: f32 of the parameter's shape on its device; *gc receives a
+ * contiguous reference to its data (release it), *k the kernel table of
+ * the parameter's device. */
+bool gv_optim_param(const char *op, grove_tensor *param, grove_tensor *grad, grove_tensor **gc,
+                    const gv_kernels **k);
+/* A state tensor: live, contiguous, on the parameter's device, of the given
+ * dtype and element count, sharing no storage with the parameter. */
 bool gv_optim_state(const char *op, const char *what, const grove_tensor *t, const grove_tensor *param,
                     int32_t dtype, int64_t numel);
 /* A finite value in [0, 1). */

@@ -1,7 +1,6 @@
 /* sgd.c — torch.optim.SGD over one parameter: L2 weight decay, momentum
  * with dampening, Nesterov. */
 #include "common.h"
-#include "../../kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -19,14 +18,16 @@ grove_status grove_sgd_step(grove_tensor *param, grove_tensor *grad, grove_tenso
                        o->dampening);
     if (step < 1) return gv_fail("%s: step must be >= 1, got %lld", op, (long long)step);
     grove_tensor *g;
-    if (!gv_optim_param(op, param, grad, &g)) return -1;
+    const gv_kernels *k;
+    if (!gv_optim_param(op, param, grad, &g, &k)) return -1;
     int64_t n = grove_tensor_numel(param);
     if (o->momentum > 0 && !gv_optim_state(op, "momentum_buffer", momentum_buffer, param, GROVE_F32, n)) {
         grove_tensor_release(g);
         return -1;
     }
-    gv_cpu_sgd(param->data, g->data, o->momentum > 0 ? momentum_buffer->data : NULL, n, (float)o->lr,
-               (float)o->momentum, (float)(1.0 - o->dampening), (float)o->weight_decay, o->nesterov != 0, step == 1);
+    grove_status st = GV_KCALL(op, k, sgd, param->data, g->data, o->momentum > 0 ? momentum_buffer->data : NULL, n,
+                               (float)o->lr, (float)o->momentum, (float)(1.0 - o->dampening),
+                               (float)o->weight_decay, o->nesterov != 0, step == 1);
     grove_tensor_release(g);
-    return 0;
+    return st;
 }

@@ -3,8 +3,7 @@
  * step is made of: Euler (x + Δσ·v), DPM-Solver++ (a·x + b·D0 + c·D1) and
  * classifier-free guidance (u + s·(c − u)). One pass, no temporaries.
  */
-#include "internal.h"
-#include "../kernels/cpu/cpu.h"
+#include "backend.h"
 
 #include <string.h>
 
@@ -29,7 +28,8 @@ grove_tensor *grove_lincomb(int32_t n, grove_tensor *const *ts, const double *co
             return gv_fail_null("lincomb: tensor %d is %s, tensor 1 is %s: shapes must match", i + 1, gv_shape_str(ts[i]),
                                 gv_shape_str(ts[0]));
     }
-    if (ts[0]->device != GROVE_CPU) return gv_no_backend("lincomb", ts[0]);
+    const gv_kernels *k = gv_kernels_for("lincomb", ts[0]);
+    if (!k) return NULL;
     grove_tensor *c[4] = {NULL};
     const float *src[4];
     float cf[4];
@@ -41,7 +41,8 @@ grove_tensor *grove_lincomb(int32_t n, grove_tensor *const *ts, const double *co
         if (ok) src[i] = c[i]->data;
         cf[i] = (float)coeffs[i];
     }
-    if (ok) gv_cpu_lincomb(n, src, cf, out->data, grove_tensor_numel(out));
+    /* src (device pointers) and cf are host arrays: the kernel's metadata. */
+    if (ok) ok = !GV_KCALL("lincomb", k, lincomb, n, src, cf, out->data, grove_tensor_numel(out));
     for (int32_t i = 0; i < n; i++) grove_tensor_release(c[i]);
     if (!ok) {
         grove_tensor_release(out);

@@ -37,6 +37,14 @@ return function(grove)
     end
   end
 
+  -- Images are host data (pixels for PNG files, the font, the detector):
+  -- a CUDA tensor given to these functions is copied to the CPU first, and
+  -- what they return is on the CPU.
+  local function host(x)
+    if x.p.device ~= 0 then return x:cpu() end
+    return x
+  end
+
   local function check_int(v, op, name, lo, hi)
     if type(v) ~= "number" or v % 1 ~= 0 or v < lo or (hi and v > hi) then
       error(op .. ": " .. name .. " must be an integer " .. (hi and ("from " .. lo .. " to " .. hi) or (">= " .. lo))
@@ -69,6 +77,7 @@ return function(grove)
 
   function image.to_u8(x)
     check_tensor(x, "image.to_u8", "an f32 tensor")
+    x = host(x)
     local p = C.grove_image_to_u8(x.p)
     if p == nil then fail(2) end
     return wrap(p)
@@ -76,6 +85,7 @@ return function(grove)
 
   function image.to_float(x)
     check_tensor(x, "image.to_float", "a u8 tensor")
+    x = host(x)
     local p = C.grove_image_to_f32(x.p)
     if p == nil then fail(2) end
     return wrap(p)
@@ -97,6 +107,7 @@ return function(grove)
 
   function image.resize_crop(x, size)
     check_tensor(x, "image.resize_crop")
+    x = host(x)
     check_int(size, "image.resize_crop", "size", 1)
     local p = C.grove_image_resize_crop(x.p, size)
     if p == nil then fail(2) end
@@ -124,6 +135,9 @@ return function(grove)
 
   function image.draw_text(img, x, y, text, opts)
     check_tensor(img, "image.draw_text")
+    if img.p.device ~= 0 then
+      error("image.draw_text: the image is on " .. img:device() .. "; text is drawn on the host (move it with :cpu())", 2)
+    end
     opts = opts or {}
     check_int(x, "image.draw_text", "x", -2^31, 2^31)
     check_int(y, "image.draw_text", "y", -2^31, 2^31)
@@ -186,11 +200,12 @@ return function(grove)
       local list = {}
       for i, t in ipairs(images) do
         if not grove.is_tensor(t) then error(op .. ": list entry " .. i .. " is a " .. type(t) .. ", not a tensor", 2) end
-        list[i] = t:dtype() == "f32" and image.to_u8(t) or t
+        list[i] = t:dtype() == "f32" and image.to_u8(t) or host(t)
       end
       images = grove.stack(list, 1)
     end
     check_tensor(images, op, "a (B, H, W, 3) tensor or a list of (H, W, 3) tensors")
+    images = host(images)
     if images:dim() == 3 and images:dtype() ~= "f32" and images:dtype() ~= "u8" then
       error(op .. ": expected u8 or f32 images, got " .. images:dtype(), 2)
     end

@@ -5,6 +5,8 @@
 -- Inside the grove executable this module is preloaded as the global `grove`.
 -- From stock LuaJIT, put lua/ and build/lua/ on package.path:
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;build/lua/?.lua;;" luajit -e 'grove = require "grove"'
+-- or, after `cmake --install`, the installed modules (docs/install.md):
+--   LUA_PATH="$P/share/grove/lua/?.lua;$P/share/grove/lua/?/init.lua;;"
 local ffi = require "ffi"
 
 local defs = require "grove.cdefs"
@@ -21,18 +23,42 @@ if not os.getenv("OMP_WAIT_POLICY") and not os.getenv("GOMP_SPINCOUNT") then
   ffi.C.setenv("GOMP_SPINCOUNT", "20000", 0)
 end
 
-local lib = os.getenv("GROVE_LIB") or defs.library
+-- Which libgrove: GROVE_LIB when set; in an installed tree the library at
+-- defs.library_relative from the module directory (<prefix>/share/grove/lua
+-- -> <prefix>/lib/libgrove.so), so a moved prefix still works; else the path
+-- recorded when cdefs.lua was written (the build tree's, or the install
+-- prefix's).
+local function module_dir()
+  local src = debug.getinfo(1, "S").source
+  return src:sub(1, 1) == "@" and src:sub(2):match("^(.-)/?grove/init%.lua$") or nil
+end
+local function readable(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+local lib = os.getenv("GROVE_LIB")
+if not lib and defs.library_relative then
+  local dir = module_dir()
+  if dir then
+    local candidate = (dir == "" and "." or dir) .. "/" .. defs.library_relative
+    if readable(candidate) then lib = candidate end
+  end
+end
+lib = lib or defs.library
 local ok, C = pcall(ffi.load, lib)
 if not ok then
   error("grove: cannot load libgrove from " .. lib .. " (" .. tostring(C) .. "); build it with `make build` or set GROVE_LIB", 0)
 end
 
-local grove = { C = C, _VERSION = ffi.string(C.grove_version()) }
+-- _LIBRARY: the libgrove path loaded (grove info prints it)
+local grove = { C = C, _VERSION = ffi.string(C.grove_version()), _LIBRARY = lib }
 package.loaded.grove = grove
 
 require "grove.tensor"(grove)
 require "grove.autograd"(grove)
 require "grove.runtime"(grove)
+require "grove.cuda"(grove)
 require "grove.io"(grove)
 require "grove.io_stream"(grove)
 require "grove.nn"(grove)
@@ -43,10 +69,16 @@ require "grove.data.folder"(grove)
 require "grove.data.shapes"(grove)
 require "grove.eval.shapes"(grove)
 require "grove.optim"(grove)
+require "grove.checkpointing"(grove)
+require "grove.amp"(grove)
+require "grove.memory"(grove)
+require "grove.dist"(grove)
 require "grove.train"(grove)
 require "grove.grow"(grove)
 require "grove.prune"(grove)
 require "grove.judge"(grove)
 require "grove.search"(grove)
+-- grove.repl: the REPL's completion, help and printing, usable from scripts
+grove.repl = require "grove.repl"
 
 return grove

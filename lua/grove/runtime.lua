@@ -12,6 +12,15 @@ return function(grove)
 
   function grove.blas_info() return ffi.string(C.grove_blas_info()) end
 
+  -- The build of the loaded libgrove as a table of strings (grove.h's
+  -- grove_build_info keys): version, compiler, build_type, march, simd,
+  -- sanitizers, openmp, cuda ("on"/"off"), cuda_architectures, openblas.
+  function grove.build_info()
+    local t = {}
+    for k, v in ffi.string(C.grove_build_info()):gmatch("([%w_]+)=([^\n]*)") do t[k] = v end
+    return t
+  end
+
   local device_ids = { cpu = 0, cuda = 1 }
   local stats = ffi.new("grove_memory_stats")
 

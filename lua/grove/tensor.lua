@@ -22,6 +22,9 @@ return function(grove)
                       int8 = 4, int32 = 5, int64 = 6, long = 6, int = 5, byte = 3 }
   local dtype_names = { [0] = "f32", "f16", "bf16", "u8", "i8", "i32", "i64" }
   grove.dtypes = dtype_ids
+  -- Devices by name (grove uses CUDA device 0: "cuda:0" is "cuda").
+  local device_ids = { cpu = 0, cuda = 1, ["cuda:0"] = 1 }
+  local device_names = { [0] = "cpu", "cuda" }
 
   local function fail(level)
     error(ffi.string(C.grove_last_error()), (level or 2) + 1)
@@ -70,6 +73,16 @@ return function(grove)
   end
   grove._dtype_id = dtype_id
 
+  local function device_id(d, op)
+    if d == nil then return nil end
+    if type(d) == "number" and device_names[d] then return d end
+    local id = device_ids[d]
+    if not id then error((op or "device") .. ": unknown device '" .. tostring(d) .. "' (expected \"cpu\" or \"cuda\")", 3) end
+    return id
+  end
+  grove._device_id = device_id
+  local function is_device_name(x) return type(x) == "string" and device_ids[x] ~= nil end
+
   -- 1-based (or negative) Lua dimension to the C convention.
   local function cdim(d, op)
     if type(d) ~= "number" or d % 1 ~= 0 or d == 0 then
@@ -117,7 +130,7 @@ return function(grove)
   end
   function M.numel(t) return tonumber(C.grove_tensor_numel(t.p)) end
   function M.dtype(t) return dtype_names[t.p.dtype] end
-  function M.device(t) return t.p.device == 0 and "cpu" or "cuda" end
+  function M.device(t) return device_names[t.p.device] end
   function M.is_contiguous(t) return C.grove_tensor_is_contiguous(t.p) end
   function M.is_freed(t) return C.grove_tensor_is_freed(t.p) end
 
@@ -174,6 +187,8 @@ return function(grove)
   local function options(o) return type(o) == "table" and o or {} end
 
   local function finish_new(t, opts)
+    local dev = device_id(opts.device, "device")
+    if dev and dev ~= t.p.device then t = wrap(C.grove_tensor_to_device(t.p, dev)) end
     if opts.requires_grad then M.requires_grad_(t, true) end
     return t
   end
@@ -204,13 +219,13 @@ return function(grove)
     local shape, opts = shape_args(...)
     opts = options(opts)
     local nd, sh = fill_shape(shape, "empty")
-    return finish_new(wrap(C.grove_tensor_empty(nd, sh, dtype_id(opts.dtype, "empty"), 0)), opts)
+    return finish_new(wrap(C.grove_tensor_empty(nd, sh, dtype_id(opts.dtype, "empty"), device_id(opts.device, "empty") or 0)), opts)
   end
 
   function grove.full(shape, value, opts)
     opts = options(opts)
     local nd, sh = fill_shape(shape, "full")
-    return finish_new(wrap(C.grove_tensor_full(nd, sh, value, dtype_id(opts.dtype, "full"), 0)), opts)
+    return finish_new(wrap(C.grove_tensor_full(nd, sh, value, dtype_id(opts.dtype, "full"), device_id(opts.device, "full") or 0)), opts)
   end
   function grove.zeros(...)
     local shape, opts = shape_args(...)
@@ -240,22 +255,28 @@ return function(grove)
     return finish_new(wrap(C.grove_eye(n, m or n, dtype_id(opts.dtype, "eye"))), opts)
   end
 
-  function grove.rand(...)
+  -- On another device the draws are made there, in place: Philox is
+  -- counter-based, so the values equal the CPU's for the same generator state.
+  local function random(op, normal, ...)
     local shape, opts = shape_args(...)
     opts = options(opts)
-    local nd, sh = fill_shape(shape, "rand")
-    return finish_new(wrap(C.grove_rand(nd, sh, opts.generator)), opts)
+    local nd, sh = fill_shape(shape, op)
+    local dev = device_id(opts.device, op) or 0
+    if dev == 0 then
+      return finish_new(wrap(normal and C.grove_randn(nd, sh, opts.generator) or C.grove_rand(nd, sh, opts.generator)), opts)
+    end
+    local t = wrap(C.grove_tensor_empty(nd, sh, 0, dev))
+    local st = normal and C.grove_normal_(t.p, opts.generator, 0, 1) or C.grove_uniform_(t.p, opts.generator, 0, 1)
+    if st ~= 0 then fail(3) end
+    return finish_new(t, opts)
   end
-  function grove.randn(...)
-    local shape, opts = shape_args(...)
-    opts = options(opts)
-    local nd, sh = fill_shape(shape, "randn")
-    return finish_new(wrap(C.grove_randn(nd, sh, opts.generator)), opts)
-  end
+  function grove.rand(...) return random("rand", false, ...) end
+  function grove.randn(...) return random("randn", true, ...) end
 
   local function like_opts(t, opts)
     opts = options(opts)
-    return { dtype = opts.dtype or M.dtype(t), requires_grad = opts.requires_grad, generator = opts.generator }
+    return { dtype = opts.dtype or M.dtype(t), requires_grad = opts.requires_grad, generator = opts.generator,
+             device = opts.device or M.device(t) }
   end
   function grove.zeros_like(t, o) return grove.zeros(M.shape(t), like_opts(t, o)) end
   function grove.ones_like(t, o) return grove.ones(M.shape(t), like_opts(t, o)) end
@@ -338,9 +359,64 @@ return function(grove)
   -- ---- copies ------------------------------------------------------------------------
   function M.contiguous(t) return wrap(C.grove_contiguous(t.p)) end
   function M.clone(t) return wrap(C.grove_clone(t.p)) end
-  function M.to(t, dtype)
-    if dtype == "cpu" then return t end
-    return wrap(C.grove_to_dtype(t.p, dtype_id(dtype, "to")))
+  -- t:to(device), t:to(dtype), or both in either order: t:to("cuda", "f32").
+  -- Moving records on the tape (the gradient flows back to t's device);
+  -- already there, t itself is returned.
+  function M.to(t, a, b)
+    local dev, dtype
+    for _, x in pairs { a, b } do
+      if is_device_name(x) then dev = device_ids[x] else dtype = x end
+    end
+    local out = t
+    if dev and dev ~= t.p.device then
+      local np = C.grove_tensor_to_device(t.p, dev)
+      if np == nil then fail(2) end -- names the caller's line
+      out = wrap(np)
+    end
+    if dtype ~= nil then
+      local np = C.grove_to_dtype(out.p, dtype_id(dtype, "to"))
+      if np == nil then fail(2) end
+      out = wrap(np)
+    end
+    return out
+  end
+  function M.cuda(t) return M.to(t, "cuda") end
+  function M.cpu(t) return M.to(t, "cpu") end
+
+  -- Moves a tensor in place: this handle (and every Lua reference to it)
+  -- now holds the tensor's copy on device; requires_grad and .grad come
+  -- along, the copy is a leaf. For parameters and optimizer state
+  -- (Module:to, Optimizer:to); not for tensors on the tape.
+  function M.to_(t, device)
+    local dev = device_id(device, "to_")
+    local p = t.p
+    if p.device == dev then return t end
+    if p.grad_fn ~= nil then
+      error("to_: " .. M.shape_str(t) .. " was computed on the tape; move a leaf (or use :to, which is differentiable)", 2)
+    end
+    local was = C.grove_set_grad_enabled(false)
+    local np = C.grove_tensor_to_device(p, dev)
+    local g = np ~= nil and C.grove_tensor_grad(p) or nil
+    local ng = g ~= nil and C.grove_tensor_to_device(g, dev) or nil
+    C.grove_set_grad_enabled(was)
+    if g ~= nil then C.grove_tensor_release(g) end
+    if np == nil or (g ~= nil and ng == nil) then
+      if np ~= nil then C.grove_tensor_release(np) end
+      fail()
+    end
+    if p.requires_grad ~= 0 and C.grove_set_requires_grad(np, true) ~= 0 then
+      C.grove_tensor_release(np)
+      if ng ~= nil then C.grove_tensor_release(ng) end
+      fail()
+    end
+    if ng ~= nil then
+      local st = C.grove_tensor_set_grad(np, ng)
+      C.grove_tensor_release(ng)
+      if st ~= 0 then C.grove_tensor_release(np); fail() end
+    end
+    t.p = np
+    C.grove_tensor_release(p)
+    return t
   end
   function M.float(t) return M.to(t, "f32") end
   function M.long(t) return M.to(t, "i64") end
@@ -351,8 +427,8 @@ return function(grove)
 
   local function as_tensor(x, like)
     if is_tensor(x) then return x end
-    if type(x) == "number" then return grove.full({}, x, { dtype = like and M.dtype(like) }) end
-    if type(x) == "table" then return grove.tensor(x, { dtype = like and M.dtype(like) }) end
+    if type(x) == "number" then return grove.full({}, x, { dtype = like and M.dtype(like), device = like and M.device(like) }) end
+    if type(x) == "table" then return grove.tensor(x, { dtype = like and M.dtype(like), device = like and M.device(like) }) end
     error("expected a tensor, number or table, got " .. type(x), 3)
   end
 
@@ -402,6 +478,7 @@ return function(grove)
       return ffi.gc(handle_ct(g), release)
     end,
     requires_grad = function(t) return t.p.requires_grad ~= 0 end,
+    is_cuda = function(t) return t.p.device == 1 end,
     is_leaf = function(t) return t.p.is_leaf ~= 0 end,
   }
 
@@ -574,7 +651,7 @@ return function(grove)
       strs[i] = s
       if #s > width then width = #s end
     end
-    local suffix = ", dtype=" .. dt .. ", shape=" .. M.shape_str(t) ..
+    local suffix = ", dtype=" .. dt .. ", shape=" .. M.shape_str(t) .. (t.p.device ~= 0 and (", device=" .. M.device(t)) or "") ..
       (t.p.requires_grad ~= 0 and (t.p.grad_fn ~= nil and ", grad_fn=" .. ffi.string(C.grove_grad_fn_name(t.p)) or ", requires_grad=true") or "") .. ")"
     if #shape == 0 then return "tensor(" .. strs[0] .. suffix end
     local strides = {}

@@ -16,7 +16,7 @@ return function(grove)
     warmup = 100, decay = 0, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
     save_every = 250, sample_every = 500, log_every = 50, resume = false, freeze_text = false,
     text_depth = 2, text_heads = 2, time_limit = 0, eval = true, eval_prompts = 60, eval_steps = 20, cfg = 4.5,
-    sampler = "dpm",
+    sampler = "dpm", device = "cpu",
   }
 
   local now = grove.now
@@ -42,12 +42,32 @@ return function(grove)
     return { tokenizer = tok, model = model, text = text, both = both, model_config = model.config, text_config = tcfg }
   end
 
-  -- Caption features and mask for a list of strings.
+  -- The device ("cpu" or "cuda") the text encoder's weights are on.
+  local function text_device(parts)
+    return parts.text.embeddings.token_embedding.weight:device()
+  end
+
+  -- Caption features and mask for a list of strings, on the device of the
+  -- text encoder (the tokenizer makes CPU tensors).
   function train.encode(parts, captions)
     local c = parts.model.config
     local ids, mask = parts.tokenizer:encode(captions, { max_len = c.text_len })
+    local dev = text_device(parts)
+    ids, mask = ids:to(dev), mask:to(dev)
     local feats = parts.text:forward(ids, mask)
     return feats, mask
+  end
+
+  -- Moves the model and the text encoder to device (both in place); a
+  -- missing GPU fails with the message of t:cuda().
+  function train.to_device(parts, device)
+    grove._device_id(device, "train: device")
+    local ok, err = pcall(parts.both.to, parts.both, device)
+    if not ok then
+      error("train: cannot move the model to " .. device .. ": " .. tostring(err):gsub("^[^:]*:%d+: ", ""), 0)
+    end
+    parts.device = device
+    return parts
   end
 
   local function flat_meta(prefix, t, out)
@@ -98,7 +118,8 @@ return function(grove)
   end
   train.strip_prefix = strip
 
-  -- Model and encoder (EMA weights when present and asked for) from a checkpoint.
+  -- Model and encoder (EMA weights when present and asked for) from a
+  -- checkpoint; opts.device ("cpu" default, "cuda") is where they go.
   function train.load_for_inference(path, opts)
     opts = opts or {}
     local tensors, meta = grove.load_safetensors(path)
@@ -113,10 +134,13 @@ return function(grove)
     parts.text:eval()
     parts.step = tonumber(meta.step)
     parts.ema_used = use_ema
+    if opts.device and opts.device ~= "cpu" then train.to_device(parts, opts.device) end
     return parts
   end
 
-  -- Samples one image per prompt, in batches.
+  -- Samples one image per prompt, in batches, on the model's device (the
+  -- noise is drawn on the CPU and moved, so a CUDA model starts from the
+  -- same noise); the images come back as one CPU tensor.
   function train.sample_prompts(parts, prompts, o)
     local c = parts.model.config
     local out = {}
@@ -128,7 +152,7 @@ return function(grove)
       local x = parts.model:sample {
         shape = { #chunk, o.size or 32, o.size or 32, c.in_channels }, seed = (o.seed or 0) + start, text = feats,
         mask = mask, steps = o.steps or 20, cfg = o.cfg or 4.5, sampler = o.sampler or "dpm" }
-      out[#out + 1] = x:clamp(-1, 1)
+      out[#out + 1] = x:clamp(-1, 1):cpu()
     end
     return grove.cat(out, 1)
   end
@@ -240,6 +264,12 @@ return function(grove)
       parts.both:load_state_dict(wanted)
     end
     if o.freeze_text then parts.text:freeze() end
+    -- The model and encoder move before the optimizer and the EMA are made:
+    -- the EMA clones the parameters where they are, and optimizer state is
+    -- allocated on its parameter's device.
+    grove._device_id(o.device, "train: device")
+    if o.device ~= "cpu" then train.to_device(parts, o.device) end
+    parts.device = o.device
     local groups = grove.optim.param_groups(parts.both)
     local opt = grove.optim[o.optimizer](groups, { lr = o.lr, weight_decay = o.weight_decay })
     -- a final linear cooldown over `decay` steps when asked (wsd), else constant
@@ -255,6 +285,7 @@ return function(grove)
       ema:load_state_dict(tensors, "ema.")
       local sd = { tensors = strip(tensors, "optim."), metadata = strip(meta, "optim.") }
       opt:load_state_dict(sd)
+      opt:to(o.device)
       step = tonumber(meta.step)
       gen.seed, gen.offset = tonumber(meta["gen.seed"]), tonumber(meta["gen.offset"])
       if data.seek then data:seek(tonumber(meta["data.position"])) end
@@ -286,7 +317,9 @@ return function(grove)
       while step < o.steps do
         local batch = data:next()
         local feats, mask = train.encode(parts, batch.captions)
-        local loss = parts.model:flow_loss(batch.images, feats, mask, { generator = gen })
+        -- flow_loss draws its noise and timesteps with gen on the CPU and
+        -- moves them to the images' device (grove.nn.flow)
+        local loss = parts.model:flow_loss(batch.images:to(o.device), feats, mask, { generator = gen })
         local l = loss:item()
         if l ~= l or l == math.huge or l == -math.huge then
           stopped = string.format("loss is %s at step %d: stopping; the last good checkpoint is kept at %s", tostring(l),

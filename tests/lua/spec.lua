@@ -3,7 +3,7 @@
 -- central finite differences of that reference.
 local ref = require "ref"
 
-local spec = { passed = 0, failed = 0, failures = {} }
+local spec = { passed = 0, failed = 0, skipped = 0, failures = {} }
 local prefix = {}
 
 function spec.describe(name, fn)
@@ -22,6 +22,13 @@ function spec.it(name, fn)
     spec.failures[#spec.failures + 1] = full
     io.stderr:write("FAIL ", full, "\n", tostring(err), "\n\n")
   end
+end
+
+-- A check that cannot run here (no GPU, say): printed, and counted apart
+-- from passes and failures.
+function spec.skip(reason)
+  spec.skipped = spec.skipped + 1
+  io.write("skip: ", reason, "\n")
 end
 
 function spec.run_file(path)
@@ -45,7 +52,8 @@ function spec.report()
     io.write("failed:\n")
     for _, f in ipairs(spec.failures) do io.write("  ", f, "\n") end
   end
-  io.write(string.format("%d passed, %d failed\n", spec.passed, spec.failed))
+  io.write(string.format("%d passed, %d failed%s\n", spec.passed, spec.failed,
+                         spec.skipped > 0 and string.format(", %d skipped", spec.skipped) or ""))
   return spec.failed == 0
 end
 

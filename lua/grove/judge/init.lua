@@ -179,5 +179,6 @@ return function(grove)
   end
 
   require "grove.judge.pairs"(grove, J)
+  require "grove.judge.train"(grove, J)
   return J
 end

@@ -21,33 +21,41 @@ return function(grove)
   local function shift_sigma(sigma, s) return s * sigma / (1 + (s - 1) * sigma) end
   sample.shift_sigma = shift_sigma
 
-  -- The null caption (the learned y_embedding) for a batch of B, mask all ones.
+  -- The device ("cpu" or "cuda") the model's weights are on.
+  function Sana:device() return self.proj_out.weight:device() end
+
+  -- The null caption (the learned y_embedding) for a batch of B, mask all
+  -- ones, on the model's device.
   function Sana:null_text(B)
     if not self.y_embedding then error("Sana: this model has no null caption (config.caption_dropout = 0)", 2) end
     local L, Cc = self.y_embedding:size(1), self.y_embedding:size(2)
-    return self.y_embedding:unsqueeze(1):expand { B, L, Cc }, grove.ones { B, L }
+    return self.y_embedding:unsqueeze(1):expand { B, L, Cc }, grove.ones({ B, L }, { device = self.y_embedding:device() })
   end
 
   -- loss = mean ‖v(x_σ, σ) − (ε − x0)‖² with σ from a shifted logit-normal.
   -- opts: generator, shift (config.flow_shift), logit_mean 0, logit_std 1,
   -- caption_dropout (config.caption_dropout, only in training mode).
+  -- The noise, timesteps and dropout draws are made on the CPU with the
+  -- generator and moved to x0's device: a GPU run then reproduces the CPU
+  -- run's randomness draw for draw, so their losses can be compared step by step.
   function Sana:flow_loss(x0, text, mask, opts)
     opts = opts or {}
     local c = self.config
     local gen = opts.generator or grove.default_generator()
     local B = x0:size(1)
-    local u = grove.randn({ B }, { generator = gen }) * (opts.logit_std or 1) + (opts.logit_mean or 0)
+    local dev = x0:device()
+    local u = grove.randn({ B }, { generator = gen }):to(dev) * (opts.logit_std or 1) + (opts.logit_mean or 0)
     local sigma = u:sigmoid()
     local s = opts.shift or c.flow_shift
     sigma = (sigma * s) / (sigma * (s - 1) + 1)
-    local eps = grove.randn(x0:shape(), { generator = gen })
+    local eps = grove.randn(x0:shape(), { generator = gen }):to(dev)
     local sig4 = sigma:view { B, 1, 1, 1 }
     local xs = x0 * (1 - sig4) + eps * sig4
     local p = opts.caption_dropout or c.caption_dropout or 0
     if self.training and p > 0 and self.y_embedding then
       local r, flags = grove.rand({ B }, { generator = gen }):tolist(), {}
       for i = 1, B do flags[i] = r[i] < p and 1 or 0 end
-      local drop = grove.tensor(flags, { dtype = "u8" })
+      local drop = grove.tensor(flags, { dtype = "u8", device = dev })
       local null, ones = self:null_text(B)
       text = grove.where(drop:view { B, 1, 1 }, null, text)
       if mask then mask = grove.where(drop:view { B, 1 }, ones, mask) end
@@ -67,7 +75,7 @@ return function(grove)
   -- [uncond; cond] when guidance is on.
   local function velocity(model, x, sigma, o)
     local B = x:size(1)
-    local t = grove.full({ B }, sigma * 1000)
+    local t = grove.full({ B }, sigma * 1000, { device = x:device() })
     if not o.cfg or o.cfg == 1 or not o.null_text then
       return model:forward(x, t, o.text, o.mask)
     end
@@ -76,7 +84,8 @@ return function(grove)
     return lincomb({ uncond, cond }, { 1 - o.cfg, o.cfg })
   end
 
-  -- Samples latents. opts: noise (B,H,W,C) or shape + seed; text, mask;
+  -- Samples latents on the model's device (noise given or drawn on the CPU
+  -- is moved there; the result stays there). opts: noise (B,H,W,C) or shape + seed; text, mask;
   -- cfg (4.5; 1 = off); steps (20); sampler "dpm" (default) or "euler";
   -- shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
   -- false to stop, or a tensor to replace x. Returns x and {steps = n, stopped = bool}.
@@ -91,12 +100,14 @@ return function(grove)
       if not o.shape then error("sample: give noise or shape", 2) end
       x = grove.randn(o.shape, { generator = grove.Generator(o.seed or 0) })
     end
+    local dev = self:device()
+    x = x:to(dev)
     local B = x:size(1)
     if o.cfg ~= 1 and self.y_embedding then
       local null, ones = self:null_text(B)
       o.null_text = null
       o.both_text = grove.cat({ null, o.text }, 1)
-      o.both_mask = grove.cat({ ones, o.mask or grove.ones { B, o.text:size(2) } }, 1)
+      o.both_mask = grove.cat({ ones, o.mask or grove.ones({ B, o.text:size(2) }, { device = dev }) }, 1)
     end
     local sig = sample.sigmas(o.steps, o.shift or c.flow_shift)
     local sampler = o.sampler or "dpm"

@@ -13,7 +13,12 @@ return function(grove)
     self:add_parameter("weight", make({ n_out, n_in }, opts.init or "xavier"))
     if opts.bias ~= false then self:add_parameter("bias", make({ n_out }, "zeros")) end
   end
-  function Linear:forward(x) return x:linear(self.weight, self.bias) end
+  -- compute_dtype "bf16" (Module:to(device, "bf16")): the GEMM rounds its
+  -- inputs to bf16 and sums in f32 (grove.linear_bf16, docs/scale.md).
+  function Linear:forward(x)
+    if self.compute_dtype == "bf16" then return grove.linear_bf16(x, self.weight, self.bias) end
+    return x:linear(self.weight, self.bias)
+  end
   layers.Linear = Linear
 
   -- RMSNorm over the last dimension with a learnable elementwise weight.
@@ -38,7 +43,9 @@ return function(grove)
   function Conv2d:forward(x)
     if self.k == 1 and self.groups == 1 then
       local w = self.weight
-      return x:linear(w:view{ w:size(1), w:size(2) }, self.bias)
+      w = w:view{ w:size(1), w:size(2) }
+      if self.compute_dtype == "bf16" then return grove.linear_bf16(x, w, self.bias) end
+      return x:linear(w, self.bias)
     end
     return x:conv2d(self.weight, self.bias, { padding = self.padding, groups = self.groups })
   end

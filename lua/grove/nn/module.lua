@@ -91,6 +91,56 @@ function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p:zero_grad() end
 end
 
+-- Moves every parameter and buffer (any other tensor field) of this module
+-- and its children to device ("cpu" or "cuda") in place: each field keeps
+-- its Lua tensor, which now holds the copy on device (requires_grad and
+-- .grad come along), so whatever refers to the parameters (an optimizer,
+-- an EMA) refers to the moved ones. Returns the module. An optimizer's
+-- state follows its parameters (grove.optim: Optimizer:to).
+--
+-- module:to(device, "bf16") (or "f32") also sets the compute dtype of every
+-- module (Module:set_compute_dtype): the parameters stay f32, and are the
+-- master weights the optimizer updates.
+function Module:to(device, _seen)
+  if type(_seen) == "string" then return self:to(device):set_compute_dtype(_seen) end
+  local grove = package.loaded.grove
+  local ffi = require "ffi"
+  -- Keyed by the C tensor, so two handles of one tied tensor stay one tensor.
+  local seen = _seen or {}
+  local dev = grove._device_id(device, "to")
+  for k, v in pairs(self) do
+    if type(k) == "string" and grove.is_tensor(v) and v.p ~= nil and v.p.device ~= dev
+      and not grove.C.grove_tensor_is_freed(v.p) then
+      local key = tonumber(ffi.cast("intptr_t", v.p))
+      local moved = seen[key]
+      if moved == nil then
+        v:to_(device)
+        seen[key] = v
+      elseif moved ~= v and moved.p ~= v.p then
+        local old = v.p
+        grove.C.grove_tensor_retain(moved.p)
+        v.p = moved.p
+        grove.C.grove_tensor_release(old)
+      end
+    end
+  end
+  for _, c in ipairs(self:children()) do c[2]:to(device, seen) end
+  return self
+end
+-- "bf16": the GEMMs of Linear and 1×1 Conv2d layers round their inputs to
+-- bf16 and sum in f32; everything else (norms, attention sums, residuals,
+-- losses, gradients, optimizer state) stays f32. "f32" turns it off.
+function Module:set_compute_dtype(dtype)
+  if dtype ~= "bf16" and dtype ~= "f32" then
+    error("to: compute dtype must be \"bf16\" or \"f32\", got " .. tostring(dtype), 2)
+  end
+  self.compute_dtype = dtype ~= "f32" and dtype or nil
+  for _, c in ipairs(self:children()) do c[2]:set_compute_dtype(dtype) end
+  return self
+end
+function Module:cuda() return self:to("cuda") end
+function Module:cpu() return self:to("cpu") end
+
 function Module:describe()
   return string.format("%s (%d parameters)", self.__name or "Module", self:num_parameters())
 end

@@ -89,6 +89,7 @@ return function(grove, optim)
     local nb = math.ceil(n / block)
     local codes = grove.empty({ n }, { dtype = "u8" })
     local scales = grove.empty(kind == "affine" and { nb, 2 } or { nb })
+    if x:device() ~= "cpu" then codes, scales = codes:cuda(), scales:cuda() end
     if C.grove_quantize_blockwise(x.p, id, block, codes.p, scales.p) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
     return codes, scales
   end
@@ -98,6 +99,7 @@ return function(grove, optim)
     local _, id, block = quant_args(o, "dequantize")
     if not grove.is_tensor(codes) or not grove.is_tensor(scales) then error("dequantize: expected codes and scales tensors", 2) end
     local out = grove.empty({ codes:numel() })
+    if codes:device() ~= "cpu" then out = out:cuda() end
     if C.grove_dequantize_blockwise(codes.p, scales.p, id, block, out.p) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
     if o and o.shape then return out:view(o.shape) end
     return out

@@ -15,6 +15,13 @@
 -- State is allocated when the optimizer is built for every parameter that
 -- requires a gradient, and at its first update for one that does not yet
 -- (a frozen encoder costs no state until it is unfrozen).
+--
+-- Devices: a parameter's state lives on the parameter's device. It is
+-- allocated there; opt:to(device) moves all of it (do it with
+-- model:to(device), which moves the parameters in place, so the optimizer
+-- keeps referring to them); and step() moves the state of a parameter found
+-- on another device than its state before updating it, so a model and its
+-- optimizer always move together.
 local ffi = require "ffi"
 local O = require "grove.optim.options"
 
@@ -82,11 +89,32 @@ return function(grove, optim, kinds)
     return tonumber(ffi.cast("intptr_t", p.p))
   end
 
-  -- Zeroed state tensors for one parameter, and their C view.
+  -- Zeroed state tensors for one parameter, on its device, and their C view.
   local function allocate(e)
-    for _, l in ipairs(e.layout) do e.state[l[1]] = grove.zeros(l[2], { dtype = l[3] }) end
+    local on_cuda = e.param:device() ~= "cpu"
+    for _, l in ipairs(e.layout) do
+      local t = grove.zeros(l[2], { dtype = l[3] })
+      e.state[l[1]] = on_cuda and t:cuda() or t
+    end
     e.allocated = true
     e.group._kind.bind(e, e.group)
+  end
+
+  -- Moves one parameter's state in place and rebinds its C view.
+  local function move_state(e, device)
+    for _, l in ipairs(e.layout) do
+      local t = e.state[l[1]]
+      if t ~= nil then t:to_(device) end
+    end
+    e.group._kind.bind(e, e.group)
+  end
+
+  local function state_device(e)
+    for _, l in ipairs(e.layout) do
+      local t = e.state[l[1]]
+      if t ~= nil then return t.p.device end
+    end
+    return nil
   end
 
   local function build(kind, params, options)
@@ -157,7 +185,8 @@ return function(grove, optim, kinds)
       for _, e in ipairs(g._entries) do
         local p = e.param.p
         if p.grad ~= nil then
-          if not e.allocated then allocate(e) end
+          if not e.allocated then allocate(e)
+          elseif state_device(e) ~= nil and state_device(e) ~= p.device then move_state(e, e.param:device()) end
           e.step = e.step + 1
           if kind.step(e, p, o) ~= 0 then
             e.step = e.step - 1
@@ -166,6 +195,18 @@ return function(grove, optim, kinds)
         end
       end
     end
+  end
+
+  -- Moves all allocated state to device ("cpu" or "cuda") in place; returns
+  -- the optimizer. (step() also moves a parameter's state to wherever the
+  -- parameter is.)
+  function Optimizer:to(device)
+    if self.meta then return self end
+    grove._device_id(device, self.kind.name .. ": to")
+    for _, e in ipairs(self.entries) do
+      if e.allocated then at_caller(move_state, e, device) end
+    end
+    return self
   end
 
   -- Drops every parameter's gradient (as torch's zero_grad(set_to_none=True)).

@@ -1,0 +1,77 @@
+/*
+ * cuda_off.c — compiled only when the build has no CUDA (CMake's GROVE_CUDA
+ * OFF, or AUTO without nvcc), in place of kernels/cuda: no device is ever
+ * present, and every request for CUDA memory or work says why.
+ */
+#include "gpu.h"
+
+#define NO_CUDA "this build has no CUDA (configure with -DGROVE_CUDA=ON where nvcc is installed)"
+
+int32_t grove_cuda_device_count(void) { return 0; }
+
+bool gv_gpu_require(const char *op)
+{
+    gv_fail("%s: " NO_CUDA, op ? op : "cuda");
+    return false;
+}
+
+grove_status grove_cuda_device_info(int32_t i, char *name, int64_t name_len, int64_t *total_bytes,
+                                    int64_t *free_bytes)
+{
+    GV_UNUSED(i), GV_UNUSED(name), GV_UNUSED(name_len), GV_UNUSED(total_bytes), GV_UNUSED(free_bytes);
+    return gv_fail("cuda: " NO_CUDA);
+}
+
+/* Nothing can have been queued. */
+grove_status grove_cuda_synchronize(void) { return 0; }
+
+void grove_cuda_set_tf32(int32_t on) { GV_UNUSED(on); }
+
+void *gv_gpu_alloc(int64_t nbytes, int64_t *got)
+{
+    GV_UNUSED(nbytes), GV_UNUSED(got);
+    gv_gpu_require("cuda");
+    return NULL;
+}
+
+void gv_gpu_free(void *p, int64_t nbytes) { GV_UNUSED(p), GV_UNUSED(nbytes); }
+
+int64_t gv_gpu_cached_bytes(void) { return 0; }
+
+void gv_gpu_empty_cache(void) {}
+
+/* No CUDA tensor can exist in this build, so these are never reached with
+ * real data; they still fail cleanly. */
+grove_status gv_gpu_upload(const char *op, void *dst, const void *src, int64_t nbytes)
+{
+    GV_UNUSED(dst), GV_UNUSED(src), GV_UNUSED(nbytes);
+    return gv_gpu_require(op) ? 0 : -1;
+}
+
+grove_status gv_gpu_download(const char *op, void *dst, const void *src, int64_t nbytes)
+{
+    GV_UNUSED(dst), GV_UNUSED(src), GV_UNUSED(nbytes);
+    return gv_gpu_require(op) ? 0 : -1;
+}
+
+grove_status gv_gpu_copy(const char *op, int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride,
+                         int32_t dst_dtype, const void *src, const int64_t *src_stride, int32_t src_dtype)
+{
+    GV_UNUSED(ndim), GV_UNUSED(shape), GV_UNUSED(dst), GV_UNUSED(dst_stride), GV_UNUSED(dst_dtype);
+    GV_UNUSED(src), GV_UNUSED(src_stride), GV_UNUSED(src_dtype);
+    return gv_gpu_require(op) ? 0 : -1;
+}
+
+grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, void *data, const int64_t *stride,
+                         int32_t dtype, double value)
+{
+    GV_UNUSED(ndim), GV_UNUSED(shape), GV_UNUSED(data), GV_UNUSED(stride), GV_UNUSED(dtype), GV_UNUSED(value);
+    return gv_gpu_require(op) ? 0 : -1;
+}
+
+grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
+                           bool normal)
+{
+    GV_UNUSED(out), GV_UNUSED(n), GV_UNUSED(seed), GV_UNUSED(offset), GV_UNUSED(a), GV_UNUSED(b), GV_UNUSED(normal);
+    return gv_gpu_require(op) ? 0 : -1;
+}

@@ -1,0 +1,137 @@
+/*
+ * runtime.c — core/gpu.h on the CUDA runtime (device 0, the one stream of
+ * context.c), and the public device queries of grove.h.
+ */
+#include "gpu.h"
+
+#include "context.h"
+/* Weak references: the Philox kernels live in random.cu; without them,
+ * noise is drawn on the host and uploaded (the same numbers: the generator
+ * is counter-based). */
+#define GV_CUDA_DECL __attribute__((weak))
+#include "cuda.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+static int32_t device_count;
+
+/* Asked once: without a driver or a GPU the runtime reports an error, which
+ * means "no device" here (nothing is printed). */
+static void count_devices(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+    cudaGetLastError();
+    device_count = n;
+}
+
+int32_t grove_cuda_device_count(void)
+{
+    pthread_once(&count_once, count_devices);
+    return device_count;
+}
+
+bool gv_gpu_require(const char *op)
+{
+    if (grove_cuda_device_count() > 0) return true;
+    gv_fail("%s: no CUDA device (grove.cuda.device_count() == 0)", op ? op : "cuda");
+    return false;
+}
+
+grove_status grove_cuda_device_info(int32_t i, char *name, int64_t name_len, int64_t *total_bytes,
+                                    int64_t *free_bytes)
+{
+    int32_t n = grove_cuda_device_count();
+    if (i < 0 || i >= n) return gv_fail("cuda: no device %d (%d CUDA devices)", i, n);
+    struct cudaDeviceProp prop;
+    cudaError_t err = cudaGetDeviceProperties(&prop, i);
+    if (err != cudaSuccess) return gv_fail("cuda: device %d: %s", i, cudaGetErrorString(err));
+    if (name && name_len > 0) {
+        strncpy(name, prop.name, (size_t)name_len - 1);
+        name[name_len - 1] = '\0';
+    }
+    if (total_bytes) *total_bytes = (int64_t)prop.totalGlobalMem;
+    if (free_bytes) {
+        /* Free memory is only known for the current device (0, grove's). */
+        size_t f = 0, t = 0;
+        *free_bytes = -1;
+        if (i == 0 && cudaMemGetInfo(&f, &t) == cudaSuccess) *free_bytes = (int64_t)f;
+        cudaGetLastError();
+    }
+    return 0;
+}
+
+grove_status grove_cuda_synchronize(void)
+{
+    if (grove_cuda_device_count() == 0) return 0; /* nothing can have been queued */
+    gv_cuda_record(cudaStreamSynchronize(gv_cuda_stream()), "synchronize");
+    return gv_cuda_take_error();
+}
+
+/* Reports a failure of what, naming op. */
+static grove_status check(const char *op, cudaError_t err, const char *what)
+{
+    gv_cuda_record(err, what);
+    if (gv_cuda_take_error() == 0) return 0;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", grove_last_error()); /* gv_fail writes the buffer it would read */
+    return gv_fail("%s: %s", op, msg);
+}
+
+grove_status gv_gpu_upload(const char *op, void *dst, const void *src, int64_t nbytes)
+{
+    if (nbytes <= 0) return 0;
+    return check(op, cudaMemcpyAsync(dst, src, (size_t)nbytes, cudaMemcpyHostToDevice, gv_cuda_stream()),
+                 "copy to the device");
+}
+
+grove_status gv_gpu_download(const char *op, void *dst, const void *src, int64_t nbytes)
+{
+    if (nbytes <= 0) return 0;
+    cudaStream_t s = gv_cuda_stream();
+    if (check(op, cudaMemcpyAsync(dst, src, (size_t)nbytes, cudaMemcpyDeviceToHost, s), "copy to the host"))
+        return -1;
+    /* the host reads dst next: wait for the copy (and everything before it) */
+    return check(op, cudaStreamSynchronize(s), "copy to the host");
+}
+
+grove_status gv_gpu_copy(const char *op, int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride,
+                         int32_t dst_dtype, const void *src, const int64_t *src_stride, int32_t src_dtype)
+{
+    gv_cuda_copy(ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype);
+    return check(op, cudaSuccess, NULL);
+}
+
+grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, void *data, const int64_t *stride,
+                         int32_t dtype, double value)
+{
+    gv_cuda_fill(ndim, shape, data, stride, dtype, value);
+    return check(op, cudaSuccess, NULL);
+}
+
+grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
+                           bool normal)
+{
+    if (n <= 0) return 0;
+    if (normal && gv_cuda_philox_normal) {
+        gv_cuda_philox_normal(out, n, seed, offset, a, b);
+        return check(op, cudaSuccess, NULL);
+    }
+    if (!normal && gv_cuda_philox_uniform) {
+        gv_cuda_philox_uniform(out, n, seed, offset, a, b);
+        return check(op, cudaSuccess, NULL);
+    }
+    float *host = malloc((size_t)n * sizeof *host);
+    if (!host) return gv_fail("%s: out of memory drawing %lld values", op, (long long)n);
+    if (normal) gv_cpu_philox_normal(host, n, seed, offset, a, b);
+    else gv_cpu_philox_uniform(host, n, seed, offset, a, b);
+    grove_status st = gv_gpu_upload(op, out, host, n * (int64_t)sizeof *host);
+    /* the upload from pageable memory has left host by now, but wait to be plain */
+    if (st == 0) st = check(op, cudaStreamSynchronize(gv_cuda_stream()), "random fill");
+    free(host);
+    return st;
+}
