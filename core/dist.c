@@ -10,6 +10,7 @@
 
 #ifdef GROVE_HAVE_CUDA
 #include "dist_nccl.h"
+#include "gpu.h"
 #endif
 
 static int32_t world_rank = 0, world_size = 1;
@@ -24,7 +25,7 @@ grove_status grove_dist_init(int32_t rank, int32_t size, const char *id_file)
     if (world_size > 1) return gv_fail("dist: already initialised (rank %d of %d)", world_rank, world_size);
     if (size > 1) {
 #ifdef GROVE_HAVE_CUDA
-        if (gv_nccl_init(rank, size, id_file)) return -1;
+        if (!gv_gpu_require("dist") || gv_nccl_init(rank, size, id_file)) return -1;
 #else
         GV_UNUSED(id_file);
         return gv_fail("dist: world size %d needs NCCL, and this build has no CUDA", size);

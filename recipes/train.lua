@@ -29,6 +29,7 @@ local spec = {
   { "eval", "boolean", d.eval, "evaluate on the shapes prompt sets at the end" },
   { "eval_prompts", "number", d.eval_prompts, "prompts per category in the final evaluation" },
   { "cfg", "number", d.cfg, "classifier-free guidance scale for samples" },
+  { "dist", "boolean", d.dist, "data parallel over the processes of scripts/launch (one GPU each; docs/scale.md)" },
   { "device", "string", d.device, "cpu or cuda: where the model trains and samples (the random draws are the CPU's either way)" },
 }
 

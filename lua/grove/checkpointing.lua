@@ -79,6 +79,9 @@ return function(grove)
     for k in pairs(leaves) do
       grad_in[k - 1] = C.grove_tensor_grad(leaves[k].p) -- a new reference, or NULL
     end
+    -- the recomputed activations go before the next block recomputes
+    out, args, leaves = nil, nil, nil
+    collectgarbage("collect")
   end
 
   local callback = ffi.cast("grove_custom_backward_fn", function(handle, saved, grad_out, grad_in)
@@ -116,6 +119,10 @@ return function(grove)
     local offsets = {}
     for i, g in ipairs(gens) do offsets[i] = g.offset end
     local out = grove.no_grad(fn, ...)
+    -- The block's intermediates are garbage now, but their memory returns
+    -- only when the collector finalizes their handles: collect, or the
+    -- blocks' activations would pile up as if nothing were checkpointed.
+    collectgarbage("collect")
     if not grove.is_tensor(out) then error("checkpoint: the function must return one tensor, got " .. type(out), 3) end
     next_handle = next_handle + 1
     local stored = {}

@@ -21,7 +21,7 @@ return function(grove)
 
   local function tensor_bytes(t)
     if t == nil or not grove.is_tensor(t) or t.p.storage == nil then return 0 end
-    return t:numel() * grove.C.grove_dtype_size(t.p.dtype)
+    return t:numel() * tonumber(grove.C.grove_dtype_size(t.p.dtype))
   end
 
   -- Sums over distinct storages (tied weights count once).

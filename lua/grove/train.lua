@@ -16,7 +16,7 @@ return function(grove)
     warmup = 100, decay = 0, clip = 1.0, ema = 0.995, seed = 1, size = 32, data = "shapes", out = "runs/tiny",
     save_every = 250, sample_every = 500, log_every = 50, resume = false, freeze_text = false,
     text_depth = 2, text_heads = 2, time_limit = 0, eval = true, eval_prompts = 60, eval_steps = 20, cfg = 4.5,
-    sampler = "dpm", device = "cpu",
+    sampler = "dpm", device = "cpu", dist = false,
   }
 
   local now = grove.now
@@ -222,10 +222,15 @@ return function(grove)
     grove.image.save(path, grove.image.grid(images, { cols = 4, captions = prompts, scale = 2 }))
   end
 
+  -- Each rank of a data-parallel run draws its own batches and noise: its
+  -- seeds move by this much per rank (rank 0 keeps the single-process ones).
+  local RANK_SEED_STRIDE = 1000003
+
   local function data_stream(o)
     if type(o.data) == "table" and o.data.next then return o.data end
-    if o.data == "shapes" then return grove.data.shapes { batch = o.batch, seed = o.seed, size = o.size, categories = o.categories } end
-    return grove.data.folder { dir = o.data, batch = o.batch, seed = o.seed, size = o.size }
+    local seed = o.seed + (o.rank or 0) * RANK_SEED_STRIDE
+    if o.data == "shapes" then return grove.data.shapes { batch = o.batch, seed = seed, size = o.size, categories = o.categories } end
+    return grove.data.folder { dir = o.data, batch = o.batch, seed = seed, size = o.size }
   end
 
   -- Trains; returns {step = n, losses = {...}, stopped = reason or nil, parts = ...}.
@@ -233,6 +238,10 @@ return function(grove)
     local o = {}
     for k, v in pairs(train.defaults) do o[k] = v end
     for k, v in pairs(opts or {}) do o[k] = v end
+    -- o.dist: data parallel over the processes of grove.dist (RANK,
+    -- WORLD_SIZE from scripts/launch); rank 0 alone writes files
+    if o.dist then o.rank = grove.dist.init() end
+    local writer = not o.dist or grove.dist.is_main()
     os.execute("mkdir -p '" .. o.out .. "'")
     local ckpt = o.out .. "/checkpoint.safetensors"
     local saved, tensors, meta
@@ -277,7 +286,7 @@ return function(grove)
       and grove.optim.schedule.wsd { warmup = math.min(o.warmup, o.steps - o.decay), total = o.steps, decay = o.decay }
       or grove.optim.schedule.warmup_constant { warmup = o.warmup }
     local ema = grove.EMA(parts.both:named_parameters(), o.ema)
-    local gen = grove.Generator(o.seed + 2)
+    local gen = grove.Generator(o.seed + 2 + (o.rank or 0) * RANK_SEED_STRIDE)
     local data = data_stream(o)
     local step, losses = 0, {}
     if saved then
@@ -303,7 +312,10 @@ return function(grove)
     sched:attach(opt)
     local params = parts.both:parameters()
     local state = { parts = parts, ema = ema, opt = opt, gen = gen, options = o }
+    -- every replica starts from rank 0's weights
+    if o.dist then grove.dist.broadcast_parameters(parts.both) end
     local function save()
+      if not writer then return end
       state.step, state.data_position = step, data.position
       train.save_checkpoint(ckpt, state)
       write_curve(o, losses)
@@ -327,6 +339,8 @@ return function(grove)
           return
         end
         loss:backward()
+        -- the mean gradient over the replicas (the identity in a world of one)
+        if o.dist then grove.dist.all_reduce_grads(params) end
         grove.optim.clip_grad_norm(params, o.clip)
         opt:step()
         sched:step()
@@ -338,7 +352,7 @@ return function(grove)
         show(step, l, avg, step == o.steps)
         if o.on_step then o.on_step(step, l, state) end
         if step % o.save_every == 0 or step == o.steps then save() end
-        if o.sample_every > 0 and step % o.sample_every == 0 and o.data == "shapes" then
+        if writer and o.sample_every > 0 and step % o.sample_every == 0 and o.data == "shapes" then
           sample_grid(o, parts, ema, string.format("%s/samples_%06d.png", o.out, step))
         end
         if C.grove_interrupt_pending() then
@@ -359,7 +373,7 @@ return function(grove)
       if avg then show(step, losses[step] or 0, avg, true) end
       print(stopped)
     end
-    write_curve(o, losses)
+    if writer then write_curve(o, losses) end
     return { step = step, losses = losses, stopped = stopped, parts = parts, ema = ema, optimizer = opt,
              nan = stopped and stopped:find("^loss is") ~= nil }
   end
