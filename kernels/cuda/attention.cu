@@ -17,6 +17,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 
 #include <math.h>
 
@@ -294,18 +295,6 @@ static __device__ float block_max(float v, float *sh)
     return r;
 }
 
-static __device__ double block_sum(double v, double *sh)
-{
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = ROW_THREADS / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
 
 /*
  * Softmax of each row of scores (in place) with the padding bias
@@ -318,7 +307,6 @@ static __global__ void masked_softmax_kernel(long long rows, long long rows_per_
                                       const void *mask, int mask_u8)
 {
     __shared__ float shf[ROW_THREADS];
-    __shared__ double shd[ROW_THREADS];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         float *p = P + r * m;
         const uint8_t *mu = NULL;
@@ -346,7 +334,7 @@ static __global__ void masked_softmax_kernel(long long rows, long long rows_per_
             p[j] = e;
             sum += e;
         }
-        sum = block_sum(sum, shd);
+        sum = gv_block_sum<ROW_THREADS>(sum);
         float inv = (float)(1.0 / sum);
         for (long long j = threadIdx.x; j < m; j += blockDim.x) p[j] *= inv;
     }
@@ -355,13 +343,12 @@ static __global__ void masked_softmax_kernel(long long rows, long long rows_per_
 /* dS = P ⊙ (dP − Σ_j dP_j P_j) per row, in place over dP. */
 static __global__ void softmax_grad_kernel(long long rows, long long m, const float *P, float *g)
 {
-    __shared__ double shd[ROW_THREADS];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *p = P + r * m;
         float *gr = g + r * m;
         double dot = 0.0;
         for (long long j = threadIdx.x; j < m; j += blockDim.x) dot += (double)gr[j] * p[j];
-        float rd = (float)block_sum(dot, shd);
+        float rd = (float)gv_block_sum<ROW_THREADS>(dot);
         for (long long j = threadIdx.x; j < m; j += blockDim.x) gr[j] = p[j] * (gr[j] - rd);
     }
 }

@@ -13,6 +13,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 #include "grove.h"
 
 #include <math.h>
@@ -26,26 +27,13 @@ static const int MAX_PARTIALS = 1024;
 static __device__ double d_partial[MAX_PARTIALS];
 static __device__ double d_total;
 
-/* Sum over the block (blockDim.x == GV_CUDA_THREADS) in a fixed tree; the
- * result is returned to thread 0. */
-static __device__ double block_sum(double v)
-{
-    __shared__ double s[GV_CUDA_THREADS];
-    s[threadIdx.x] = v;
-    __syncthreads();
-    for (int k = GV_CUDA_THREADS / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
-        __syncthreads();
-    }
-    return s[0];
-}
 
 /* Second stage: d_total = Σ d_partial[0..nparts), one block. */
 static __global__ void sum_partials_kernel(int nparts)
 {
     double acc = 0;
     for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += d_partial[i];
-    double t = block_sum(acc);
+    double t = gv_block_sum<GV_CUDA_THREADS>(acc);
     if (threadIdx.x == 0) d_total = t;
 }
 
@@ -86,7 +74,7 @@ static __global__ void sq_diff_partial_kernel(const float *__restrict__ a, const
         double d = (double)a[i] - (double)b[i];
         acc += d * d;
     }
-    double t = block_sum(acc);
+    double t = gv_block_sum<GV_CUDA_THREADS>(acc);
     if (threadIdx.x == 0) d_partial[blockIdx.x] = t;
 }
 
@@ -120,22 +108,6 @@ extern "C" void gv_cuda_mse_backward(const float *a, const float *b, int64_t n, 
 
 /* ---- cross entropy ------------------------------------------------------------------ */
 
-static __device__ __forceinline__ double warp_sum(double v)
-{
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
-    return v;
-}
-
-/* Lane maxima never hold NaN (it never compares greater), so every lane
- * ends with the same maximum. */
-static __device__ __forceinline__ float warp_max(float v)
-{
-    for (int m = 16; m > 0; m >>= 1) {
-        float o = __shfl_xor_sync(0xffffffffu, v, m);
-        v = o > v ? o : v;
-    }
-    return v;
-}
 
 /* log Σ e^row over one row of c logits, by the warp, as the CPU:
  * m = max (float), then m + log Σ e^(row − m) in double. An infinite m
@@ -144,11 +116,11 @@ static __device__ double warp_logsumexp(const float *row, long long c, int lane)
 {
     float m = -INFINITY;
     for (long long j = lane; j < c; j += 32) m = row[j] > m ? row[j] : m;
-    m = warp_max(m);
+    m = gv_warp_max(m);
     if (isinf(m)) return m;
     double s = 0;
     for (long long j = lane; j < c; j += 32) s += exp((double)row[j] - m);
-    return m + log(warp_sum(s));
+    return m + log(gv_warp_sum(s));
 }
 
 static const int WARPS = GV_CUDA_THREADS / 32;

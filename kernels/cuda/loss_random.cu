@@ -16,6 +16,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 #include "grove.h"
 
 /* One thread per index, striding over the grid: n may exceed 2^31. */
@@ -107,20 +108,6 @@ static __device__ void row_offsets(const CosGeom &G, long long o, long long *oa,
     *oc = c;
 }
 
-/* Σ of one double per thread over the block, in a fixed tree; every thread gets the total. */
-static __device__ double block_sum(double v)
-{
-    __shared__ double red[THREADS];
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
-        __syncthreads();
-    }
-    double total = red[0];
-    __syncthreads();
-    return total;
-}
 
 /* Σab, Σa², Σb² along one row: by the whole block (BLOCK_ROW), or by one
  * thread in the CPU's order. */
@@ -137,9 +124,9 @@ static __device__ void row_sums(const float *a, long long as, const float *b, lo
         sbb += y * y;
     }
     if (BLOCK_ROW) {
-        sab = block_sum(sab);
-        saa = block_sum(saa);
-        sbb = block_sum(sbb);
+        sab = gv_block_sum<THREADS>(sab);
+        saa = gv_block_sum<THREADS>(saa);
+        sbb = gv_block_sum<THREADS>(sbb);
     }
     *ab = sab;
     *aa = saa;

@@ -12,6 +12,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 #include "grove.h"
 
 #include <math.h>
@@ -28,22 +29,6 @@
     for (long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32; row < (long long)(rows); \
          row += (long long)gridDim.x * blockDim.x / 32)
 
-static __device__ __forceinline__ double warp_sum(double v)
-{
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
-    return v;
-}
-
-/* Lane maxima never hold NaN (a NaN never compares greater), so the maximum
- * is symmetric and every lane gets the same value. */
-static __device__ __forceinline__ float warp_max(float v)
-{
-    for (int m = 16; m > 0; m >>= 1) {
-        float o = __shfl_xor_sync(0xffffffffu, v, m);
-        v = o > v ? o : v;
-    }
-    return v;
-}
 
 static unsigned int warp_blocks(long long rows) { return gv_cuda_blocks(rows * 32); }
 
@@ -62,14 +47,14 @@ static __global__ void softmax_rows_kernel(long long rows, long long n, const fl
         float *yr = y + row * n;
         float m = -INFINITY;
         for (long long j = lane; j < n; j += 32) m = xr[j] > m ? xr[j] : m;
-        m = warp_max(m);
+        m = gv_warp_max(m);
         double acc = 0;
         for (long long j = lane; j < n; j += 32) {
             float e = expf(xr[j] - m);
             acc += e;
             if (!log_out) yr[j] = e;
         }
-        double sum = warp_sum(acc);
+        double sum = gv_warp_sum(acc);
         if (log_out) {
             float shift = m + (float)log(sum);
             for (long long j = lane; j < n; j += 32) yr[j] = xr[j] - shift;
@@ -134,7 +119,7 @@ static __global__ void softmax_backward_rows_kernel(long long rows, long long n,
         float *dr = dx + row * n;
         double acc = 0;
         for (long long j = lane; j < n; j += 32) acc += log_out ? (double)gr[j] : (double)gr[j] * yr[j];
-        float s = (float)warp_sum(acc);
+        float s = (float)gv_warp_sum(acc);
         for (long long j = lane; j < n; j += 32) dr[j] = log_out ? gr[j] - expf(yr[j]) * s : yr[j] * (gr[j] - s);
     }
 }
@@ -191,14 +176,14 @@ static __global__ void norm_forward_kernel(long long rows, long long cols, const
         if (centered && cols > 0) {
             double acc = 0;
             for (long long j = lane; j < cols; j += 32) acc += xr[j];
-            mean = warp_sum(acc) / (double)cols;
+            mean = gv_warp_sum(acc) / (double)cols;
         }
         double acc = 0;
         for (long long j = lane; j < cols; j += 32) {
             double d = xr[j] - mean;
             acc += d * d;
         }
-        double ss = warp_sum(acc);
+        double ss = gv_warp_sum(acc);
         double var = cols > 0 ? ss / (double)cols : 0;
         double rstd = 1.0 / sqrt(var + eps);
         float m = (float)mean, rs = (float)rstd;
@@ -237,8 +222,8 @@ static __global__ void norm_backward_input_kernel(long long rows, long long cols
             sd += d;
             sdx += (double)d * xh;
         }
-        sd = warp_sum(sd);
-        sdx = warp_sum(sdx);
+        sd = gv_warp_sum(sd);
+        sdx = gv_warp_sum(sdx);
         float md = centered && cols > 0 ? (float)(sd / (double)cols) : 0.0f;
         float mdx = cols > 0 ? (float)(sdx / (double)cols) : 0.0f;
         for (long long j = lane; j < cols; j += 32) {

@@ -20,6 +20,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 
 /* One thread per index, striding over the grid: n may exceed 2^31. */
 #define GRID_LOOP(i, n)                                                                      \
@@ -37,21 +38,6 @@ static __device__ double g_parts[MAX_PARTS];
 static __device__ double g_total;
 static __device__ float g_denom;
 
-/* Σ of one double per thread over a block of THREADS threads, in a fixed
- * tree (so in a fixed order); every thread gets the total. */
-static __device__ double block_sum(double v)
-{
-    __shared__ double red[THREADS];
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
-        __syncthreads();
-    }
-    double total = red[0];
-    __syncthreads(); /* red may be reused by the caller's next block_sum */
-    return total;
-}
 
 /* How many blocks share a full sum over n values: one per THREADS values, at most MAX_PARTS. */
 static unsigned int sum_parts(long long n)
@@ -74,7 +60,7 @@ static __global__ void sum_squares_parts(const float *x, long long n)
 {
     double s = 0;
     GRID_LOOP(i, n) s += (double)x[i] * (double)x[i];
-    double t = block_sum(s);
+    double t = gv_block_sum<THREADS>(s);
     if (threadIdx.x == 0) g_parts[blockIdx.x] = t;
 }
 
@@ -83,7 +69,7 @@ static __global__ void total_of_parts(unsigned int nparts)
 {
     double s = 0;
     for (unsigned int b = threadIdx.x; b < nparts; b += blockDim.x) s += g_parts[b];
-    double t = block_sum(s);
+    double t = gv_block_sum<THREADS>(s);
     if (threadIdx.x == 0) g_total = t;
 }
 
@@ -178,7 +164,7 @@ static __global__ void came_full_second_moment(const float *g, float *v, long lo
         float u = (1.0f / sqrtf(vi)) * g[i];
         s += (double)u * (double)u;
     }
-    double t = block_sum(s);
+    double t = gv_block_sum<THREADS>(s);
     if (threadIdx.x == 0) g_parts[blockIdx.x] = t;
 }
 
@@ -187,7 +173,7 @@ static __global__ void came_denom_from_parts(unsigned int nparts, long long n, f
 {
     double s = 0;
     for (unsigned int b = threadIdx.x; b < nparts; b += blockDim.x) s += g_parts[b];
-    double t = block_sum(s);
+    double t = gv_block_sum<THREADS>(s);
     if (threadIdx.x == 0) g_denom = clip_divisor(t, n, clip);
 }
 
@@ -317,8 +303,8 @@ static __global__ void blend_and_factor(float *row, float *col, const double *rs
     }
     for (long long j = threadIdx.x; j < cols; j += blockDim.x)
         col[j] = col[j] * beta + one_minus_beta * (float)(csum[j] / (double)rows);
-    /* block_sum synchronises the block, so every row and column is blended below */
-    const float mean = (float)(block_sum(s) / (double)rows);
+    /* gv_block_sum synchronises the block, so every row and column is blended below */
+    const float mean = (float)(gv_block_sum<THREADS>(s) / (double)rows);
     for (long long i = threadIdx.x; i < rows; i += blockDim.x) fa[i] = 1.0f / sqrtf(row[i] / mean);
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) fb[j] = 1.0f / sqrtf(col[j]);
 }
@@ -328,7 +314,7 @@ static __global__ void came_denom_from_rows(const double *rsum, long long rows, 
 {
     double s = 0;
     for (long long i = threadIdx.x; i < rows; i += blockDim.x) s += rsum[i];
-    double t = block_sum(s);
+    double t = gv_block_sum<THREADS>(s);
     if (threadIdx.x == 0) g_denom = clip_divisor(t, n, clip);
 }
 

@@ -11,6 +11,7 @@
  */
 #include "cuda.h"
 #include "context.h"
+#include "block_reduce.cuh"
 
 #include <math.h>
 
@@ -31,19 +32,6 @@ static __device__ __forceinline__ float sigmoid_f(float z)
     return signbit(z) ? e * inv : inv;
 }
 
-/* Σ over the block of v, in a fixed tree order; every thread gets it. */
-static __device__ double block_sum(double v, double *sh)
-{
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = ROW_THREADS / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
 
 /* ---- LayerNorm + modulation ---------------------------------------------- */
 
@@ -52,20 +40,19 @@ static __device__ double block_sum(double v, double *sh)
 static __global__ void norm_modulate_kernel(long long rows, long long n, long long d, const float *x, const float *shift,
                                      const float *scale, double eps, float *y, float *mean, float *rstd)
 {
-    __shared__ double sh[ROW_THREADS];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * d, *shr = shift + (r / n) * d, *scr = scale + (r / n) * d;
         float *yr = y + r * d;
         double s = 0;
         for (long long j = threadIdx.x; j < d; j += blockDim.x) s += xr[j];
-        s = block_sum(s, sh);
+        s = gv_block_sum<ROW_THREADS>(s);
         double mu = d > 0 ? s / (double)d : 0;
         double ss = 0;
         for (long long j = threadIdx.x; j < d; j += blockDim.x) {
             double dv = xr[j] - mu;
             ss += dv * dv;
         }
-        ss = block_sum(ss, sh);
+        ss = gv_block_sum<ROW_THREADS>(ss);
         double var = d > 0 ? ss / (double)d : 0;
         float m = (float)mu, rs = (float)(1.0 / sqrt(var + eps));
         for (long long j = threadIdx.x; j < d; j += blockDim.x) yr[j] = (xr[j] - m) * rs * (1.0f + scr[j]) + shr[j];
@@ -92,7 +79,6 @@ extern "C" void gv_cuda_norm_modulate(int64_t b, int64_t n, int64_t d, const flo
 static __global__ void norm_modulate_dx_kernel(long long rows, long long n, long long d, const float *x, const float *scale,
                                         const float *mean, const float *rstd, const float *g, float *dx)
 {
-    __shared__ double sh[ROW_THREADS];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * d, *gr = g + r * d, *scr = scale + (r / n) * d;
         float *dr = dx + r * d;
@@ -104,8 +90,8 @@ static __global__ void norm_modulate_dx_kernel(long long rows, long long n, long
             su += u;
             sux += (double)u * xh;
         }
-        su = block_sum(su, sh);
-        sux = block_sum(sux, sh);
+        su = gv_block_sum<ROW_THREADS>(su);
+        sux = gv_block_sum<ROW_THREADS>(sux);
         float mu = d > 0 ? (float)(su / (double)d) : 0.0f;
         float mux = d > 0 ? (float)(sux / (double)d) : 0.0f;
         for (long long j = threadIdx.x; j < d; j += blockDim.x) {
