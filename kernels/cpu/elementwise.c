@@ -79,7 +79,7 @@ void gv_cpu_unary_backward(int32_t op, const float *x, const float *y, const flo
  * through as one run (the output is contiguous, so it always can). A
  * broadcast of a row over a matrix then becomes one long row or a short
  * 2-d loop instead of an 8-deep index walk. Returns the new rank. */
-static int32_t coalesce(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb)
+int32_t gv_cpu_coalesce2(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb)
 {
     int32_t k = 0;
     for (int32_t i = 0; i < ndim; i++) {
@@ -134,7 +134,7 @@ void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const floa
         n *= shape[i];
     }
     if (n == 0) return;
-    int32_t k = coalesce(ndim, shape, sa, sb);
+    int32_t k = gv_cpu_coalesce2(ndim, shape, sa, sb);
     if (k == 0) {
         binary_run(op, a, 0, b, 0, out, 1);
         return;

@@ -14,6 +14,10 @@ void gv_cpu_unary_backward(int32_t op, const float *x, const float *y, const flo
 
 /* out (contiguous, shape) = a op b, where a and b are read through their own
  * strides over the output shape (0 along broadcast dimensions). */
+/* Drops size-1 dimensions of a shape walked with two stride lists and
+ * merges neighbours both step through as one run; returns the new rank.
+ * Host code: the CUDA binary kernel plans its launch with it too. */
+int32_t gv_cpu_coalesce2(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb);
 void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape, const float *a, const int64_t *a_stride,
                    const float *b, const int64_t *b_stride, float *out);
 /* out = a op s, or s op a when reverse. */

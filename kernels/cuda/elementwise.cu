@@ -136,7 +136,7 @@ static __device__ __forceinline__ float binary_op(int op, float x, float z)
  * host). After coalescing, ndim is usually 1 or 2. */
 struct binary_geom {
     int ndim;
-    long long shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
+    int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
 };
 
 /* out[i] (contiguous) = a[offset_a(i)] op b[offset_b(i)], the offsets found
@@ -164,27 +164,6 @@ static __global__ void binary_flat_kernel(int op, const float *__restrict__ a, c
     GRID_LOOP(i, n) out[i] = binary_op(op, a[i], b[i]);
 }
 
-/* Drops size-1 dimensions and merges neighbours both inputs step through as
- * one run, as the CPU does; returns the new rank. */
-static int coalesce(int ndim, long long *shape, long long *sa, long long *sb)
-{
-    int k = 0;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] == 1) continue;
-        if (k > 0 && sa[k - 1] == sa[i] * shape[i] && sb[k - 1] == sb[i] * shape[i]) {
-            shape[k - 1] *= shape[i];
-            sa[k - 1] = sa[i];
-            sb[k - 1] = sb[i];
-            continue;
-        }
-        shape[k] = shape[i];
-        sa[k] = sa[i];
-        sb[k] = sb[i];
-        k++;
-    }
-    return k;
-}
-
 extern "C" void gv_cuda_binary(int32_t op, int32_t ndim, const int64_t *shape, const float *a, const int64_t *a_stride,
                                const float *b, const int64_t *b_stride, float *out)
 {
@@ -198,7 +177,8 @@ extern "C" void gv_cuda_binary(int32_t op, int32_t ndim, const int64_t *shape, c
         n *= shape[i];
     }
     if (n <= 0) return;
-    geo.ndim = coalesce(ndim, geo.shape, geo.sa, geo.sb);
+    /* the CPU's plan: size-1 dimensions dropped, runs merged */
+    geo.ndim = gv_cpu_coalesce2(ndim, geo.shape, geo.sa, geo.sb);
     cudaStream_t s = gv_cuda_stream();
     if (geo.ndim == 1 && geo.sa[0] == 1 && geo.sb[0] == 1)
         binary_flat_kernel<<<gv_cuda_blocks(n), GV_CUDA_THREADS, 0, s>>>(op, a, b, out, n);
