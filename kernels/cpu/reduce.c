@@ -19,7 +19,7 @@
 /* Drops size-1 dimensions and merges neighbours that step through memory as
  * one run. Row-major positions over the kept and over the reduced dimensions
  * stay the same, so output order and reduce_arg positions are unaffected. */
-static int32_t merge_dims(int32_t n, int64_t *shape, int64_t *stride)
+int32_t gv_cpu_merge_dims(int32_t n, int64_t *shape, int64_t *stride)
 {
     int32_t k = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -39,8 +39,8 @@ static int32_t merge_dims(int32_t n, int64_t *shape, int64_t *stride)
 static gv_reduce_plan simplify(const gv_reduce_plan *p)
 {
     gv_reduce_plan q = *p;
-    q.nkeep = merge_dims(q.nkeep, q.keep_shape, q.keep_stride);
-    q.nred = merge_dims(q.nred, q.red_shape, q.red_stride);
+    q.nkeep = gv_cpu_merge_dims(q.nkeep, q.keep_shape, q.keep_stride);
+    q.nred = gv_cpu_merge_dims(q.nred, q.red_shape, q.red_stride);
     return q;
 }
 

@@ -19,6 +19,10 @@ typedef struct gv_reduce_plan {
 /* op: GROVE_SUM, GROVE_MEAN (sums in double), GROVE_MAX, GROVE_MIN (NaN wins).
  * out is contiguous over the kept dimensions. An empty reduced set gives
  * 0 (sum), NaN (mean); max/min must not be called with it. */
+/* Drops size-1 dimensions and merges neighbours that step through memory
+ * as one run; returns the new rank. Host code, shared with the CUDA
+ * reductions' planning. */
+int32_t gv_cpu_merge_dims(int32_t n, int64_t *shape, int64_t *stride);
 void gv_cpu_reduce(int32_t op, const gv_reduce_plan *p, const float *x, float *out);
 /* Max or min, also writing for each output the row-major position of its
  * first extreme value (the first NaN, if any) within the reduced dimensions. */

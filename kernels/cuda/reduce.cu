@@ -123,26 +123,9 @@ static __global__ void reduce_empty_kernel(int op, float *__restrict__ out, long
         out[o] = op == GROVE_MEAN ? __int_as_float(0x7fc00000) : 0.0f;
 }
 
-/* Drops size-1 dimensions and merges neighbours that step through memory as
- * one run; row-major positions over the kept and over the reduced
- * dimensions are unchanged, so output order and arg positions are too. */
-static int32_t merge_dims(int32_t n, int64_t *shape, int64_t *stride)
-{
-    int32_t k = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (shape[i] == 1) continue;
-        if (k > 0 && stride[k - 1] == stride[i] * shape[i]) {
-            shape[k - 1] *= shape[i];
-            stride[k - 1] = stride[i];
-            continue;
-        }
-        shape[k] = shape[i];
-        stride[k] = stride[i];
-        k++;
-    }
-    return k;
-}
-
+/* Dimensions are merged by the CPU's gv_cpu_merge_dims: row-major positions
+ * over the kept and over the reduced dimensions are unchanged by it, so
+ * output order and arg positions are too. */
 static long long prod(int32_t n, const int64_t *shape)
 {
     long long r = 1;
@@ -169,8 +152,8 @@ static void reduce_any(int32_t op, const gv_reduce_plan *p, const float *x, floa
         return;
     }
     gv_reduce_plan q = *p;
-    q.nkeep = merge_dims(q.nkeep, q.keep_shape, q.keep_stride);
-    q.nred = merge_dims(q.nred, q.red_shape, q.red_stride);
+    q.nkeep = gv_cpu_merge_dims(q.nkeep, q.keep_shape, q.keep_stride);
+    q.nred = gv_cpu_merge_dims(q.nred, q.red_shape, q.red_stride);
     /* Columns: the kept innermost dimension steps faster through memory than
      * any reduced one, so neighbouring threads owning neighbouring outputs
      * read neighbouring floats. */
