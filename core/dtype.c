@@ -1,5 +1,6 @@
 /* dtype.c — element sizes, names, and conversions between storage types. */
 #include "internal.h"
+#include "../kernels/cpu/convert.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,82 +18,11 @@ const char *grove_dtype_name(int32_t dtype)
     return dtype >= 0 && dtype < GROVE_DTYPE_COUNT ? names[dtype] : "invalid";
 }
 
-static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-float gv_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
-uint16_t gv_f32_to_bf16(float f)
-{
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    /* round to nearest, ties to even */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float gv_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    if (exp == 0) {
-        /* zero or subnormal: value = man * 2^-24 */
-        float v = ldexpf((float)man, -24);
-        return sign ? -v : v;
-    }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13));
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-uint16_t gv_f32_to_f16(float f)
-{
-    uint32_t u = f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;           /* NaN */
-    if (a >= 0x477ff000u) return sign | 0x7c00u;          /* overflow (incl. inf) after rounding */
-    if (a < 0x38800000u) {                                /* subnormal or zero in f16 */
-        /* value / 2^-24, rounded to nearest even */
-        float v = bits_f32(a) * 16777216.0f;
-        float r = nearbyintf(v);
-        return sign | (uint16_t)r;
-    }
-    uint32_t mant = a & 0x7fffffu;
-    uint32_t exp = (a >> 23) - 112u;
-    uint32_t half = (exp << 10) | (mant >> 13);
-    uint32_t rest = mant & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) half++;
-    return sign | (uint16_t)half;
-}
-
-double gv_load_as_double(const void *data, int32_t dtype, int64_t i)
-{
-    switch (dtype) {
-    case GROVE_F32: return ((const float *)data)[i];
-    case GROVE_F16: return gv_f16_to_f32(((const uint16_t *)data)[i]);
-    case GROVE_BF16: return gv_bf16_to_f32(((const uint16_t *)data)[i]);
-    case GROVE_U8: return ((const uint8_t *)data)[i];
-    case GROVE_I8: return ((const int8_t *)data)[i];
-    case GROVE_I32: return ((const int32_t *)data)[i];
-    case GROVE_I64: return (double)((const int64_t *)data)[i];
-    default: return 0;
-    }
-}
-
-/* Integer stores saturate instead of invoking undefined behaviour. */
-static double clampd(double v, double lo, double hi) { return v != v ? 0 : v < lo ? lo : v > hi ? hi : v; }
-
-void gv_store_double(void *data, int32_t dtype, int64_t i, double v)
-{
-    switch (dtype) {
-    case GROVE_F32: ((float *)data)[i] = (float)v; break;
-    case GROVE_F16: ((uint16_t *)data)[i] = gv_f32_to_f16((float)v); break;
-    case GROVE_BF16: ((uint16_t *)data)[i] = gv_f32_to_bf16((float)v); break;
-    case GROVE_U8: ((uint8_t *)data)[i] = (uint8_t)clampd(v, 0, 255); break;
-    case GROVE_I8: ((int8_t *)data)[i] = (int8_t)clampd(v, -128, 127); break;
-    case GROVE_I32: ((int32_t *)data)[i] = (int32_t)clampd(v, -2147483648.0, 2147483647.0); break;
-    case GROVE_I64: ((int64_t *)data)[i] = (int64_t)clampd(v, -9223372036854775808.0, 9223372036854774784.0); break;
-    default: break;
-    }
-}
+/* The conversions themselves live in kernels/cpu/convert.h, shared with the
+ * CUDA copy kernels; these are their exported forms. */
+float gv_bf16_to_f32(uint16_t h) { return gv_conv_bf16_to_f32(h); }
+uint16_t gv_f32_to_bf16(float f) { return gv_conv_f32_to_bf16(f); }
+float gv_f16_to_f32(uint16_t h) { return gv_conv_f16_to_f32(h); }
+uint16_t gv_f32_to_f16(float f) { return gv_conv_f32_to_f16(f); }
+double gv_load_as_double(const void *data, int32_t dtype, int64_t i) { return gv_conv_load(data, dtype, i); }
+void gv_store_double(void *data, int32_t dtype, int64_t i, double v) { gv_conv_store(data, dtype, i, v); }

@@ -1,7 +1,7 @@
 /* copy.c — strided copies with dtype conversion, and fills. */
 #include "cpu.h"
 #include "parallel.h"
-#include "../../core/internal.h"
+#include "convert.h"
 
 #include <string.h>
 
@@ -29,7 +29,7 @@ void gv_cpu_copy(int32_t ndim, const int64_t *shape, void *dst, const int64_t *d
 {
     int64_t dsz = grove_dtype_size(dst_dtype), ssz = grove_dtype_size(src_dtype);
     if (ndim == 0) {
-        gv_store_double(dst, dst_dtype, 0, gv_load_as_double(src, src_dtype, 0));
+        gv_conv_store(dst, dst_dtype, 0, gv_conv_load(src, src_dtype, 0));
         if (dst_dtype == src_dtype) memcpy(dst, src, (size_t)dsz);
         return;
     }
@@ -49,7 +49,7 @@ void gv_cpu_copy(int32_t ndim, const int64_t *shape, void *dst, const int64_t *d
             } else if (dst_dtype == src_dtype) {
                 for (int64_t i = 0; i < len; i++) memcpy(d + i * ds * dsz, s + i * ss * ssz, (size_t)dsz);
             } else {
-                for (int64_t i = 0; i < len; i++) gv_store_double(d, dst_dtype, i * ds, gv_load_as_double(s, src_dtype, i * ss));
+                for (int64_t i = 0; i < len; i++) gv_conv_store(d, dst_dtype, i * ds, gv_conv_load(s, src_dtype, i * ss));
             }
         });
 }
@@ -58,7 +58,7 @@ void gv_cpu_fill(int32_t ndim, const int64_t *shape, void *data, const int64_t *
 {
     /* One element converted once, then copied as bytes. */
     unsigned char elem[8];
-    gv_store_double(elem, dtype, 0, value);
+    gv_conv_store(elem, dtype, 0, value);
     int64_t esz = grove_dtype_size(dtype);
     if (ndim == 0) {
         memcpy(data, elem, (size_t)esz);

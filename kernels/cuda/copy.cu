@@ -2,20 +2,20 @@
  * copy.cu — strided copies with dtype conversion, and fills: the twins of
  * gv_cpu_copy / gv_cpu_fill (kernels/cpu/copy.c). One thread per element in
  * a grid-stride loop; the shape and strides (host arrays) travel by value in
- * a small struct. Conversions go through double exactly as the CPU's
- * gv_load_as_double / gv_store_double do, so both devices give the same bits;
+ * a small struct. Conversions are the CPU's own (kernels/cpu/convert.h,
+ * compiled for the device too), so both devices give the same bits;
  * a copy within one dtype moves the element's bytes (an i64 above 2^53
  * survives it).
  */
 #include "context.h"
 #include "cuda.h"
+#include "../cpu/convert.h"
 
 #include <grove.h>
 
 #include <stdint.h>
 #include <string.h>
 
-extern "C" void gv_store_double(void *data, int32_t dtype, int64_t i, double v); /* core/dtype.c */
 
 namespace {
 
@@ -25,78 +25,6 @@ struct geometry {
     int64_t a_stride[GROVE_MAX_DIMS];
     int64_t b_stride[GROVE_MAX_DIMS];
 };
-
-__device__ float bits_f32(uint32_t u) { return __uint_as_float(u); }
-
-__device__ float f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    if (exp == 0) {
-        float v = ldexpf((float)man, -24);
-        return sign ? -v : v;
-    }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13));
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-__device__ uint16_t f32_to_f16(float f)
-{
-    uint32_t u = __float_as_uint(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;
-    if (a >= 0x477ff000u) return sign | 0x7c00u;
-    if (a < 0x38800000u) {
-        float v = bits_f32(a) * 16777216.0f;
-        return sign | (uint16_t)rintf(v); /* nearest even, as nearbyintf on the host */
-    }
-    uint32_t mant = a & 0x7fffffu;
-    uint32_t exp = (a >> 23) - 112u;
-    uint32_t half = (exp << 10) | (mant >> 13);
-    uint32_t rest = mant & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) half++;
-    return sign | (uint16_t)half;
-}
-
-__device__ uint16_t f32_to_bf16(float f)
-{
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-__device__ double load_as_double(const void *data, int32_t dtype, int64_t i)
-{
-    switch (dtype) {
-    case GROVE_F32: return ((const float *)data)[i];
-    case GROVE_F16: return f16_to_f32(((const uint16_t *)data)[i]);
-    case GROVE_BF16: return __uint_as_float((uint32_t)((const uint16_t *)data)[i] << 16);
-    case GROVE_U8: return ((const uint8_t *)data)[i];
-    case GROVE_I8: return ((const int8_t *)data)[i];
-    case GROVE_I32: return ((const int32_t *)data)[i];
-    case GROVE_I64: return (double)((const int64_t *)data)[i];
-    default: return 0;
-    }
-}
-
-__device__ double clampd(double v, double lo, double hi) { return v != v ? 0 : v < lo ? lo : v > hi ? hi : v; }
-
-__device__ void store_double(void *data, int32_t dtype, int64_t i, double v)
-{
-    switch (dtype) {
-    case GROVE_F32: ((float *)data)[i] = (float)v; break;
-    case GROVE_F16: ((uint16_t *)data)[i] = f32_to_f16((float)v); break;
-    case GROVE_BF16: ((uint16_t *)data)[i] = f32_to_bf16((float)v); break;
-    case GROVE_U8: ((uint8_t *)data)[i] = (uint8_t)clampd(v, 0, 255); break;
-    case GROVE_I8: ((int8_t *)data)[i] = (int8_t)clampd(v, -128, 127); break;
-    case GROVE_I32: ((int32_t *)data)[i] = (int32_t)clampd(v, -2147483648.0, 2147483647.0); break;
-    case GROVE_I64: ((int64_t *)data)[i] = (int64_t)clampd(v, -9223372036854775808.0, 9223372036854774784.0); break;
-    default: break;
-    }
-}
 
 /* Element offsets of logical index i (row-major) under both stride sets. */
 __device__ void offsets(const geometry &g, int64_t i, int64_t *a, int64_t *b)
@@ -128,7 +56,7 @@ __global__ void copy_convert(geometry g, int64_t n, void *dst, int32_t dst_dtype
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t od, os;
         offsets(g, i, &od, &os);
-        store_double(dst, dst_dtype, od, load_as_double(src, src_dtype, os));
+        gv_conv_store(dst, dst_dtype, od, gv_conv_load(src, src_dtype, os));
     }
 }
 
@@ -205,7 +133,7 @@ extern "C" void gv_cuda_fill(int32_t ndim, const int64_t *shape, void *data, con
     if (n == 0) return;
     /* The value converted once on the host, exactly as the CPU fill does. */
     unsigned char elem[8] = {0};
-    gv_store_double(elem, dtype, 0, value);
+    gv_conv_store(elem, dtype, 0, value);
     geometry g = make_geometry(ndim, shape, stride, NULL);
     switch (grove_dtype_size(dtype)) {
     case 1: launch_fill<uint8_t>(g, n, data, elem); break;
