@@ -30,8 +30,14 @@ grove_status gv_node_begin(const char *name, gv_backward_fn fn, int32_t n, grove
     bool any = false;
     for (int32_t i = 0; i < n; i++) any = any || gv_tracks(inputs[i]);
     if (!any) return 0;
+    *out = gv_node_new(name, fn, n, inputs);
+    return *out ? 0 : -1;
+}
+
+grove_node *gv_node_new(const char *name, gv_backward_fn fn, int32_t n, grove_tensor *const *inputs)
+{
     grove_node *node = calloc(1, sizeof *node);
-    if (!node) return gv_fail("%s: out of memory recording the autograd tape", name);
+    if (!node) return gv_fail_null("%s: out of memory recording the autograd tape", name);
     gv_count_node(1);
     node->name = name;
     node->backward = fn;
@@ -52,8 +58,7 @@ grove_status gv_node_begin(const char *name, gv_backward_fn fn, int32_t n, grove
             grove_tensor_retain(t);
         }
     }
-    *out = node;
-    return 0;
+    return node;
 }
 
 grove_status gv_node_save(grove_node *n, int32_t slot, const grove_tensor *t)

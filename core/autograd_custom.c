@@ -87,25 +87,6 @@ static grove_status custom_backward(grove_node *n, grove_tensor *g, grove_tensor
     return 0;
 }
 
-/* A node without edges: grad mode is on, but no input requires grad (the
- * callback may still accumulate into parameters it reaches itself). */
-static grove_node *bare_node(const char *name, int32_t n, grove_tensor *const *inputs)
-{
-    grove_node *node = calloc(1, sizeof *node);
-    if (!node) return gv_fail_null("%s: out of memory recording the autograd tape", name);
-    gv_count_node(1);
-    node->name = name;
-    node->backward = custom_backward;
-    node->refcount = 1;
-    node->n_inputs = n;
-    for (int32_t i = 0; i < n; i++) {
-        if (!inputs[i]) continue;
-        node->in_ndim[i] = inputs[i]->ndim;
-        memcpy(node->in_shape[i], inputs[i]->shape, sizeof inputs[i]->shape);
-    }
-    return node;
-}
-
 grove_tensor *grove_custom_record(const char *name, grove_tensor *out, int32_t n_inputs, grove_tensor *const *inputs,
                                   int32_t n_saved, grove_tensor *const *saved, int64_t handle, bool force)
 {
@@ -121,7 +102,10 @@ grove_tensor *grove_custom_record(const char *name, grove_tensor *out, int32_t n
     grove_node *node = NULL;
     if (gv_node_begin(nm, custom_backward, n_inputs, inputs, &node)) return NULL;
     if (!node && force && grove_grad_enabled()) {
-        node = bare_node(nm, n_inputs, inputs);
+        /* a node without edges: grad mode is on, but no input requires
+         * grad (the callback may still accumulate into parameters it
+         * reaches itself) */
+        node = gv_node_new(nm, custom_backward, n_inputs, inputs);
         if (!node) return NULL;
     }
     if (node && out->dtype != GROVE_F32) {

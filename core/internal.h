@@ -109,6 +109,9 @@ bool gv_tracks(const grove_tensor *t);
  * set) only when the node cannot be allocated. */
 grove_status gv_node_begin(const char *name, gv_backward_fn fn, int32_t n, grove_tensor *const *inputs,
                            grove_node **out);
+/* A node over the n inputs whatever the grad mode (edges to those that
+ * require grad); NULL (error set) when it cannot be allocated. */
+grove_node *gv_node_new(const char *name, gv_backward_fn fn, int32_t n, grove_tensor *const *inputs);
 /* Keeps an alias of t's data (without its grad_fn) for backward; -1 when it
  * cannot be allocated. */
 grove_status gv_node_save(grove_node *n, int32_t slot, const grove_tensor *t);
