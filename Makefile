@@ -3,15 +3,15 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
-RUN_OUT ?= runs/tiny
+PROFILE ?= quick
 
 .PHONY: all deps deps-test build run test test-asan bench clean
 
 all: build
 
-# build dependencies only; the tests also need Debian's python3-torch
+# build dependencies only; the tests also need Debian's python3-torch and chromium
 deps:
-	GROVE_WITH_TORCH=0 scripts/install-deps
+	GROVE_TEST_DEPS=0 scripts/install-deps
 
 deps-test:
 	scripts/install-deps
@@ -22,10 +22,11 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: train the tiny preset on the shapes set (under 10 minutes on
-# 2 cores), then sample the evaluation prompts and print the evaluator's table.
+# The main job: the SANA 1.5 pipeline (train, grow, prune, fine-tune, judge,
+# search) in its quick profile, under 15 minutes on 2 cores; the report is
+# runs/quick/report.html (docs/pipeline.md). A re-run skips finished stages.
 run: build
-	$(BUILD)/grove recipes/train.lua --preset tiny --steps 4000 --decay 1300 --lr 2e-3 --batch 32 --time-limit 540 --out $(RUN_OUT)
+	$(BUILD)/grove recipes/pipeline.lua --profile $(PROFILE)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure

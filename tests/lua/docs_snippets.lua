@@ -25,6 +25,11 @@ function M.parse(text)
   local blocks, problems = {}, {}
   local open, block
   for i, line in ipairs(lines) do
+    -- a marker counts outside code blocks only (a page may show one as an example)
+    if not open and line:match("^%s*<!%-%-%s*no%-test") and
+       not (lines[i + 1] and lines[i + 1]:match("^%s*```+%s*lua%s*$")) then
+      problems[#problems + 1] = string.format("line %d: a no-test marker must be the line right before a ```lua fence", i)
+    end
     if open then
       -- a closing fence: the opening one's character, at least as many times
       local close = line:match("^%s*(" .. open:sub(1, 1) .. "+)%s*$")
@@ -45,13 +50,10 @@ function M.parse(text)
         end
       end
     end
-    local marker = line:match("^%s*<!%-%-%s*no%-test")
-    if marker and not (lines[i + 1] and lines[i + 1]:match("^%s*```+%s*lua%s*$")) then
-      problems[#problems + 1] = string.format("line %d: a no-test marker must be the line right before a ```lua fence", i)
-    end
   end
   if open then
-    problems[#problems + 1] = string.format("a code fence is left open at the end (%s)", block and ("block at line " .. block.fence) or "")
+    problems[#problems + 1] = "a code fence is left open at the end of the file" ..
+      (block and (" (the ```lua block at line " .. block.fence .. ")") or "")
   end
   return blocks, problems, #lines
 end

@@ -247,5 +247,6 @@ return function(grove)
   end
 
   search.register("halving", require("grove.search.halving"), { sampling = true })
+  require "grove.search.study"(grove, search)
   return search
 end
