@@ -165,6 +165,13 @@ const gv_kernels *gv_kernels_for(const char *op, const grove_tensor *t);
  * set. For front-ends that inspect data (index range checks). */
 grove_tensor *gv_host_data(const char *op, grove_tensor *t);
 
+/* t (B, N, D) as attention rows: read in place when its channels are
+ * adjacent (a slice of a wider projection, say) and its rows fit BLAS's int
+ * leading dimension, else as a contiguous copy; r receives the layout.
+ * Returns the tensor read (a new reference), NULL with the error set
+ * (attention_rows.c). */
+grove_tensor *gv_attn_rows_of(grove_tensor *t, gv_attn_rows *r);
+
 /* Sets "<op>: no CUDA kernel for <entry>" (or the device's name) and returns false. */
 bool gv_no_kernel(const char *op, const gv_kernels *k, const char *entry);
 

@@ -33,24 +33,27 @@ local profiles = {
     judge_steps = 2000, judge_samples = 128, judge_width = 64, judge_depth = 3, judge_eval_images = 256,
     search_prompts = 8, search_max_n = 16, search_steps_max_n = 16, search_steps = 20, grid_steps = 20,
   },
-  -- the studies' sizes (docs/growth.md, docs/pruning.md, docs/search.md) and
-  -- a base as long as the former main job's
-  full = {
-    preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 4000, grow_steps = 2000,
-    ft_steps = 100, batch = 32, lr = 2e-3, ft_lr = 5e-4, decay = 1 / 3, ema = 0.995, ft_ema = 0.95,
-    eval_prompts = 60, eval_steps = 20, calib_prompts = 64, calib_timesteps = 8,
-    judge_steps = 4000, judge_samples = 256, judge_width = 64, judge_depth = 3, judge_eval_images = 256,
-    search_prompts = 20, search_max_n = 64, search_steps_max_n = 16, search_steps = 20, grid_steps = 20,
-  },
-  -- a few steps of everything: the browser test's report (tests/browser/)
-  test = {
-    preset = "tiny", base_depth = 1, grow_depth = 2, prune_depth = 1, base_steps = 6, grow_steps = 4,
-    ft_steps = 3, batch = 4, lr = 2e-3, ft_lr = 5e-4, decay = 1 / 3, ema = 0.9, ft_ema = 0.9,
-    eval_prompts = 1, eval_steps = 2, calib_prompts = 6, calib_timesteps = 2,
-    judge_steps = 3, judge_samples = 4, judge_width = 16, judge_depth = 1, judge_eval_images = 8,
-    search_prompts = 1, search_max_n = 2, search_steps_max_n = 2, search_steps = 2, grid_steps = 2,
-  },
 }
+-- The other profiles name only what differs from quick.
+local function profile_from(base, changes)
+  local p = {}
+  for k, v in pairs(base) do p[k] = v end
+  for k, v in pairs(changes) do p[k] = v end
+  return p
+end
+-- the studies' sizes (docs/growth.md, docs/pruning.md, docs/search.md) and
+-- a base as long as the former main job's
+profiles.full = profile_from(profiles.quick, {
+  base_steps = 4000, grow_steps = 2000, eval_prompts = 60, judge_steps = 4000, judge_samples = 256,
+  search_prompts = 20, search_max_n = 64,
+})
+-- a few steps of everything: the browser test's report (tests/browser/)
+profiles.test = profile_from(profiles.quick, {
+  base_depth = 1, grow_depth = 2, prune_depth = 1, base_steps = 6, grow_steps = 4, ft_steps = 3, batch = 4,
+  ema = 0.9, ft_ema = 0.9, eval_prompts = 1, eval_steps = 2, calib_prompts = 6, calib_timesteps = 2,
+  judge_steps = 3, judge_samples = 4, judge_width = 16, judge_depth = 1, judge_eval_images = 8,
+  search_prompts = 1, search_max_n = 2, search_steps_max_n = 2, search_steps = 2, grid_steps = 2,
+})
 
 local spec = {
   { "profile", "string", "quick", "quick (under 15 minutes on 2 cores), full (the studies' sizes) or test (seconds)" },

@@ -12,24 +12,6 @@
 
 static const char *const OP = "cross_attention";
 
-/* t (B, N, D) read in place when its channels are adjacent and its rows fit
- * BLAS's int leading dimension, else as a contiguous copy; r receives the
- * layout. Returns the tensor read (a new reference). */
-static grove_tensor *rows_of(grove_tensor *t, gv_attn_rows *r)
-{
-    bool in_place = (t->shape[2] <= 1 || t->stride[2] == 1) &&
-                    (t->shape[1] <= 1 || (t->stride[1] >= t->shape[2] && t->stride[1] <= INT_MAX)) &&
-                    (t->shape[0] <= 1 || t->stride[0] >= 0);
-    grove_tensor *c = t;
-    if (in_place) grove_tensor_retain(t);
-    else c = gv_contiguous_data(t);
-    if (!c) return NULL;
-    r->data = c->data;
-    r->sn = c->shape[1] <= 1 ? c->shape[2] : c->stride[1];
-    r->sb = c->shape[0] <= 1 ? 0 : c->stride[0];
-    return c;
-}
-
 /* Saved: q, k, v and P; ints[0] = heads. */
 static grove_status cross_attention_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
@@ -41,7 +23,7 @@ static grove_status cross_attention_backward(grove_node *n, grove_tensor *g, gro
     const gv_kernels *kt = gv_kernels_for(OP, g);
     if (!kt || !gv_kernel_ready(OP, kt, cross_attention_scratch)) return -1;
     for (int i = 0; i < 4; i++)
-        if (!(held[i] = rows_of(src[i], &rows[i]))) goto fail;
+        if (!(held[i] = gv_attn_rows_of(src[i], &rows[i]))) goto fail;
     if (!(held[4] = gv_contiguous_data(n->saved[3]))) goto fail;
     for (int i = 0; i < 3; i++)
         if (n->needs_grad[i] && !(grads[i] = gv_empty(3, n->in_shape[i], GROVE_F32, g->device))) goto fail;
@@ -129,7 +111,7 @@ grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tens
     grove_tensor *in[3] = {q, k, v}, *held[4] = {NULL}, *out = NULL, *P = NULL;
     gv_attn_rows rows[3];
     for (int i = 0; i < 3; i++)
-        if (!(held[i] = rows_of(in[i], &rows[i]))) goto fail;
+        if (!(held[i] = gv_attn_rows_of(in[i], &rows[i]))) goto fail;
     if (mask && !(held[3] = gv_contiguous_data(mask))) goto fail;
     int64_t pshape[4] = {B, H, N, M};
     if (!gv_shape_ok(OP, 4, pshape)) goto fail;

@@ -7,31 +7,12 @@
  */
 #include "backend.h"
 
-#include <limits.h>
 #include <math.h>
 
 static const char *const OP = "linear_attention";
 
 /* Each head's d×d state grows with head_dim squared; SANA uses 32. */
 enum { MAX_HEAD_DIM = 4096 };
-
-/* t (B, N, D) read in place when its channels are adjacent (a slice of a
- * wider projection, say), else as a contiguous copy; r receives the layout.
- * Returns the tensor read (a new reference). */
-static grove_tensor *rows_of(grove_tensor *t, gv_attn_rows *r)
-{
-    bool in_place = (t->shape[2] <= 1 || t->stride[2] == 1) &&
-                    (t->shape[1] <= 1 || (t->stride[1] >= t->shape[2] && t->stride[1] <= INT_MAX)) &&
-                    (t->shape[0] <= 1 || t->stride[0] >= 0);
-    grove_tensor *c = t;
-    if (in_place) grove_tensor_retain(t);
-    else c = gv_contiguous_data(t);
-    if (!c) return NULL;
-    r->data = c->data;
-    r->sn = c->shape[1] <= 1 ? c->shape[2] : c->stride[1];
-    r->sb = c->shape[0] <= 1 ? 0 : c->stride[0];
-    return c;
-}
 
 /* Kernel scratch for B·H heads of head_dim d (bytes, as a u8 tensor). */
 static grove_tensor *scratch_for(const gv_kernels *kt, int64_t pairs, int64_t d)
@@ -53,7 +34,7 @@ static grove_status linear_attention_backward(grove_node *n, grove_tensor *g, gr
     const gv_kernels *kt = gv_kernels_for(OP, g);
     if (!kt) return -1;
     for (int i = 0; i < 4; i++)
-        if (!(held[i] = rows_of(src[i], &rows[i]))) goto fail;
+        if (!(held[i] = gv_attn_rows_of(src[i], &rows[i]))) goto fail;
     if (!(held[4] = gv_contiguous_data(n->saved[3]))) goto fail;
     for (int i = 0; i < 3; i++)
         if (n->needs_grad[i] && !(grads[i] = gv_empty(3, n->in_shape[i], GROVE_F32, g->device))) goto fail;
@@ -113,7 +94,7 @@ grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_ten
     grove_tensor *in[3] = {q, k, v}, *held[3] = {NULL}, *out = NULL, *state = NULL, *scratch = NULL;
     gv_attn_rows rows[3];
     for (int i = 0; i < 3; i++)
-        if (!(held[i] = rows_of(in[i], &rows[i]))) goto fail;
+        if (!(held[i] = gv_attn_rows_of(in[i], &rows[i]))) goto fail;
     int64_t sshape[4] = {B, H, d + 1, d};
     if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
     if (!(state = gv_empty(4, sshape, GROVE_F32, q->device))) goto fail;
