@@ -78,6 +78,17 @@ void gv_node_finish(grove_node *n, grove_tensor *out)
     out->is_leaf = 0;
 }
 
+grove_tensor *gv_node_end(grove_node *n, grove_tensor *out, bool ok)
+{
+    if (!ok) {
+        if (n) gv_node_release(n);
+        grove_tensor_release(out);
+        return NULL;
+    }
+    if (n) gv_node_finish(n, out);
+    return out;
+}
+
 static void node_free_saved(grove_node *n)
 {
     for (int i = 0; i < GV_NODE_MAX_SAVED; i++) {

@@ -118,6 +118,10 @@ grove_status gv_node_save(grove_node *n, int32_t slot, const grove_tensor *t);
 /* Attaches the node as out's grad_fn (takes the node's creation reference). */
 void gv_node_finish(grove_node *n, grove_tensor *out);
 void gv_node_release(grove_node *n);
+/* The last step of an op that recorded n (NULL when nothing was recorded):
+ * when ok, attaches n to out and returns out; otherwise releases both and
+ * returns NULL (the error already set). */
+grove_tensor *gv_node_end(grove_node *n, grove_tensor *out, bool ok);
 
 /* Sums g down to the given shape (the gradient of a broadcast). Returns a
  * new reference; g itself (retained) when the shapes already match. */

@@ -44,11 +44,5 @@ grove_tensor *grove_glu_silu(grove_tensor *h)
     if (ok) ok = !GV_KCALL(op, k, glu_silu, gv_numel_of(h->ndim - 1, h->shape), c2 / 2, hc->data, out->data);
     if (ok && node) ok = !gv_node_save(node, 0, hc);
     grove_tensor_release(hc);
-    if (!ok) {
-        if (node) gv_node_release(node);
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) gv_node_finish(node, out);
-    return out;
+    return gv_node_end(node, out, ok);
 }

@@ -86,13 +86,7 @@ grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_te
     grove_tensor_release(shc);
     grove_tensor_release(scc);
     grove_tensor_release(stats);
-    if (!ok) {
-        if (node) gv_node_release(node);
-        grove_tensor_release(y);
-        return NULL;
-    }
-    if (node) gv_node_finish(node, y);
-    return y;
+    return gv_node_end(node, y, ok);
 }
 
 /* ---- gated_residual ------------------------------------------------------------ */
@@ -149,11 +143,5 @@ grove_tensor *grove_gated_residual(grove_tensor *x, grove_tensor *gate, grove_te
     grove_tensor_release(xc);
     grove_tensor_release(gc);
     grove_tensor_release(yc);
-    if (!ok) {
-        if (node) gv_node_release(node);
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) gv_node_finish(node, out);
-    return out;
+    return gv_node_end(node, out, ok);
 }

@@ -112,13 +112,7 @@ static grove_tensor *norm_op(const char *op, grove_tensor *x, grove_tensor *w, g
     grove_tensor_release(wc);
     grove_tensor_release(bc);
     grove_tensor_release(stats);
-    if (!ok) {
-        if (node) gv_node_release(node);
-        grove_tensor_release(y);
-        return NULL;
-    }
-    if (node) gv_node_finish(node, y);
-    return y;
+    return gv_node_end(node, y, ok);
 }
 
 grove_tensor *grove_layer_norm(grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps)
