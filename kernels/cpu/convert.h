@@ -14,11 +14,7 @@
 
 #include <grove.h>
 
-#ifdef __CUDACC__
-#define GV_HD __host__ __device__
-#else
-#define GV_HD
-#endif
+#include "hostdev.h"
 
 static inline GV_HD uint32_t gv_conv_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline GV_HD float gv_conv_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }

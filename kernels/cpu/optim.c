@@ -1,6 +1,7 @@
 /* optim.c — CPU kernels for SGD, AdamW and CAME updates and for blockwise
  * 8-bit quantization (see optim.h for the contracts). */
 #include "optim.h"
+#include "optim_rules.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -50,16 +51,9 @@ void gv_cpu_sgd(float *p, const float *g, float *buf, int64_t n, float lr, float
                 float one_minus_dampening, float weight_decay, int nesterov, int first)
 {
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i];
-        if (weight_decay != 0.0f) d = d + weight_decay * p[i];
-        if (buf) {
-            float b = first ? d : buf[i] * momentum + one_minus_dampening * d;
-            buf[i] = b;
-            d = nesterov ? d + momentum * b : b;
-        }
-        p[i] = p[i] - lr * d;
-    }
+    for (int64_t i = 0; i < n; i++)
+        p[i] = gv_rule_sgd(p[i], g[i], buf ? buf + i : NULL, lr, momentum, one_minus_dampening, weight_decay,
+                           nesterov, first);
 }
 
 void gv_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float keep, float beta1,
@@ -67,26 +61,12 @@ void gv_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float
                   float bc2_sqrt)
 {
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = m[i] * beta1 + one_minus_beta1 * gi;
-        float vi = v[i] * beta2 + one_minus_beta2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = p[i] * keep - step_size * (mi / denom);
-    }
+    for (int64_t i = 0; i < n; i++)
+        p[i] = gv_rule_adamw(p[i], g[i], m + i, v + i, keep, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                             step_size, bc2_sqrt);
 }
 
 /* ---- CAME, full second moment ------------------------------------------- */
-
-/* The clip divisor max(1, RMS(u)/d) from Σu² over n values. */
-static float clip_divisor(double sum_sq, int64_t n, float clip)
-{
-    double rms = sqrt(sum_sq / (double)n);
-    double d = rms / (double)clip;
-    return d > 1.0 ? (float)d : 1.0f;
-}
 
 void gv_cpu_came_full(float *p, const float *g, float *m, float *v, int64_t n, const gv_came_hyper *h)
 {
@@ -99,7 +79,7 @@ void gv_cpu_came_full(float *p, const float *g, float *m, float *v, int64_t n, c
         int64_t hi = (c + 1) * chunk < n ? (c + 1) * chunk : n;
         double s = 0;
         for (int64_t i = c * chunk; i < hi; i++) {
-            float vi = v[i] * b2 + omb2 * (g[i] * g[i] + eps1);
+            float vi = gv_rule_blend(v[i], b2, omb2, gv_rule_came_sq(g[i], eps1));
             v[i] = vi;
             float u = (1.0f / sqrtf(vi)) * g[i];
             s += (double)u * (double)u;
@@ -108,16 +88,14 @@ void gv_cpu_came_full(float *p, const float *g, float *m, float *v, int64_t n, c
     }
     double ss = 0;
     for (int64_t c = 0; c < nchunks; c++) ss += part[c];
-    const float denom = clip_divisor(ss, n, h->clip);
+    const float denom = gv_rule_clip_divisor(ss, n, h->clip);
     const float b1 = h->beta1, omb1 = h->one_minus_beta1, lr = h->lr, decay = h->decay;
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)
     for (int64_t i = 0; i < n; i++) {
         float u = ((1.0f / sqrtf(v[i])) * g[i]) / denom;
-        float mi = m[i] * b1 + omb1 * u;
+        float mi = gv_rule_blend(m[i], b1, omb1, u);
         m[i] = mi;
-        float pi = p[i];
-        if (decay != 0.0f) pi = pi + (-decay) * pi;
-        p[i] = pi - mi * lr;
+        p[i] = gv_rule_came_step(p[i], decay, mi, lr);
     }
 }
 
@@ -157,10 +135,11 @@ static void blend_and_factor(float *row, float *col, const double *rsum, const d
 {
     double mean_sum = 0;
     for (int64_t i = 0; i < rows; i++) {
-        row[i] = row[i] * beta + one_minus_beta * (float)(rsum[i] / (double)cols);
+        row[i] = gv_rule_blend(row[i], beta, one_minus_beta, (float)(rsum[i] / (double)cols));
         mean_sum += row[i];
     }
-    for (int64_t j = 0; j < cols; j++) col[j] = col[j] * beta + one_minus_beta * (float)(csum[j] / (double)rows);
+    for (int64_t j = 0; j < cols; j++)
+        col[j] = gv_rule_blend(col[j], beta, one_minus_beta, (float)(csum[j] / (double)rows));
     float mean = (float)(mean_sum / (double)rows);
     for (int64_t i = 0; i < rows; i++) fa[i] = 1.0f / sqrtf(row[i] / mean);
     for (int64_t j = 0; j < cols; j++) fb[j] = 1.0f / sqrtf(col[j]);
@@ -185,7 +164,7 @@ void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, flo
             const float *gi = g + i * cols;
             double rs = 0;
             for (int64_t j = 0; j < cols; j++) {
-                float q = gi[j] * gi[j] + eps1;
+                float q = gv_rule_came_sq(gi[j], eps1);
                 rs += q;
                 pk[j] += q;
             }
@@ -209,7 +188,7 @@ void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, flo
     }
     double ss = 0;
     for (int64_t i = 0; i < rows; i++) ss += rsum[i];
-    const float denom = clip_divisor(ss, n, h->clip);
+    const float denom = gv_rule_clip_divisor(ss, n, h->clip);
 
     /* 3. first moment from the clipped update û, and the instability
      *    (û − m)² + ε2 summed by rows and columns */
@@ -226,10 +205,9 @@ void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, flo
             double rs = 0;
             for (int64_t j = 0; j < cols; j++) {
                 float u = ((a * fb[j]) * gi[j]) / denom;
-                float mm = mi[j] * b1 + omb1 * u;
+                float mm = gv_rule_blend(mi[j], b1, omb1, u);
                 mi[j] = mm;
-                float d = u - mm;
-                float r = d * d + eps2;
+                float r = gv_rule_came_instability(u, mm, eps2);
                 rs += r;
                 pk[j] += r;
             }
@@ -246,11 +224,7 @@ void gv_cpu_came_factored(float *p, const float *g, float *m, float *sq_row, flo
         float *pi = p + i * cols;
         const float *mi = m + i * cols;
         const float a = fa[i];
-        for (int64_t j = 0; j < cols; j++) {
-            float x = pi[j];
-            if (decay != 0.0f) x = x + (-decay) * x;
-            pi[j] = x - ((a * fb[j]) * mi[j]) * lr;
-        }
+        for (int64_t j = 0; j < cols; j++) pi[j] = gv_rule_came_step(pi[j], decay, (a * fb[j]) * mi[j], lr);
     }
 }
 

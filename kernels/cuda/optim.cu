@@ -3,7 +3,7 @@
  * SGD, AdamW, CAME (full and factored second moment), Σx² and x·=s. The
  * blockwise 8-bit quantizers are in quant.cu.
  *
- * The per-element formulas are the CPU's, written the same way. Sums are
+ * The per-element formulas are the CPU's own (kernels/cpu/optim_rules.h). Sums are
  * in double, as on the CPU, and never use atomics:
  * - a full sum (Σx², CAME's Σu² over a vector) splits [0, n) among a number
  *   of blocks that depends only on n; each block reduces its share in a
@@ -21,6 +21,7 @@
 #include "cuda.h"
 #include "context.h"
 #include "block_reduce.cuh"
+#include "../cpu/optim_rules.h"
 
 /* One thread per index, striding over the grid: n may exceed 2^31. */
 #define GRID_LOOP(i, n)                                                                      \
@@ -44,14 +45,6 @@ static unsigned int sum_parts(long long n)
 {
     long long p = (n + THREADS - 1) / THREADS;
     return (unsigned int)(p < MAX_PARTS ? p : MAX_PARTS);
-}
-
-/* The clip divisor max(1, RMS(u)/d) from Σu² over n values (as the CPU's clip_divisor). */
-static __device__ float clip_divisor(double sum_sq, long long n, float clip)
-{
-    double rms = sqrt(sum_sq / (double)n);
-    double d = rms / (double)clip;
-    return d > 1.0 ? (float)d : 1.0f;
 }
 
 /* ---- Σx² and x·=s ------------------------------------------------------------ */
@@ -106,16 +99,9 @@ extern "C" void gv_cuda_scale_(float *x, int64_t n, float s)
 static __global__ void sgd_kernel(float *p, const float *g, float *buf, long long n, float lr, float momentum,
                            float one_minus_dampening, float weight_decay, int nesterov, int first)
 {
-    GRID_LOOP(i, n) {
-        float d = g[i];
-        if (weight_decay != 0.0f) d = d + weight_decay * p[i];
-        if (buf) {
-            float b = first ? d : buf[i] * momentum + one_minus_dampening * d;
-            buf[i] = b;
-            d = nesterov ? d + momentum * b : b;
-        }
-        p[i] = p[i] - lr * d;
-    }
+    GRID_LOOP(i, n)
+        p[i] = gv_rule_sgd(p[i], g[i], buf ? buf + i : NULL, lr, momentum, one_minus_dampening, weight_decay,
+                           nesterov, first);
 }
 
 extern "C" void gv_cuda_sgd(float *p, const float *g, float *buf, int64_t n, float lr, float momentum,
@@ -131,15 +117,9 @@ static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v
                              float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size,
                              float bc2_sqrt)
 {
-    GRID_LOOP(i, n) {
-        float gi = g[i];
-        float mi = m[i] * beta1 + one_minus_beta1 * gi;
-        float vi = v[i] * beta2 + one_minus_beta2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = p[i] * keep - step_size * (mi / denom);
-    }
+    GRID_LOOP(i, n)
+        p[i] = gv_rule_adamw(p[i], g[i], m + i, v + i, keep, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                             step_size, bc2_sqrt);
 }
 
 extern "C" void gv_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float keep, float beta1,
@@ -159,7 +139,7 @@ static __global__ void came_full_second_moment(const float *g, float *v, long lo
 {
     double s = 0;
     GRID_LOOP(i, n) {
-        float vi = v[i] * b2 + omb2 * (g[i] * g[i] + eps1);
+        float vi = gv_rule_blend(v[i], b2, omb2, gv_rule_came_sq(g[i], eps1));
         v[i] = vi;
         float u = (1.0f / sqrtf(vi)) * g[i];
         s += (double)u * (double)u;
@@ -174,7 +154,7 @@ static __global__ void came_denom_from_parts(unsigned int nparts, long long n, f
     double s = 0;
     for (unsigned int b = threadIdx.x; b < nparts; b += blockDim.x) s += g_parts[b];
     double t = gv_block_sum<THREADS>(s);
-    if (threadIdx.x == 0) g_denom = clip_divisor(t, n, clip);
+    if (threadIdx.x == 0) g_denom = gv_rule_clip_divisor(t, n, clip);
 }
 
 static __global__ void came_full_update(float *p, const float *g, float *m, const float *v, long long n, float b1, float omb1,
@@ -183,11 +163,9 @@ static __global__ void came_full_update(float *p, const float *g, float *m, cons
     const float denom = g_denom;
     GRID_LOOP(i, n) {
         float u = ((1.0f / sqrtf(v[i])) * g[i]) / denom;
-        float mi = m[i] * b1 + omb1 * u;
+        float mi = gv_rule_blend(m[i], b1, omb1, u);
         m[i] = mi;
-        float pi = p[i];
-        if (decay != 0.0f) pi = pi + (-decay) * pi;
-        p[i] = pi - mi * lr;
+        p[i] = gv_rule_came_step(p[i], decay, mi, lr);
     }
 }
 
@@ -219,9 +197,7 @@ struct SqValue {
     float eps1;
     __device__ double operator()(long long i, long long j) const
     {
-        float gij = g[i * cols + j];
-        float q = gij * gij + eps1;
-        return (double)q;
+        return (double)gv_rule_came_sq(g[i * cols + j], eps1);
     }
 };
 
@@ -245,9 +221,7 @@ struct ResValue {
     {
         long long k = i * cols + j;
         float u = ((fa[i] * fb[j]) * g[k]) / g_denom;
-        float d = u - m[k];
-        float r = d * d + eps2;
-        return (double)r;
+        return (double)gv_rule_came_instability(u, m[k], eps2);
     }
 };
 
@@ -297,12 +271,12 @@ static __global__ void blend_and_factor(float *row, float *col, const double *rs
 {
     double s = 0;
     for (long long i = threadIdx.x; i < rows; i += blockDim.x) {
-        float r = row[i] * beta + one_minus_beta * (float)(rsum[i] / (double)cols);
+        float r = gv_rule_blend(row[i], beta, one_minus_beta, (float)(rsum[i] / (double)cols));
         row[i] = r;
         s += r;
     }
     for (long long j = threadIdx.x; j < cols; j += blockDim.x)
-        col[j] = col[j] * beta + one_minus_beta * (float)(csum[j] / (double)rows);
+        col[j] = gv_rule_blend(col[j], beta, one_minus_beta, (float)(csum[j] / (double)rows));
     /* gv_block_sum synchronises the block, so every row and column is blended below */
     const float mean = (float)(gv_block_sum<THREADS>(s) / (double)rows);
     for (long long i = threadIdx.x; i < rows; i += blockDim.x) fa[i] = 1.0f / sqrtf(row[i] / mean);
@@ -315,7 +289,7 @@ static __global__ void came_denom_from_rows(const double *rsum, long long rows, 
     double s = 0;
     for (long long i = threadIdx.x; i < rows; i += blockDim.x) s += rsum[i];
     double t = gv_block_sum<THREADS>(s);
-    if (threadIdx.x == 0) g_denom = clip_divisor(t, n, clip);
+    if (threadIdx.x == 0) g_denom = gv_rule_clip_divisor(t, n, clip);
 }
 
 /* m ← β1·m + (1 − β1)·û, û = (a_i·b_j)·g / denom. */
@@ -326,7 +300,7 @@ static __global__ void came_factored_moment(const float *g, float *m, const floa
     GRID_LOOP(k, rows * cols) {
         long long i = k / cols, j = k % cols;
         float u = ((fa[i] * fb[j]) * g[k]) / denom;
-        m[k] = m[k] * b1 + omb1 * u;
+        m[k] = gv_rule_blend(m[k], b1, omb1, u);
     }
 }
 
@@ -336,9 +310,7 @@ static __global__ void came_factored_update(float *p, const float *m, const floa
 {
     GRID_LOOP(k, rows * cols) {
         long long i = k / cols, j = k % cols;
-        float x = p[k];
-        if (decay != 0.0f) x = x + (-decay) * x;
-        p[k] = x - ((fa[i] * fb[j]) * m[k]) * lr;
+        p[k] = gv_rule_came_step(p[k], decay, (fa[i] * fb[j]) * m[k], lr);
     }
 }
 
