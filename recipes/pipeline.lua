@@ -79,7 +79,7 @@ local spec = {
   { "calib_prompts", "number", nil, "calibration prompts of the block importance" },
   { "calib_timesteps", "number", nil, "noise levels of the calibration set" },
   { "judge_steps", "number", nil, "training steps of the judge" },
-  { "judge_samples", "number", nil, "fine-tuned model samples the judge trains on (as many held out)" },
+  { "judge_samples", "number", nil, "fine-tuned model samples the judge trains on (as many more, up to judge_eval_images, held out)" },
   { "judge_width", "number", nil, "judge width" },
   { "judge_depth", "number", nil, "judge layers" },
   { "judge_eval_images", "number", nil, "held-out images per judge accuracy set" },

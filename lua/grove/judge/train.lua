@@ -64,16 +64,19 @@ return function(grove, J)
     local sample_pool
     local parts = o.parts or (o.checkpoint and grove.train.load_for_inference(o.checkpoint))
     if parts and o.samples > 0 then
-      local b = grove.data.shapes { batch = 2 * o.samples, seed = o.seed + 3000, size = o.size }:next()
+      -- o.samples to train on, then as many as the other held-out sets (at most o.samples) to measure
+      local n_eval = math.min(o.samples, o.eval_images)
+      local b = grove.data.shapes { batch = o.samples + n_eval, seed = o.seed + 3000, size = o.size }:next()
       local t0 = grove.now()
       local images = grove.train.sample_prompts(parts, b.captions, { size = o.size, seed = o.seed, steps = o.sample_steps,
                                                                      batch = 64 })
-      say(string.format("%d model samples in %.1f s", 2 * o.samples, grove.now() - t0))
+      say(string.format("%d model samples in %.1f s", o.samples + n_eval, grove.now() - t0))
       local train_specs, eval_specs = {}, {}
-      for i = 1, o.samples do train_specs[i], eval_specs[i] = b.specs[i], b.specs[o.samples + i] end
+      for i = 1, o.samples do train_specs[i] = b.specs[i] end
+      for i = 1, n_eval do eval_specs[i] = b.specs[o.samples + i] end
       sample_pool = { images = images:narrow(1, 1, o.samples), specs = train_specs, position = 0 }
       evals[#evals + 1] = { name = "samples",
-                            pairs = J.pairs(images:narrow(1, o.samples + 1, o.samples), eval_specs, { seed = o.seed + 4000 }) }
+                            pairs = J.pairs(images:narrow(1, o.samples + 1, n_eval), eval_specs, { seed = o.seed + 4000 }) }
     end
 
     local function sample_batch(step)
