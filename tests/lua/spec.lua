@@ -201,4 +201,35 @@ function spec.run(cmd)
   return out:gsub("__status=%d+%s*$", ""), tonumber(out:match("__status=(%d+)%s*$"))
 end
 
+-- A file's bytes; and writing bytes to a file.
+function spec.read_all(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function spec.write_all(p, s)
+  local f = assert(io.open(p, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- The values of a list joined by commas (for comparing block lists).
+function spec.join(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = tostring(v) end
+  return table.concat(out, ",")
+end
+
+-- The largest absolute difference of two tensors.
+function spec.max_diff(a, b) return (a - b):abs():max():item() end
+
+-- A module's parameters by name.
+function spec.params(m)
+  local out = {}
+  for _, np in ipairs(m:named_parameters()) do out[np[1]] = np[2] end
+  return out
+end
+
 return spec

@@ -23,19 +23,11 @@ local function inputs(B, seed)
   return x, t, text, mask
 end
 
-local function join(list)
-  local out = {}
-  for i, v in ipairs(list) do out[i] = tostring(v) end
-  return table.concat(out, ",")
-end
+local join = spec.join
 
-local function max_diff(a, b) return (a - b):abs():max():item() end
+local max_diff = spec.max_diff
 
-local function params(m)
-  local out = {}
-  for _, np in ipairs(m:named_parameters()) do out[np[1]] = np[2] end
-  return out
-end
+local params = spec.params
 
 -- A trained-looking source: default init has zero biases, so perturb every
 -- parameter; identity must hold for any weights, not just fresh ones.

@@ -16,18 +16,7 @@ os.execute("mkdir -p '" .. scratch .. "'")
 local function at(name) return scratch .. "/" .. name end
 local function mkdir(name) os.execute("mkdir -p '" .. at(name) .. "'") end
 
-local function read_all(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_all(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
-end
+local read_all, write_all = spec.read_all, spec.write_all
 
 -- Largest absolute difference of two tensors (as floats).
 local function maxdiff(a, b)

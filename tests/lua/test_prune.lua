@@ -10,19 +10,11 @@ local tmpdir = spec.tmpdir
 
 local run = spec.run
 
-local function join(list)
-  local out = {}
-  for i, v in ipairs(list) do out[i] = tostring(v) end
-  return table.concat(out, ",")
-end
+local join = spec.join
 
-local function max_diff(a, b) return (a - b):abs():max():item() end
+local max_diff = spec.max_diff
 
-local function params(m)
-  local out = {}
-  for _, np in ipairs(m:named_parameters()) do out[np[1]] = np[2] end
-  return out
-end
+local params = spec.params
 
 -- The tiny preset at width 64 with a one-layer text encoder; every weight
 -- perturbed, so no block is an identity by accident of the default init

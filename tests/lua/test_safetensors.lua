@@ -12,18 +12,7 @@ local function path(name)
   return p
 end
 
-local function read_all(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_all(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
-end
+local read_all, write_all = spec.read_all, spec.write_all
 
 -- Little-endian u64 prefix for hand-made files.
 local function u64(n)
