@@ -474,6 +474,20 @@ do
   local fm = {}
   for i = 4, #h do fm[i] = "%.3f" end
   doc:table { caption = "Candidates against steps", header = h, rows = t, bold_last = true, formats = fm }
+  -- what the table says, in one sentence per comparison: read from the rows
+  local at = {}
+  for _, r in ipairs(search.rows) do at[r.line .. "@" .. r.evals] = r.overall end
+  local function score(line, n) return at[line .. "@" .. n * o.search_steps] end
+  local n, most_steps = o.search_max_n, 1
+  for _, r in ipairs(search.rows) do if r.line:match("^steps") and r.n == 1 then most_steps = math.max(most_steps, r.evals / o.search_steps) end end
+  local t1, tn, rn, on = score("tournament", 1), score("tournament", n), score("random", n), score("oracle", n)
+  local tk, sk = score("tournament", most_steps), score("steps ×" .. most_steps, most_steps)
+  if t1 and tn and rn and on and tk and sk then
+    doc:p(string.format("In this run: the tournament's pick scores %.3f at N = 1 and %.3f at N = %d (%+.3f); a random " ..
+      "pick among the same %d scores %.3f, so the judge adds %+.3f over chance; the oracle reaches %.3f. At %d model " ..
+      "evaluations per prompt, %d candidates give %.3f and one candidate with %d× the steps %.3f.", t1, tn, n, tn - t1, n,
+      rn, tn - rn, on, most_steps * o.search_steps, most_steps, tk, most_steps, sk))
+  end
 end
 doc:image("search/example.png", { alt = "candidates", caption = "Candidates for \"" .. tostring(search.example_prompt) ..
   "\" with their judge scores; the tournament's pick is starred." })
