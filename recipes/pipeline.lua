@@ -30,7 +30,7 @@ local profiles = {
     preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1500, grow_steps = 600,
     ft_steps = 100, batch = 32, lr = 2e-3, ft_lr = 5e-4, decay = 1 / 3, ema = 0.995, ft_ema = 0.95,
     eval_prompts = 30, eval_steps = 20, calib_prompts = 64, calib_timesteps = 8,
-    judge_steps = 2000, judge_samples = 128, judge_width = 64, judge_depth = 3, judge_eval_images = 256,
+    judge_steps = 2000, judge_samples = 128, judge_width = 64, judge_depth = 3, judge_stem_depth = 1, judge_eval_images = 256,
     search_prompts = 8, search_max_n = 16, search_steps_max_n = 16, search_steps = 20, grid_steps = 20,
   },
 }
@@ -82,6 +82,7 @@ local spec = {
   { "judge_samples", "number", nil, "fine-tuned model samples the judge trains on (as many more, up to judge_eval_images, held out)" },
   { "judge_width", "number", nil, "judge width" },
   { "judge_depth", "number", nil, "judge layers" },
+  { "judge_stem_depth", "number", nil, "3x3 convolutions in the judge's stem" },
   { "judge_eval_images", "number", nil, "held-out images per judge accuracy set" },
   { "search_prompts", "number", nil, "prompts per category in the search study" },
   { "search_max_n", "number", nil, "most candidates per prompt in the search study (a power of two)" },
@@ -164,7 +165,7 @@ local stage_options = {
   scratch = pick("grow_depth", "grow_steps", "batch", "lr", "decay", "ema", "scratch"),
   prune = pick("prune_depth", "calib_prompts", "calib_timesteps"),
   finetune = pick("ft_steps", "ft_lr", "ft_ema", "batch"),
-  judge = pick("judge_steps", "judge_samples", "judge_width", "judge_depth", "judge_eval_images"),
+  judge = pick("judge_steps", "judge_samples", "judge_width", "judge_depth", "judge_stem_depth", "judge_eval_images"),
   search = pick("search_prompts", "search_max_n", "search_steps_max_n", "search_steps"),
 }
 
@@ -281,7 +282,7 @@ end)
 
 local judge = run:stage("judge", stage_options.judge, function(dir)
   local r = grove.judge.train { steps = o.judge_steps, samples = o.judge_samples, width = o.judge_width,
-                                depth = o.judge_depth, eval_images = o.judge_eval_images, seed = o.seed,
+                                depth = o.judge_depth, stem_depth = o.judge_stem_depth, eval_images = o.judge_eval_images, seed = o.seed,
                                 checkpoint = ckpt("finetune"), out = dir, log_every = math.max(1, math.floor(o.judge_steps / 10)) }
   print(r.accuracy)
   local sets = {}

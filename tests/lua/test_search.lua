@@ -236,6 +236,23 @@ spec.describe("judge", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
+  spec.it("stacks 3x3 convolutions in its stem, and loads them back", function()
+    local cfg = { vocab_size = tok:size(), width = 32, depth = 1, heads = 2, size = 16, stem = 8 }
+    local one = grove.judge.Judge(cfg, { seed = 1 })
+    cfg.stem_depth = 3
+    local three = grove.judge.Judge(cfg, { seed = 1 })
+    spec.eq(three:num_parameters() - one:num_parameters(), 2 * (9 * 8 * 8 + 8))
+    local b = grove.data.shapes { batch = 2, seed = 4, size = 16 }:next()
+    local s = three:score(b.images, b.captions)
+    local dir = tmpdir()
+    three:save(dir .. "/j.safetensors")
+    local k = grove.judge.load(dir .. "/j.safetensors")
+    spec.eq(k.config.stem_depth, 3)
+    local s2 = k:score(b.images, b.captions)
+    for i = 1, 2 do spec.eq(s2[i], s[i]) end
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   spec.it("changes captions by colour, count, shape and relation", function()
     local r = grove.judge.rng(1)
     local pos = grove.data.captions.parse("a red circle left of a blue square")

@@ -17,7 +17,8 @@
 --
 -- config: vocab_size (required), width 64, depth 3, heads 2, mlp_ratio 2,
 -- patch 8, size 32, channels 3, text_len 16, stem 32 (channels of a 3×3
--- convolution with GELU before the patch embedding; 0: none).
+-- convolution with GELU before the patch embedding; 0: none), stem_depth 1
+-- (how many such convolutions).
 local Module = require "grove.nn.module"
 
 return function(grove)
@@ -26,7 +27,7 @@ return function(grove)
   grove.judge = J
 
   local defaults = { width = 64, depth = 3, heads = 2, mlp_ratio = 2, patch = 8, size = 32, channels = 3, text_len = 16,
-                     stem = 32, eps = 1e-5 }
+                     stem = 32, stem_depth = 1, eps = 1e-5 }
   J.defaults = defaults
 
   local function resolve(config)
@@ -35,9 +36,9 @@ return function(grove)
     for k, v in pairs(defaults) do c[k] = v end
     for k, v in pairs(config) do c[k] = v end
     c.kind = "judge"
-    for _, k in ipairs { "vocab_size", "width", "depth", "heads", "patch", "size", "channels", "text_len", "stem" } do
+    for _, k in ipairs { "vocab_size", "width", "depth", "heads", "patch", "size", "channels", "text_len", "stem", "stem_depth" } do
       local v = c[k]
-      if type(v) ~= "number" or v % 1 ~= 0 or v < ((k == "depth" or k == "stem") and 0 or 1) then
+      if type(v) ~= "number" or v % 1 ~= 0 or v < ((k == "depth" or k == "stem" or k == "stem_depth") and 0 or 1) then
         error("judge: config." .. k .. " must be a positive integer, got " .. tostring(v), 3)
       end
     end
@@ -63,6 +64,8 @@ return function(grove)
       -- a 3×3 convolution sees edges and corners inside a patch, which a
       -- linear patch embedding alone learns slowly (shape words went unlearned)
       self:add_module("stem", nn.Linear(make, 9 * c.channels, c.stem))
+      -- further 3×3 convolutions widen what one patch feature sees (5×5, 7×7, …)
+      for i = 2, c.stem_depth do self:add_module("stem" .. i, nn.Linear(make, 9 * c.stem, c.stem)) end
     end
     local feat = c.stem > 0 and c.stem or c.channels
     self:add_module("patch_embed", nn.Linear(make, feat * c.patch * c.patch, D))
@@ -95,14 +98,18 @@ return function(grove)
     local B, p, g = images:size(1), c.patch, c.size / c.patch
     local feat = images
     if self.stem then
-      -- the 3×3 convolution as one product over each pixel's neighbourhood
+      -- each 3×3 convolution as one product over each pixel's neighbourhood
       local H, W = c.size, c.size
-      local xp = grove.pad(images, { 0, 0, 1, 1, 1, 1 })
-      local taps = {}
-      for dy = 0, 2 do
-        for dx = 0, 2 do taps[#taps + 1] = xp:narrow(2, 1 + dy, H):narrow(3, 1 + dx, W) end
+      local function conv3x3(x, linear)
+        local xp = grove.pad(x, { 0, 0, 1, 1, 1, 1 })
+        local taps = {}
+        for dy = 0, 2 do
+          for dx = 0, 2 do taps[#taps + 1] = xp:narrow(2, 1 + dy, H):narrow(3, 1 + dx, W) end
+        end
+        return linear:forward(grove.cat(taps, 4)):gelu()
       end
-      feat = self.stem:forward(grove.cat(taps, 4)):gelu()
+      feat = conv3x3(images, self.stem)
+      for i = 2, c.stem_depth do feat = conv3x3(feat, self["stem" .. i]) end
     end
     local F = feat:size(4)
     local patches = feat:reshape { B, g, p, g, p, F }:permute { 1, 2, 4, 3, 5, 6 }:reshape { B, g * g, p * p * F }

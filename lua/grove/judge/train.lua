@@ -10,7 +10,7 @@
 -- Writes OUT/judge.safetensors, OUT/accuracy.txt and OUT/loss.png.
 return function(grove, J)
   J.train_defaults = {
-    steps = 4000, batch = 32, lr = 1e-3, warmup = 50, width = 64, depth = 3, heads = 2, patch = 8, size = 32, stem = 32,
+    steps = 4000, batch = 32, lr = 1e-3, warmup = 50, width = 64, depth = 3, heads = 2, patch = 8, size = 32, stem = 32, stem_depth = 1,
     kinds = "shape,relation,color,shape,relation,count,relation", seed = 1, checkpoint = nil, samples = 256,
     sample_steps = 20, sample_every = 3, eval_images = 256, out = "runs/judge", log_every = 50,
   }
@@ -46,7 +46,7 @@ return function(grove, J)
     for k in o.kinds:gmatch("[^,%s]+") do kinds[#kinds + 1] = k end
     local tok = grove.text.shapes_tokenizer()
     local judge = J.Judge({ vocab_size = tok:size(), width = o.width, depth = o.depth, heads = o.heads, patch = o.patch,
-                            size = o.size, stem = o.stem }, { seed = o.seed })
+                            size = o.size, stem = o.stem, stem_depth = o.stem_depth }, { seed = o.seed })
     say(string.format("judge: %d parameters", judge:num_parameters()))
 
     -- held-out pairs: renders of another seed (train split), renders of the
