@@ -459,7 +459,7 @@ end
 doc:section("search", "Inference-time search")
 doc:image("search/scaling.png", { alt = "score against compute", caption = string.format(
   "Overall score against model evaluations per prompt: the judge's tournament and best-of-N among the first N of %d " ..
-  "candidates, the evaluator as its own judge (oracle, the ceiling), a random pick (the floor), and one candidate " ..
+  "candidates, the evaluator as its own judge (oracle, the ceiling), a random pick (the floor, its expected score), and one candidate " ..
   "with more denoising steps; %d prompts per category.", o.search_max_n, o.search_prompts) })
 do
   local h = { "line", "N", "model evals" }
@@ -485,7 +485,7 @@ do
   local tk, sk = score("tournament", most_steps), score("steps ×" .. most_steps, most_steps)
   if t1 and tn and rn and on and tk and sk then
     doc:p(string.format("In this run: the tournament's pick scores %.3f at N = 1 and %.3f at N = %d (%+.3f); a random " ..
-      "pick among the same %d scores %.3f, so the judge adds %+.3f over chance; the oracle reaches %.3f. At %d model " ..
+      "pick among the same %d scores %.3f on average, so the judge adds %+.3f over chance; the oracle reaches %.3f. At %d model " ..
       "evaluations per prompt, %d candidates give %.3f and one candidate with %d× the steps %.3f.", t1, tn, n, tn - t1, n,
       rn, tn - rn, on, most_steps * o.search_steps, most_steps, tk, most_steps, sk))
   end

@@ -3,7 +3,8 @@
 -- (each from its own seed), scores each with the judge and with the
 -- evaluator, and then, for N = 1, 2, 4, ..., max_n, lets each policy pick
 -- among the first N candidates: the judge's tournament and best-of-N, the
--- evaluator itself (the oracle: the ceiling), and a random pick (the floor).
+-- evaluator itself (the oracle: the ceiling), and a random pick (the floor, by
+-- its expected score).
 -- Against them, the same model evaluations spent on one candidate: 20·N
 -- denoising steps instead of 20. Reports the evaluator's score of the picks
 -- per category and overall. The study itself is grove.search.study

@@ -7,7 +7,8 @@
 -- each with the judge and with the evaluator, and then, for N = 1, 2, 4, …,
 -- max_n, lets each policy pick among the first N: the judge's tournament and
 -- best-of-N, the evaluator itself (the oracle: the ceiling), and a random
--- pick (the floor). Against them, the same model evaluations spent on one
+-- pick (the floor), scored by its expectation: the fraction of the first N
+-- candidates that pass, so the floor carries no noise of its own draw. Against them, the same model evaluations spent on one
 -- candidate: steps·N denoising steps instead of steps (up to steps_max_n).
 --
 --   local r = grove.search.study { parts = parts, judge = judge_or_path_or_"evaluator", out = "runs/search_study" }
@@ -103,7 +104,7 @@ return function(grove, search)
       { name = "tournament", fn = search.policies.tournament.fn, by = "judge" },
       { name = "best_of_n", fn = search.policies.best_of_n.fn, by = "judge" },
       { name = "oracle", fn = search.policies.best_of_n.fn, by = "evaluator" },
-      { name = "random", fn = search.policies.random.fn, by = "none" },
+      { name = "random", by = "expectation" },
     }
 
     -- results[line][N] = {per_category =, overall =}
@@ -112,7 +113,8 @@ return function(grove, search)
       local hit, total = {}, {}
       for i = 1, #prompts do
         local cat = category[i]
-        hit[cat] = (hit[cat] or 0) + (pass_of(i) and 1 or 0)
+        local v = pass_of(i) -- a verdict, or the chance of a pass
+        hit[cat] = (hit[cat] or 0) + (v == true and 1 or tonumber(v) or 0)
         total[cat] = (total[cat] or 0) + 1
       end
       for _, cat in ipairs(categories) do
@@ -130,6 +132,11 @@ return function(grove, search)
       for _, N in ipairs(Ns) do
         results[p.name][N] = summarise(function(i)
           local row = rows[i]
+          if p.by == "expectation" then
+            local n_pass = 0
+            for k = 1, N do if row.pass[k] then n_pass = n_pass + 1 end end
+            return n_pass / N
+          end
           local which = row.score
           if p.by == "evaluator" then
             which = {}
