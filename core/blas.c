@@ -39,23 +39,34 @@ static const char *cpu_core_type(void)
 #define SPLIT_MIN_FLOPS (128.0 * 128.0 * 128.0)
 
 /* C (m×n, row-major) in blocks of rows — or of columns when C is wide and
- * short — one per thread, each computed by single-threaded OpenBLAS. A block
- * of C needs the matching rows of op(A) or columns of op(B) only. */
+ * short — each computed by single-threaded OpenBLAS and the blocks shared
+ * among the threads. A block of C needs the matching rows of op(A) or
+ * columns of op(B) only. The blocks' bounds depend on the shape alone, never
+ * on the thread count: OpenBLAS may round a row differently with the
+ * height of the block it sits in (its edge and small-matrix kernels), so
+ * fixed blocks give the same bits on any number of threads. Two blocks at
+ * least, then a power of two of them while each keeps SPLIT_ROWS rows, at
+ * most SPLIT_MAX_BLOCKS: a power of two shares evenly among 2, 4, 8 or 16
+ * threads, and blocks of a few hundred rows keep OpenBLAS near its peak. */
+enum { SPLIT_ROWS = 256, SPLIT_MAX_BLOCKS = 16 };
+
 static void split_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc)
 {
-    int threads = omp_in_parallel() ? 1 : gv_threads();
-    if (threads <= 1 || (double)m * n * k < SPLIT_MIN_FLOPS || (m < 2 * threads && n < 2 * threads)) {
+    bool by_rows = m >= n;
+    int len = by_rows ? m : n;
+    if ((double)m * n * k < SPLIT_MIN_FLOPS || len < 32) {
         blas.cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    bool by_rows = m >= n || n < 2 * threads;
-    int len = by_rows ? m : n;
-    /* blocks of a multiple of 16 (the kernels' register tiles), spread evenly */
-    int per = (len + threads - 1) / threads;
+    int nblocks = 2;
+    while (nblocks < SPLIT_MAX_BLOCKS && len / (2 * nblocks) >= SPLIT_ROWS) nblocks *= 2;
+    /* blocks of a multiple of 16 (the kernels' register tiles) */
+    int per = (len + nblocks - 1) / nblocks;
     per = (per + 15) / 16 * 16;
     int blocks = (len + per - 1) / per;
-#pragma omp parallel for schedule(static) num_threads(threads)
+    int threads = omp_in_parallel() ? 1 : gv_threads();
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int i = 0; i < blocks; i++) {
         int start = i * per, size = len - start < per ? len - start : per;
         if (by_rows) {

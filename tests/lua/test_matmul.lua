@@ -194,3 +194,32 @@ spec.describe("linear", function()
     spec.raises(function() grove.linear(grove.randn { 2, 5 }:to("i64"), grove.randn { 3, 5 }) end, "f32")
   end)
 end)
+
+spec.describe("thread count", function()
+  spec.it("gives the same bits on 1, 2 and 3 threads (GEMMs split by shape, not by thread count)", function()
+    local g = grove.Generator(11)
+    -- tall, wide and odd shapes above the split threshold, and a linear with bias
+    local cases = {
+      { grove.randn({ 300, 500 }, { generator = g }), grove.randn({ 500, 70 }, { generator = g }) },
+      { grove.randn({ 70, 300 }, { generator = g }), grove.randn({ 300, 517 }, { generator = g }) },
+      { grove.randn({ 4, 333, 96 }, { generator = g }), grove.randn({ 96, 200 }, { generator = g }) },
+    }
+    local w, b = grove.randn({ 192, 96 }, { generator = g }), grove.randn({ 192 }, { generator = g })
+    local x = grove.randn({ 8, 256, 96 }, { generator = g })
+    local before = grove.num_threads()
+    local results = {}
+    for threads = 1, 3 do
+      grove.set_num_threads(threads)
+      local r = {}
+      for i, c in ipairs(cases) do r[i] = c[1]:matmul(c[2]) end
+      r[#r + 1] = grove.linear(x, w, b)
+      results[threads] = r
+    end
+    grove.set_num_threads(before)
+    for threads = 2, 3 do
+      for i, t in ipairs(results[threads]) do
+        spec.eq((t - results[1][i]):abs():max():item(), 0, "case " .. i .. " on " .. threads .. " threads")
+      end
+    end
+  end)
+end)
