@@ -112,13 +112,7 @@ local argline = "grove recipes/pipeline.lua " .. table.concat(arg, " ")
 
 -- ---- shared pieces -------------------------------------------------------------
 local d = train.defaults
-local GRID_PROMPTS = {}
-for _, cat in ipairs(grove.data.captions.categories) do
-  local set = grove.data.shapes.prompts(cat)
-  GRID_PROMPTS[#GRID_PROMPTS + 1] = set[1]
-  GRID_PROMPTS[#GRID_PROMPTS + 1] = set[2]
-end
-local GRID_SEED = 7
+local GRID_PROMPTS, GRID_SEED = train.grid_prompts(), train.grid_seed
 
 -- The evaluator's scores of parts (EMA weights when loaded so), without the per-prompt results.
 local function evaluate(parts)
@@ -214,14 +208,17 @@ if o.plan then return end
 local run = pipeline.new { dir = o.out, stages = STAGES, from = o.from, clock = grove.now }
 
 -- ---- the stages -------------------------------------------------------------------
-local base = run:stage("base", stage_options.base, function(dir)
-  local losses, secs = train_into(dir, { config = { depth = o.base_depth }, steps = o.base_steps, lr = o.lr,
-                                         decay = decay_of(o.base_steps), ema = o.ema })
+-- A model of `depth` blocks trained from scratch for `steps` into dir, with its grid and evaluation.
+local function from_scratch(dir, depth, steps)
+  local losses, secs = train_into(dir, { config = { depth = depth }, steps = steps, lr = o.lr, decay = decay_of(steps),
+                                         ema = o.ema })
   local parts = train.load_for_inference(dir .. "/checkpoint.safetensors")
   sample_grid(parts, dir .. "/samples.png")
-  return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = o.base_depth,
+  return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = depth,
            params = parts.model:num_parameters() }
-end)
+end
+
+local base = run:stage("base", stage_options.base, function(dir) return from_scratch(dir, o.base_depth, o.base_steps) end)
 
 local grow = run:stage("grow", stage_options.grow, function(dir)
   local src = train.load_for_inference(ckpt("base")) -- EMA weights
@@ -243,12 +240,7 @@ end)
 
 local scratch = run:stage("scratch", stage_options.scratch, function(dir)
   if not o.scratch then return { off = true } end
-  local losses, secs = train_into(dir, { config = { depth = o.grow_depth }, steps = o.grow_steps, lr = o.lr,
-                                         decay = decay_of(o.grow_steps), ema = o.ema })
-  local parts = train.load_for_inference(dir .. "/checkpoint.safetensors")
-  sample_grid(parts, dir .. "/samples.png")
-  return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = o.grow_depth,
-           params = parts.model:num_parameters() }
+  return from_scratch(dir, o.grow_depth, o.grow_steps)
 end)
 
 local prune = run:stage("prune", stage_options.prune, function(dir)

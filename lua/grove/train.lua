@@ -209,15 +209,25 @@ return function(grove)
     end
   end
 
-  local function sample_grid(o, parts, ema, path)
+  -- The prompts and seed of every sample grid: the first two evaluation
+  -- prompts of each category, noise seed 7 (recipes/pipeline.lua shows the
+  -- same grid after each stage).
+  train.grid_seed = 7
+  function train.grid_prompts()
     local prompts = {}
     for _, cat in ipairs(grove.data.captions.categories) do
       local set = grove.data.shapes.prompts(cat)
       prompts[#prompts + 1] = set[1]
       prompts[#prompts + 1] = set[2]
     end
+    return prompts
+  end
+
+  local function sample_grid(o, parts, ema, path)
+    local prompts = train.grid_prompts()
     local images = ema:apply(function()
-      return train.sample_prompts(parts, prompts, { size = o.size, seed = 7, steps = o.eval_steps, cfg = o.cfg, sampler = o.sampler })
+      return train.sample_prompts(parts, prompts, { size = o.size, seed = train.grid_seed, steps = o.eval_steps, cfg = o.cfg,
+                                                    sampler = o.sampler })
     end)
     grove.image.save(path, grove.image.grid(images, { cols = 4, captions = prompts, scale = 2 }))
   end
