@@ -265,23 +265,24 @@ w("| --- | --- | ---: |")
 for _, m in ipairs(modules) do
   w(string.format("| [%s](#%s) | `%s` | %d |", m.name, anchors[m], m.file, #m.fns))
 end
-for _, m in ipairs(modules) do
+-- a heading, a line under it when given, then its doc comment's text
+local function entry(heading, line, doc)
   w()
-  w("## " .. m.name)
-  w()
-  w("`" .. m.file .. "`")
-  if #m.header > 0 then
+  w(heading)
+  if line then
     w()
-    render(m.header, out)
+    w(line)
   end
+  if #doc > 0 then
+    w()
+    render(doc, out)
+  end
+end
+for _, m in ipairs(modules) do
+  entry("## " .. m.name, "`" .. m.file .. "`", m.header)
   for _, fn in ipairs(m.fns) do
     slug(fn.shown)
-    w()
-    w("### `" .. fn.shown .. "`")
-    if #fn.doc > 0 then
-      w()
-      render(fn.doc, out)
-    end
+    entry("### `" .. fn.shown .. "`", nil, fn.doc)
   end
 end
 local text = table.concat(out, "\n") .. "\n"

@@ -48,16 +48,9 @@ function pipeline.serialize(v, indent)
   error("pipeline.serialize: cannot store a " .. t, 2)
 end
 
--- Writes text to path through path.tmp and a rename.
-function pipeline.write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("pipeline: cannot write " .. tmp .. ": " .. tostring(err), 2) end
-  f:write(text)
-  f:close()
-  local ok, e = os.rename(tmp, path)
-  if not ok then error("pipeline: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(e), 2) end
-end
+local files = require "grove.files"
+-- Writes text to path through path.tmp and a rename (grove.files).
+pipeline.write_atomic = files.write_atomic
 
 -- The value stored by pipeline.serialize in a file (nil when unreadable).
 function pipeline.load(path)
@@ -72,11 +65,7 @@ function pipeline.load(path)
   return ok and v or nil
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = files.exists
 pipeline.exists = exists
 
 local Run = {}

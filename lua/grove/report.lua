@@ -203,12 +203,7 @@ end
 
 -- Writes the page atomically (PATH.tmp, then rename); returns the path.
 function Doc:write(path)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(self:render())
-  f:close()
-  local ok, err = os.rename(tmp, path)
-  if not ok then error("report: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(err), 2) end
+  require("grove.files").write_atomic(path, self:render())
   return path
 end
 
