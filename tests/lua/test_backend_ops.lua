@@ -43,6 +43,7 @@ local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 -- Σ(a − b)² / Σb²; NaN where the CPU has NaN counts as agreement only when
 -- the GPU has NaN there too. 0 when both are all zero.
 local function nse(got, want)
+  if #got ~= #want then return math.huge end
   local num, den = 0, 0
   for i = 1, #want do
     local a, b = got[i], want[i]
