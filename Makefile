@@ -2,10 +2,11 @@
 # fresh Debian machine (packages, build) and then run the main job / the tests.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+EMU_BUILD ?= build-cuda-emulator
 JOBS ?= $(shell nproc)
 PROFILE ?= quick
 
-.PHONY: all deps deps-test build run test test-asan bench clean
+.PHONY: all deps deps-test build run test test-cuda-emulator test-asan bench clean
 
 all: build
 
@@ -30,6 +31,14 @@ run: build
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure
+	$(MAKE) test-cuda-emulator
+
+# The CUDA specs (parity suite, device API, a training run) with the CUDA
+# kernels compiled for the CPU emulator (tests/cuda_emu): no GPU needed.
+test-cuda-emulator: deps-test
+	cmake -S . -B $(EMU_BUILD) -DCMAKE_BUILD_TYPE=Release -DGROVE_CUDA=EMULATOR
+	cmake --build $(EMU_BUILD) -j $(JOBS) --target grove_exe
+	cd $(EMU_BUILD) && ctest -L cuda --output-on-failure
 
 # The whole suite again under AddressSanitizer and UBSan.
 test-asan: deps-test build
@@ -42,4 +51,4 @@ bench: build
 	scripts/bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(EMU_BUILD)

@@ -35,8 +35,10 @@
 #define __constant__
 
 /* The built-in variables, set for the fiber that runs. */
-extern thread_local uint3 gv_emu_thread_idx, gv_emu_block_idx;
-extern thread_local dim3 gv_emu_block_dim, gv_emu_grid_dim;
+/* Plain globals: launches are serialised (one runs at a time), and a
+ * thread-local in a shared library costs a call on every access. */
+extern uint3 gv_emu_thread_idx, gv_emu_block_idx;
+extern dim3 gv_emu_block_dim, gv_emu_grid_dim;
 #define threadIdx gv_emu_thread_idx
 #define blockIdx gv_emu_block_idx
 #define blockDim gv_emu_block_dim

@@ -22,12 +22,11 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 #include <vector>
 
-thread_local uint3 gv_emu_thread_idx, gv_emu_block_idx;
-thread_local dim3 gv_emu_block_dim, gv_emu_grid_dim;
+uint3 gv_emu_thread_idx, gv_emu_block_idx;
+dim3 gv_emu_block_dim, gv_emu_grid_dim;
 
 namespace {
 
@@ -74,27 +73,62 @@ bool in_device(const void *p, size_t n)
     return a >= it->first && a + n <= it->first + it->second;
 }
 
-/* ---- fibers ---- */
+/* ---- fibers ----
+ * A fiber switch saves the callee-saved registers on the fiber's own stack
+ * and swaps stack pointers: a few nanoseconds, where swapcontext makes a
+ * system call (to save the signal mask) on every switch, which made
+ * barrier-heavy kernels take minutes. */
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fiber switch is written for x86-64"
+#endif
+extern "C" void gv_emu_switch(void **save_sp, void *load_sp);
+asm(R"(
+    .text
+    .globl gv_emu_switch
+    .hidden gv_emu_switch
+    .type gv_emu_switch, @function
+gv_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size gv_emu_switch, .-gv_emu_switch
+)");
+
 constexpr size_t STACK = 256 << 10;
 constexpr int MAX_THREADS = 1024;
 
+/* Fibers waiting at a barrier form a list (through fiber::next) that the
+ * last arrival moves to the ready queue. */
 struct barrier {
     int arrived = 0;
-    unsigned gen = 0;
     int any = 0, any_result = 0;
+    int head = -1, tail = -1;
 };
 
 struct fiber {
-    ucontext_t ctx;
+    void *sp;
     uint3 idx;
     int lane, warp;
     bool done;
-    barrier *wait;
-    unsigned wait_gen;
+    int next;
 };
 
 struct block_run {
     std::vector<fiber> fibers;
+    std::vector<int> ready; /* a ring of fiber indices; each is queued at most once */
+    size_t ready_head, ready_count;
     int live;
     std::vector<int> warp_live, warp_size;
     barrier block_bar;
@@ -105,12 +139,12 @@ struct block_run {
     bool broken;
 };
 
-thread_local ucontext_t scheduler;
-thread_local block_run *run_now;
-thread_local fiber *current;
-thread_local void (*body_now)(void *);
-thread_local void *ctx_now;
-thread_local std::vector<char *> stacks;
+void *scheduler_sp;
+block_run *run_now;
+fiber *current;
+void (*body_now)(void *);
+void *ctx_now;
+std::vector<char *> stacks;
 std::mutex launch_lock;
 
 char *stack_of(int i)
@@ -128,14 +162,37 @@ char *stack_of(int i)
     return stacks[i];
 }
 
-void yield() { swapcontext(&current->ctx, &scheduler); }
+void make_ready(block_run &r, int i)
+{
+    r.ready[(r.ready_head + r.ready_count++) % r.ready.size()] = i;
+}
+
+/* Leaves the running fiber (saving it in *save) for the next ready one, or
+ * for the scheduler when none is ready (the block is done, deadlocked or
+ * broken). */
+void switch_next(void **save)
+{
+    block_run &r = *run_now;
+    if (r.ready_count == 0 || r.broken) {
+        gv_emu_switch(save, scheduler_sp);
+        return;
+    }
+    fiber &f = r.fibers[r.ready[r.ready_head]];
+    r.ready_head = (r.ready_head + 1) % r.ready.size();
+    r.ready_count--;
+    current = &f;
+    gv_emu_thread_idx = f.idx;
+    gv_emu_switch(save, f.sp);
+}
 
 void release(barrier &b)
 {
+    block_run &r = *run_now;
+    for (int i = b.head; i >= 0; i = r.fibers[i].next) make_ready(r, i);
+    b.head = b.tail = -1;
     b.any_result = b.any;
     b.any = 0;
     b.arrived = 0;
-    b.gen++;
 }
 
 /* Waits until `expected` fibers have arrived at b. */
@@ -145,12 +202,16 @@ void arrive(barrier &b, int expected)
         release(b);
         return;
     }
-    current->wait = &b;
-    current->wait_gen = b.gen;
-    yield();
+    fiber &f = *current;
+    f.next = -1;
+    int self = (int)(&f - run_now->fibers.data());
+    if (b.tail >= 0) run_now->fibers[b.tail].next = self;
+    else b.head = self;
+    b.tail = self;
+    switch_next(&f.sp);
 }
 
-void fiber_main()
+[[noreturn]] void fiber_main()
 {
     body_now(ctx_now);
     block_run &r = *run_now;
@@ -166,23 +227,24 @@ void fiber_main()
              r.kernel, f.idx.x, f.idx.y, f.idx.z, blockIdx.x, blockIdx.y, blockIdx.z);
         r.broken = true;
     }
-    /* returning resumes the scheduler through uc_link */
+    void *dead;
+    switch_next(&dead); /* never resumed */
+    __builtin_unreachable();
 }
 
-/* Kept out of run_grid: getcontext returns twice, which would oblige the
- * loop variables there to be volatile. */
-__attribute__((noinline)) void start_fiber(fiber &f, char *stack)
+/* A fresh stack whose first switch "returns" into fiber_main, entered as if
+ * called (the stack 16-byte aligned before the fake return address). */
+void start_fiber(fiber &f, char *stack)
 {
     f.done = false;
-    f.wait = nullptr;
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = stack;
-    f.ctx.uc_stack.ss_size = STACK;
-    f.ctx.uc_link = &scheduler;
-    makecontext(&f.ctx, fiber_main, 0);
+    f.next = -1;
+    uintptr_t top = ((uintptr_t)stack + STACK) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = nullptr;                    /* fiber_main's return address: it never returns */
+    *--sp = (void *)&fiber_main;        /* where gv_emu_switch's ret goes */
+    for (int i = 0; i < 6; i++) *--sp = nullptr; /* rbp rbx r12 r13 r14 r15 */
+    f.sp = sp;
 }
-
-bool runnable(const fiber &f) { return !f.done && (!f.wait || f.wait->gen != f.wait_gen); }
 
 } // namespace
 
@@ -245,6 +307,7 @@ void run_grid(const config &c, void (*body)(void *), void *ctx, const char *kern
     r.broken = false;
     const int n = (int)nthreads, nwarps = (n + 31) / 32;
     r.fibers.resize(n);
+    r.ready.resize(n);
     r.warp_bars.resize(nwarps);
     r.warp_live.resize(nwarps);
     r.warp_size.resize(nwarps);
@@ -266,30 +329,22 @@ void run_grid(const config &c, void (*body)(void *), void *ctx, const char *kern
                     r.warp_bars[w] = barrier();
                     r.warp_size[w] = r.warp_live[w] = n - w * 32 < 32 ? n - w * 32 : 32;
                 }
+                r.ready_head = r.ready_count = 0;
                 for (int i = 0; i < n; i++) {
                     fiber &f = r.fibers[i];
                     f.idx = uint3{(unsigned)i % b.x, (unsigned)i / b.x % b.y, (unsigned)i / (b.x * b.y)};
                     f.lane = i % 32;
                     f.warp = i / 32;
                     start_fiber(f, stacks[i]);
+                    make_ready(r, i);
                 }
-                while (r.live > 0 && !r.broken) {
-                    bool progressed = false;
-                    for (int i = 0; i < n && !r.broken; i++) {
-                        fiber &f = r.fibers[i];
-                        if (!runnable(f)) continue;
-                        f.wait = nullptr;
-                        current = &f;
-                        gv_emu_thread_idx = f.idx;
-                        swapcontext(&scheduler, &f.ctx);
-                        progressed = true;
-                    }
-                    if (!progressed) {
-                        fail(cudaErrorLaunchFailure,
-                             "%s: block (%u,%u,%u) deadlocks: %d threads wait at barriers the others never reach",
-                             kernel, bx, by, bz, r.live);
-                        r.broken = true;
-                    }
+                /* Runs fibers until none is ready: done, broken or deadlocked. */
+                switch_next(&scheduler_sp);
+                if (r.live > 0 && !r.broken) {
+                    fail(cudaErrorLaunchFailure,
+                         "%s: block (%u,%u,%u) deadlocks: %d threads wait at barriers the others never reach", kernel,
+                         bx, by, bz, r.live);
+                    r.broken = true;
                 }
             }
     run_now = nullptr;
