@@ -136,6 +136,11 @@ void *gv_gpu_alloc(int64_t nbytes, int64_t *got)
     int64_t size = round_size(nbytes);
     void *p = cache_take(size);
     if (p) {
+#ifdef GROVE_CUDA_EMULATOR
+        /* The emulator (tests/cuda_emu) fills fresh blocks with NaN to show a
+         * kernel reading what nobody wrote; a reused block gets the same. */
+        cudaMemsetAsync(p, 0xff, (size_t)size, 0);
+#endif
         *got = size;
         return p;
     }
