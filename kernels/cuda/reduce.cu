@@ -5,8 +5,10 @@
  *
  * Each output element belongs to one group of G threads (G = 1, 32 or 256,
  * chosen from the sizes): lane l of the group walks reduced positions
- * l, l + G, ... and the group then combines its lanes in a fixed tree. The
- * order depends only on G and the sizes, so results are deterministic. Sums
+ * l, l + G, ... and the group then combines its lanes in a fixed tree (a
+ * long reduction into few outputs is first cut into consecutive parts, one
+ * group each, whose partials a second kernel adds in order). The order
+ * depends only on G and the sizes, so results are deterministic. Sums
  * are accumulated in double as on the CPU (the order differs, which moves
  * the float result by at most an ulp of the double sum's rounding).
  */
@@ -20,6 +22,7 @@
 static __host__ __device__ __forceinline__ long long offset_of(int n, const int64_t *shape, const int64_t *stride,
                                                        long long pos)
 {
+    if (n == 1) return pos * stride[0]; /* merged contiguous dimensions: no division (pos < shape[0]) */
     long long off = 0;
     for (int d = n - 1; d >= 0; d--) {
         off += (pos % shape[d]) * stride[d];
@@ -49,12 +52,23 @@ static __device__ __forceinline__ arg_val arg_pick(int op, arg_val a, arg_val b)
     return take_b ? b : a;
 }
 
-/* Groups of G threads per output, GV_CUDA_THREADS / G outputs per block.
- * The loop over output bases runs the same number of times in every thread
- * of a block, so the __syncthreads inside it are reached by all. */
+/* A long reduction into few outputs is cut into `parts` consecutive pieces
+ * per output, each reduced by its own group into these partials, which a
+ * second kernel combines in part order (so the order still depends on the
+ * sizes alone). One stream orders every launch, so one buffer serves all. */
+constexpr long long MAX_PARTS = 4096;
+static __device__ double p_sum[MAX_PARTS];
+static __device__ float p_val[MAX_PARTS];
+static __device__ long long p_idx[MAX_PARTS];
+
+/* Groups of G threads per unit, GV_CUDA_THREADS / G units per block; a
+ * unit is part u % parts of output u / parts. With one part the group
+ * writes the output, else the unit's partial. The loop over unit bases
+ * runs the same number of times in every thread of a block, so the
+ * __syncthreads inside it are reached by all. */
 template <int G>
-static __global__ void reduce_kernel(int op, gv_reduce_plan q, long long nout, long long total, const float *__restrict__ x,
-                              float *__restrict__ out, int64_t *__restrict__ idx)
+static __global__ void reduce_kernel(int op, gv_reduce_plan q, long long nout, long long total, long long parts,
+                                     const float *__restrict__ x, float *__restrict__ out, int64_t *__restrict__ idx)
 {
     constexpr int PER_BLOCK = GV_CUDA_THREADS / G;
     __shared__ double s_sum[G > 1 ? GV_CUDA_THREADS : 1];
@@ -62,15 +76,17 @@ static __global__ void reduce_kernel(int op, gv_reduce_plan q, long long nout, l
     __shared__ long long s_idx[G > 1 ? GV_CUDA_THREADS : 1];
     const int lane = threadIdx.x % G, group = threadIdx.x / G;
     const bool is_sum = op == GROVE_SUM || op == GROVE_MEAN;
+    const long long units = nout * parts, chunk = (total + parts - 1) / parts;
 
-    for (long long base = (long long)blockIdx.x * PER_BLOCK; base < nout; base += (long long)gridDim.x * PER_BLOCK) {
-        long long o = base + group;
-        bool live = o < nout;
+    for (long long base = (long long)blockIdx.x * PER_BLOCK; base < units; base += (long long)gridDim.x * PER_BLOCK) {
+        long long u = base + group, o = u / parts;
+        bool live = u < units;
         const float *xo = x + (live ? offset_of(q.nkeep, q.keep_shape, q.keep_stride, o) : 0);
-        long long end = live ? total : 0;
+        long long begin = live ? u % parts * chunk : 0;
+        long long end = live ? (begin + chunk < total ? begin + chunk : total) : 0;
         if (is_sum) {
             double acc = 0;
-            for (long long r = lane; r < end; r += G) acc += xo[offset_of(q.nred, q.red_shape, q.red_stride, r)];
+            for (long long r = begin + lane; r < end; r += G) acc += xo[offset_of(q.nred, q.red_shape, q.red_stride, r)];
             if (G > 1) {
                 /* Tree within the group's slice of shared memory. */
                 s_sum[threadIdx.x] = acc;
@@ -82,10 +98,13 @@ static __global__ void reduce_kernel(int op, gv_reduce_plan q, long long nout, l
                 acc = s_sum[threadIdx.x];
                 __syncthreads(); /* the next round overwrites s_sum */
             }
-            if (live && lane == 0) out[o] = (float)(op == GROVE_MEAN ? acc / (double)total : acc);
+            if (live && lane == 0) {
+                if (parts > 1) p_sum[u] = acc;
+                else out[o] = (float)(op == GROVE_MEAN ? acc / (double)total : acc);
+            }
         } else {
             arg_val best = {0.0f, -1};
-            for (long long r = lane; r < end; r += G) {
+            for (long long r = begin + lane; r < end; r += G) {
                 arg_val c = {xo[offset_of(q.nred, q.red_shape, q.red_stride, r)], r};
                 best = arg_pick(op, best, c);
             }
@@ -108,9 +127,32 @@ static __global__ void reduce_kernel(int op, gv_reduce_plan q, long long nout, l
                 __syncthreads();
             }
             if (live && lane == 0) {
-                out[o] = best.v;
-                if (idx) idx[o] = best.i;
+                if (parts > 1) {
+                    p_val[u] = best.v;
+                    p_idx[u] = best.i;
+                } else {
+                    out[o] = best.v;
+                    if (idx) idx[o] = best.i;
+                }
             }
+        }
+    }
+}
+
+/* Output o from its parts' partials, in part order. */
+static __global__ void reduce_combine_kernel(int op, long long nout, long long total, long long parts,
+                                             float *__restrict__ out, int64_t *__restrict__ idx)
+{
+    for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < nout; o += (long long)gridDim.x * blockDim.x) {
+        if (op == GROVE_SUM || op == GROVE_MEAN) {
+            double acc = 0;
+            for (long long k = 0; k < parts; k++) acc += p_sum[o * parts + k];
+            out[o] = (float)(op == GROVE_MEAN ? acc / (double)total : acc);
+        } else {
+            arg_val best = {0.0f, -1};
+            for (long long k = 0; k < parts; k++) best = arg_pick(op, best, arg_val{p_val[o * parts + k], p_idx[o * parts + k]});
+            out[o] = best.v;
+            if (idx) idx[o] = best.i;
         }
     }
 }
@@ -134,12 +176,17 @@ static long long prod(int32_t n, const int64_t *shape)
 }
 
 template <int G>
-static void launch_reduce(int32_t op, const gv_reduce_plan &q, long long nout, long long total, const float *x,
-                          float *out, int64_t *idx)
+static void launch_reduce(int32_t op, const gv_reduce_plan &q, long long nout, long long total, long long parts,
+                          const float *x, float *out, int64_t *idx)
 {
-    reduce_kernel<G><<<gv_cuda_blocks(nout * G), GV_CUDA_THREADS, 0, gv_cuda_stream()>>>(op, q, nout, total, x, out,
-                                                                                          idx);
+    reduce_kernel<G><<<gv_cuda_blocks(nout * parts * G), GV_CUDA_THREADS, 0, gv_cuda_stream()>>>(op, q, nout, total,
+                                                                                                  parts, x, out, idx);
     GV_CUDA_LAUNCHED("reduce");
+    if (parts > 1) {
+        reduce_combine_kernel<<<gv_cuda_blocks(nout), GV_CUDA_THREADS, 0, gv_cuda_stream()>>>(op, nout, total, parts,
+                                                                                             out, idx);
+        GV_CUDA_LAUNCHED("reduce");
+    }
 }
 
 static void reduce_any(int32_t op, const gv_reduce_plan *p, const float *x, float *out, int64_t *idx)
@@ -162,10 +209,16 @@ static void reduce_any(int32_t op, const gv_reduce_plan *p, const float *x, floa
     bool columns = q.nkeep > 0 && q.nred > 0 && q.keep_stride[q.nkeep - 1] < min_red;
     /* One thread per output when rows are short or there are enough
      * coalesced columns to fill the GPU; a block per output for the few long
-     * reductions (a full sum); a warp otherwise. */
-    if (total < 32 || (columns && nout >= 1024)) launch_reduce<1>(op, q, nout, total, x, out, idx);
-    else if (total >= 8192 && nout < 2048) launch_reduce<256>(op, q, nout, total, x, out, idx);
-    else launch_reduce<32>(op, q, nout, total, x, out, idx);
+     * reductions, each cut into pieces of about SPLIT elements when there
+     * are fewer outputs than it takes to fill the GPU (a full sum); a warp
+     * otherwise. */
+    const long long SPLIT = 32768;
+    if (total < 32 || (columns && nout >= 1024)) launch_reduce<1>(op, q, nout, total, 1, x, out, idx);
+    else if (total >= 8192 && nout < 2048) {
+        long long parts = nout < 256 ? total / SPLIT : 1;
+        if (parts > MAX_PARTS / nout) parts = MAX_PARTS / nout;
+        launch_reduce<256>(op, q, nout, total, parts > 1 ? parts : 1, x, out, idx);
+    } else launch_reduce<32>(op, q, nout, total, 1, x, out, idx);
 }
 
 extern "C" void gv_cuda_reduce(int32_t op, const gv_reduce_plan *p, const float *x, float *out)
