@@ -11,7 +11,8 @@
  *   depends only on the data and n (its rounding differs from the CPU's
  *   chunk order by a few units in the last place of a double);
  * - CAME's factored statistics are summed exactly as the CPU sums them:
- *   one thread per row over the columns in order, and the column sums from
+ *   each row over the columns in order (through shared-memory tiles, so
+ *   that reads are coalesced), and the column sums from
  *   partials over fixed bands of ROW_BAND rows added band by band, so the
  *   row and column means are the CPU's bits.
  * The scalar results of a sum (CAME's clip divisor, Σx²) stay on the device
@@ -225,16 +226,40 @@ struct ResValue {
     }
 };
 
-/* rsum[i] = Σ_j value(i, j), one thread per row, columns in order (the CPU's order). */
+/* rsum[i] = Σ_j value(i, j), columns in order (the CPU's order), ROW_TILE
+ * rows per block. The block reads ROW_TILE × ROW_TILE tiles with
+ * neighbouring threads on neighbouring columns (coalesced) into shared
+ * memory; thread r of the first warp then adds row r's values of the tile
+ * in column order. Reading a row per thread straight from memory would put
+ * each thread of a warp on its own cache line. The loop over row tiles
+ * runs the same number of times in every thread of a block, so all reach
+ * the barriers. */
+constexpr int ROW_TILE = 32;
 template <class V>
 static __global__ void row_sums(V value, long long rows, long long cols, double *rsum)
 {
-    GRID_LOOP(i, rows) {
+    __shared__ double tile[ROW_TILE][ROW_TILE + 1]; /* +1: the first warp's row reads hit distinct banks */
+    const int tx = (int)threadIdx.x % ROW_TILE, ty = (int)threadIdx.x / ROW_TILE, ny = THREADS / ROW_TILE;
+    for (long long r0 = (long long)blockIdx.x * ROW_TILE; r0 < rows; r0 += (long long)gridDim.x * ROW_TILE) {
         double s = 0;
-        for (long long j = 0; j < cols; j++) s += value(i, j);
-        rsum[i] = s;
+        for (long long c0 = 0; c0 < cols; c0 += ROW_TILE) {
+            for (int k = ty; k < ROW_TILE; k += ny) {
+                long long i = r0 + k, j = c0 + tx;
+                tile[k][tx] = i < rows && j < cols ? value(i, j) : 0.0;
+            }
+            __syncthreads();
+            if (threadIdx.x < ROW_TILE) {
+                const int width = cols - c0 < ROW_TILE ? (int)(cols - c0) : ROW_TILE;
+                for (int j = 0; j < width; j++) s += tile[threadIdx.x][j];
+            }
+            __syncthreads();
+        }
+        if (threadIdx.x < ROW_TILE && r0 + threadIdx.x < rows) rsum[r0 + threadIdx.x] = s;
     }
 }
+
+/* Blocks for row_sums: one per ROW_TILE rows. */
+static unsigned int row_tiles(long long rows) { return gv_cuda_blocks((rows + ROW_TILE - 1) / ROW_TILE * THREADS); }
 
 /* part[k·cols + j] = Σ value(i, j) over the rows i of band k, in order: one
  * thread per (band, column), neighbouring threads on neighbouring columns. */
@@ -329,7 +354,7 @@ static void row_and_column_sums(V value, long long rows, long long cols, double 
 {
     cudaStream_t st = gv_cuda_stream();
     const long long bands = (rows + ROW_BAND - 1) / ROW_BAND;
-    row_sums<<<gv_cuda_blocks(rows), THREADS, 0, st>>>(value, rows, cols, rsum);
+    row_sums<<<row_tiles(rows), THREADS, 0, st>>>(value, rows, cols, rsum);
     GV_CUDA_LAUNCHED("came_factored");
     band_sums<<<gv_cuda_blocks(bands * cols), THREADS, 0, st>>>(value, rows, cols, part);
     GV_CUDA_LAUNCHED("came_factored");
@@ -354,7 +379,7 @@ extern "C" void gv_cuda_came_factored(float *p, const float *g, float *m, float 
     GV_CUDA_LAUNCHED("came_factored");
 
     /* 2. the clip divisor from the RMS of u = (a_i·b_j)·g, summed per row, then over rows */
-    row_sums<<<gv_cuda_blocks(rows), THREADS, 0, st>>>(UsqValue{g, fa, fb, cols}, rows, cols, rsum);
+    row_sums<<<row_tiles(rows), THREADS, 0, st>>>(UsqValue{g, fa, fb, cols}, rows, cols, rsum);
     GV_CUDA_LAUNCHED("came_factored");
     came_denom_from_rows<<<1, THREADS, 0, st>>>(rsum, rows, n, h->clip);
     GV_CUDA_LAUNCHED("came_factored");
