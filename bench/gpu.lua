@@ -36,6 +36,7 @@ local o, usage = args.parse(arg, {
   { "gemm", "number", 8192, "size of the square sgemm that measures the matrix throughput" },
   { "skip_torch", "boolean", false, "grove only" },
   { "case", "string", "all", "small, sana_1600m or all" },
+  { "profile_rows", "number", 15, "rows of the per-op profile of one grove training step printed per case" },
 }, { usage = "grove bench/gpu.lua [options]" })
 if not o then print(usage); return end
 
@@ -204,8 +205,12 @@ for _, cs in ipairs(cases) do
     local tr, tr_best = timed(train_step)
     local peak = cuda and (grove.cuda.memory().peak / 2 ^ 20) or 0
     local sa, sa_best = timed(sample_step)
+    -- where one training step's time goes, op by op (grove.profile), for the
+    -- fused kernels to follow: printed under the table
+    local prof = grove.profile(function() train_step(); sync() end)
     grove_res[cs.name] = { train_ms = tr, train_best_ms = tr_best, sample_ms = sa, sample_best_ms = sa_best, peak_mb = peak,
-                           base_mb = base / 2 ^ 20, params = model:num_parameters(), init_s = init_s }
+                           base_mb = base / 2 ^ 20, params = model:num_parameters(), init_s = init_s,
+                           profile = prof:format(o.profile_rows) }
   end)
   if not ok then grove_res[cs.name] = { error = tostring(err) } end
   grove.collect()
@@ -240,6 +245,7 @@ for _, cs in ipairs(cases) do
   if tratio then print(string.format("%-11s grove/torch: train %.2fx, sample %.2fx (time; above 1 = grove slower)", cs.name, tratio, sratio)) end
   print(string.format("%-11s depth %d, width %d, batch %d, %d tokens, caption %d, %.1f GFLOP per forward%s", cs.name, c.depth, c.width,
     cs.batch, (cs.size / c.patch_size) ^ 2, cs.text_len, fl / 1e9, ok_g and string.format(", %d parameters, grove init %.1f s", gr.params, gr.init_s) or ""))
+  if ok_g then print(string.format("%-11s grove, one training step by op:\n%s", cs.name, gr.profile)) end
   local function f(v, fmt) return v and string.format(fmt or "%.3f", v) or "nan" end
   print(string.format("GPUBENCH case=%s grove_ok=%d grove_train_ms=%s torch_train_ms=%s train_ratio=%s grove_sample_ms=%s torch_sample_ms=%s sample_ratio=%s grove_train_frac=%s torch_train_frac=%s grove_sample_frac=%s peak_tflops=%s",
     cs.name, ok_g and 1 or 0, f(ok_g and gr.train_ms), f(ok_t and tr.train_ms), f(tratio), f(ok_g and gr.sample_ms), f(ok_t and tr.sample_ms),

@@ -286,7 +286,9 @@ static grove_status run_backward(grove_node *root, grove_tensor *seed, bool reta
                              "(call backward with retain_graph = true to run it twice)", n->name);
                 break;
             }
+            gv_profile_backward_begin(n->name, n->pending_grad->device);
             st = n->backward(n, n->pending_grad, grad_in);
+            gv_profile_backward_end();
             grove_tensor_release(n->pending_grad);
             n->pending_grad = NULL;
             if (!retain_graph) {

@@ -4,6 +4,7 @@
 
 const gv_kernels *gv_kernels_for(const char *op, const grove_tensor *t)
 {
+    gv_profile_op(op, t->device);
     switch (t->device) {
     case GROVE_CPU:
         return &gv_cpu_kernels;

@@ -75,3 +75,18 @@ grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed,
     GV_UNUSED(out), GV_UNUSED(n), GV_UNUSED(seed), GV_UNUSED(offset), GV_UNUSED(a), GV_UNUSED(b), GV_UNUSED(normal);
     return gv_gpu_require(op) ? 0 : -1;
 }
+
+void *gv_gpu_event_record(void)
+{
+    gv_gpu_require("profile");
+    return NULL;
+}
+
+double gv_gpu_event_ms(void *a, void *b)
+{
+    GV_UNUSED(a), GV_UNUSED(b);
+    gv_gpu_require("profile");
+    return -1;
+}
+
+void gv_gpu_event_free(void *e) { GV_UNUSED(e); }

@@ -15,6 +15,7 @@ grove_status gv_copy_strided(const char *op, int32_t device, int32_t ndim, const
                              const int64_t *dst_stride, int32_t dst_dtype, const void *src,
                              const int64_t *src_stride, int32_t src_dtype)
 {
+    gv_profile_op(op, device);
     if (device == GROVE_CPU) {
         gv_cpu_copy(ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype);
         return 0;
@@ -26,6 +27,7 @@ grove_tensor *gv_on_device(const char *op, const grove_tensor *t, int32_t device
 {
     grove_tensor *src = (grove_tensor *)t; /* only read */
     if (t->device == device) return gv_contiguous_data(src);
+    gv_profile_op("to_device", t->device == GROVE_CUDA ? GROVE_CUDA : device);
     /* contiguous on the source side, then one transfer of the bytes */
     grove_tensor *c = gv_contiguous_data(src);
     if (!c) return NULL;

@@ -40,6 +40,13 @@ grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, voi
 grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
                            bool normal);
 
+/* Events on the stream, for the profiler: a recorded event (NULL with the
+ * error set), the milliseconds from a to b (waits for b; negative with the
+ * error set on failure), and freeing one. */
+void *gv_gpu_event_record(void);
+double gv_gpu_event_ms(void *a, void *b);
+void gv_gpu_event_free(void *e);
+
 /* ---- device-generic helpers (core/device.c) ---------------------------------- */
 /* Strided copy with conversion on one device (CPU or CUDA). */
 grove_status gv_copy_strided(const char *op, int32_t device, int32_t ndim, const int64_t *shape, void *dst,

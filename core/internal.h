@@ -127,6 +127,13 @@ grove_tensor *gv_node_end(grove_node *n, grove_tensor *out, bool ok);
  * new reference; g itself (retained) when the shapes already match. */
 grove_tensor *gv_sum_to(grove_tensor *g, int32_t ndim, const int64_t *shape);
 
+/* ---- the op profiler (profile.c) ---------------------------------------- */
+/* Marks the start of op on device when profiling (called by gv_kernels_for). */
+void gv_profile_op(const char *op, int32_t device);
+/* A backward node starts: the ops it calls count towards it, not their own rows. */
+void gv_profile_backward_begin(const char *node, int32_t device);
+void gv_profile_backward_end(void);
+
 /* ---- BLAS (blas.c): OpenBLAS, loaded at first use ----------------------- */
 typedef void (*gv_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a,
                             int lda, const float *b, int ldb, float beta, float *c, int ldc);

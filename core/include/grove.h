@@ -182,6 +182,19 @@ grove_status grove_cuda_synchronize(void);
 /* Lets cuBLAS use TF32 tensor cores for f32 GEMMs (off by default: full f32). */
 void grove_cuda_set_tf32(int32_t on);
 
+/* ---- the op profiler (profile.c) ---------------------------------------- */
+/* Between start and stop, each op's time is the time from its start to the
+ * start of the next op on the same device (on the CPU by the clock, on
+ * CUDA by events on the stream: the GPU's time whenever the host keeps the
+ * stream full); a backward node's time runs from its start to the next
+ * node's, everything it calls included. Starting again clears the table. */
+grove_status grove_profile_start(void);
+/* Waits for the GPU's pending work, closes the table. */
+grove_status grove_profile_stop(void);
+/* Rows of the table: name, 1 for a backward node's row, calls, milliseconds. */
+int32_t grove_profile_rows(void);
+grove_status grove_profile_row(int32_t i, const char **name, int32_t *backward, int64_t *calls, double *ms);
+
 /* ---- views (share storage) ---------------------------------------------- */
 grove_tensor *grove_view(grove_tensor *t, int32_t ndim, const int64_t *shape);
 /* A view when the strides allow, a copy otherwise; one dimension may be -1. */

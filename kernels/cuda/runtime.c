@@ -135,3 +135,28 @@ grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed,
     free(host);
     return st;
 }
+
+void *gv_gpu_event_record(void)
+{
+    cudaEvent_t ev;
+    if (check("profile", cudaEventCreate(&ev), "creating an event")) return NULL;
+    if (check("profile", cudaEventRecord(ev, gv_cuda_stream()), "recording an event")) {
+        cudaEventDestroy(ev);
+        return NULL;
+    }
+    return (void *)ev;
+}
+
+double gv_gpu_event_ms(void *a, void *b)
+{
+    float ms = 0;
+    if (check("profile", cudaEventSynchronize((cudaEvent_t)b), "waiting for an event") ||
+        check("profile", cudaEventElapsedTime(&ms, (cudaEvent_t)a, (cudaEvent_t)b), "timing events"))
+        return -1;
+    return ms;
+}
+
+void gv_gpu_event_free(void *e)
+{
+    if (e) cudaEventDestroy((cudaEvent_t)e);
+}

@@ -22,6 +22,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <vector>
 
@@ -503,6 +504,43 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t str
     if (!in_device(dst, count))
         return fail(cudaErrorInvalidValue, "cudaMemsetAsync of %zu bytes at %p: not inside one allocation", count, dst);
     memset(dst, value, count);
+    return cudaSuccess;
+}
+
+struct gv_emu_event {
+    double ms;
+    bool recorded;
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t *event)
+{
+    *event = new gv_emu_event{0, false};
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
+{
+    (void)stream;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    event->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    event->recorded = true;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) { return event ? cudaSuccess : cudaErrorInvalidValue; }
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    if (!start || !end || !start->recorded || !end->recorded)
+        return fail(cudaErrorInvalidValue, "cudaEventElapsedTime: an event that was not recorded");
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event)
+{
+    delete event;
     return cudaSuccess;
 }
 

@@ -231,6 +231,15 @@ spec.describe("cuda models", function()
     spec.eq(opt:state_of(opt:names()[1]).exp_avg:device(), "cpu")
   end)
 
+  spec.it("profiles ops on the device by events on the stream", function()
+    local a, b = grove.randn({ 64, 64 }, { device = "cuda" }), grove.randn({ 64, 64 }, { device = "cuda" })
+    local report = grove.profile(function() return (a:matmul(b) + 1):sum():item() end)
+    local names = {}
+    for _, r in ipairs(report) do names[r.name] = r end
+    spec.assert(names.matmul and names.add and names.sum, "rows for matmul, add and sum:\n" .. tostring(report))
+    spec.assert(report.total_ms > 0 and report.total_ms <= report.wall_ms + 1e-3, tostring(report))
+  end)
+
   -- The whole training step (SANA blocks, text encoder, loss, CAME-8bit, EMA)
   -- on both devices from the same seed: only rounding may differ.
   spec.it("trains the tiny preset as the CPU does", function()

@@ -31,6 +31,7 @@ typedef enum cudaMemcpyKind {
 } cudaMemcpyKind;
 
 typedef struct gv_emu_stream *cudaStream_t;
+typedef struct gv_emu_event *cudaEvent_t;
 #define cudaStreamNonBlocking 0x01
 
 typedef struct uint2 { unsigned int x, y; } uint2;
@@ -61,6 +62,12 @@ cudaError_t cudaFree(void *ptr);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind, cudaStream_t stream);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream);
+/* Events hold the host clock at their record: every launch has finished by then. */
+cudaError_t cudaEventCreate(cudaEvent_t *event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 
 #ifdef __cplusplus
 }
