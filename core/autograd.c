@@ -222,7 +222,16 @@ static grove_status accumulate_leaf(grove_tensor *leaf, grove_tensor *g)
         return 0;
     }
     if (!leaf->grad) {
-        /* The leaf owns its .grad: never share a buffer the tape still uses. */
+        /* The leaf owns its .grad: never share a buffer the tape still uses.
+         * A gradient nothing else holds (the usual case: a fresh result of
+         * the node's backward) becomes .grad as it is; anything else is
+         * copied. Adopting saves a copy of every parameter per step. */
+        if (g->refcount == 1 && g->storage && g->storage->refcount == 1 && !g->grad_fn && !g->requires_grad &&
+            !g->grad && g->offset == 0 && grove_tensor_is_contiguous(g) && g->dtype == leaf->dtype &&
+            g->device == leaf->device && g->storage->nbytes == grove_tensor_numel(g) * grove_dtype_size(g->dtype)) {
+            leaf->grad = g;
+            return 0;
+        }
         grove_tensor *own = grove_clone(g);
         grove_tensor_release(g);
         if (!own) return -1;

@@ -188,3 +188,35 @@ Test(autograd, detach_and_grad_accessors)
     grove_tensor *ts[] = {x, y, d, g, bad};
     for (int i = 0; i < 5; i++) grove_tensor_release(ts[i]);
 }
+
+/* A leaf's first gradient becomes .grad without a copy when nothing else
+ * holds it, and is copied when something does: .grad never shares storage
+ * with another leaf's .grad, the seed, or a tensor the tape keeps. */
+Test(autograd, first_gradient_owned_by_the_leaf)
+{
+    grove_tensor *x = leaf(1, 2, 3), *y = leaf(4, 5, 6);
+    grove_tensor *s = grove_binary(x, y, GROVE_ADD); /* both inputs get the same gradient */
+    grove_tensor *loss = sum_all(s);
+    cr_assert_eq(grove_backward(loss, NULL, false), 0, "%s", grove_last_error());
+    cr_assert_neq(x->grad->storage, y->grad->storage, "the two leaves' gradients share a buffer");
+    cr_assert_eq(grove_fill_(x->grad, 9), 0);
+    EXPECT_VALUES(y->grad, 0, 1, 1, 1);
+    cr_assert_eq(x->grad->refcount, 1);
+
+    /* a seed the caller holds is copied: writing .grad leaves the seed alone */
+    grove_tensor *z = leaf(1, 1, 1);
+    grove_tensor *seed = T(GROVE_F32, 1, S3, 2, 3, 4);
+    cr_assert_eq(grove_backward(z, seed, false), 0, "%s", grove_last_error());
+    cr_assert_neq(z->grad->storage, seed->storage);
+    cr_assert_eq(grove_fill_(z->grad, 0), 0);
+    EXPECT_VALUES(seed, 0, 2, 3, 4);
+
+    /* a second backward adds into the first gradient */
+    grove_tensor *s2 = grove_binary(x, y, GROVE_ADD);
+    grove_tensor *loss2 = sum_all(s2);
+    cr_assert_eq(grove_backward(loss2, NULL, false), 0, "%s", grove_last_error());
+    EXPECT_VALUES(x->grad, 0, 10, 10, 10);
+    EXPECT_VALUES(y->grad, 0, 2, 2, 2);
+    grove_tensor *ts[] = {x, y, s, loss, z, seed, s2, loss2};
+    for (int i = 0; i < 8; i++) grove_tensor_release(ts[i]);
+}
