@@ -137,6 +137,8 @@ typedef struct gv_kernels {
     void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, float keep, float beta1,
                   float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size,
                   float bc2_sqrt);
+    void (*adamw_group)(int32_t count, const gv_adamw_task *tasks, float keep, float beta1, float one_minus_beta1,
+                        float beta2, float one_minus_beta2, float eps);
     void (*came_full)(float *p, const float *g, float *m, float *v, int64_t n, const gv_came_hyper *h);
     int64_t (*came_scratch_doubles)(int64_t rows, int64_t cols);
     void (*came_factored)(float *p, const float *g, float *m, float *sq_row, float *sq_col, float *res_row,

@@ -363,6 +363,13 @@ typedef struct grove_adamw_options {
 /* Decoupled weight decay and bias correction; exp_avg, exp_avg_sq f32. */
 grove_status grove_adamw_step(grove_tensor *param, grove_tensor *grad, grove_tensor *exp_avg,
                               grove_tensor *exp_avg_sq, const grove_adamw_options *o, int64_t step);
+/* The step of count parameters of one device, each with its own step count,
+ * in one kernel call (the same numbers as one grove_adamw_step each). All
+ * are checked before any is updated; on a bad one, *failed (when given)
+ * receives its index. */
+grove_status grove_adamw_step_group(int32_t count, grove_tensor *const *params, grove_tensor *const *grads,
+                                    grove_tensor *const *exp_avgs, grove_tensor *const *exp_avg_sqs,
+                                    const grove_adamw_options *o, const int64_t *steps, int32_t *failed);
 
 /* Blockwise 8-bit codes: DYNAMIC maps x/absmax of each block to the nearest
  * of 256 signed dynamic values (scales: one absmax per block); AFFINE maps

@@ -66,6 +66,14 @@ void gv_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float
                              step_size, bc2_sqrt);
 }
 
+void gv_cpu_adamw_group(int32_t count, const gv_adamw_task *tasks, float keep, float beta1, float one_minus_beta1,
+                        float beta2, float one_minus_beta2, float eps)
+{
+    for (int32_t t = 0; t < count; t++)
+        gv_cpu_adamw(tasks[t].p, tasks[t].g, tasks[t].m, tasks[t].v, tasks[t].n, keep, beta1, one_minus_beta1, beta2,
+                     one_minus_beta2, eps, tasks[t].step_size, tasks[t].bc2_sqrt);
+}
+
 /* ---- CAME, full second moment ------------------------------------------- */
 
 void gv_cpu_came_full(float *p, const float *g, float *m, float *v, int64_t n, const gv_came_hyper *h)

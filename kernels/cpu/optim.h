@@ -24,6 +24,21 @@ void gv_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float
                   float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size,
                   float bc2_sqrt);
 
+/* One tensor of a grouped AdamW step: its buffers, length and the scalars
+ * that depend on its step count. */
+typedef struct gv_adamw_task {
+    float *p;
+    const float *g;
+    float *m, *v;
+    int64_t n;
+    float step_size, bc2_sqrt;
+} gv_adamw_task;
+
+/* gv_cpu_adamw over each of count tensors (the same hyperparameters): the
+ * bits of calling it per tensor. On CUDA, one launch covers many tensors. */
+void gv_cpu_adamw_group(int32_t count, const gv_adamw_task *tasks, float keep, float beta1, float one_minus_beta1,
+                        float beta2, float one_minus_beta2, float eps);
+
 /* CAME hyperparameters; decay = lr·weight_decay. */
 typedef struct gv_came_hyper {
     float lr, decay, clip;

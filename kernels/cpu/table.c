@@ -126,6 +126,7 @@ const gv_kernels gv_cpu_kernels = {
 
     .sgd = gv_cpu_sgd,
     .adamw = gv_cpu_adamw,
+    .adamw_group = gv_cpu_adamw_group,
     .came_full = gv_cpu_came_full,
     .came_scratch_doubles = gv_cpu_came_scratch_doubles,
     .came_factored = gv_cpu_came_factored,

@@ -99,6 +99,7 @@ GV_CUDA_DECL void gv_cuda_timestep_embedding(int64_t b, const float *t, int64_t 
 /* ---- optim: twins of kernels/cpu/optim.h ---- */
 GV_CUDA_DECL void gv_cuda_sgd(float *p, const float *g, float *buf, int64_t n, float lr, float momentum, float one_minus_dampening, float weight_decay, int nesterov, int first);
 GV_CUDA_DECL void gv_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float keep, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size, float bc2_sqrt);
+GV_CUDA_DECL void gv_cuda_adamw_group(int32_t count, const gv_adamw_task *tasks, float keep, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps);
 GV_CUDA_DECL void gv_cuda_came_full(float *p, const float *g, float *m, float *v, int64_t n, const gv_came_hyper *h);
 GV_CUDA_DECL int64_t gv_cuda_came_scratch_doubles(int64_t rows, int64_t cols);
 GV_CUDA_DECL void gv_cuda_came_factored(float *p, const float *g, float *m, float *sq_row, float *sq_col, float *res_row, float *res_col, int64_t rows, int64_t cols, const gv_came_hyper *h, double *scratch, float *factors);

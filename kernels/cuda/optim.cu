@@ -133,6 +133,57 @@ extern "C" void gv_cuda_adamw(float *p, const float *g, float *m, float *v, int6
     GV_CUDA_LAUNCHED("adamw");
 }
 
+/* A grouped step: up to GROUP_TENSORS tensors per launch, passed by value
+ * (kernel parameters, no upload), as one concatenated range of
+ * start[count] elements; each thread walks its grid-stride positions in
+ * increasing order, so finding the tensor of a position is a step forward. */
+constexpr int GROUP_TENSORS = 32;
+struct adamw_batch {
+    int count;
+    long long start[GROUP_TENSORS + 1];
+    float *p[GROUP_TENSORS];
+    const float *g[GROUP_TENSORS];
+    float *m[GROUP_TENSORS], *v[GROUP_TENSORS];
+    float step_size[GROUP_TENSORS], bc2_sqrt[GROUP_TENSORS];
+};
+
+static __global__ void adamw_group_kernel(adamw_batch b, float keep, float beta1, float one_minus_beta1, float beta2,
+                                          float one_minus_beta2, float eps)
+{
+    int t = 0;
+    GRID_LOOP(i, b.start[b.count]) {
+        while (i >= b.start[t + 1]) t++;
+        long long k = i - b.start[t];
+        b.p[t][k] = gv_rule_adamw(b.p[t][k], b.g[t][k], b.m[t] + k, b.v[t] + k, keep, beta1, one_minus_beta1, beta2,
+                                  one_minus_beta2, eps, b.step_size[t], b.bc2_sqrt[t]);
+    }
+}
+
+extern "C" void gv_cuda_adamw_group(int32_t count, const gv_adamw_task *tasks, float keep, float beta1,
+                                    float one_minus_beta1, float beta2, float one_minus_beta2, float eps)
+{
+    for (int32_t first = 0; first < count; first += GROUP_TENSORS) {
+        adamw_batch b;
+        b.count = 0;
+        b.start[0] = 0;
+        for (int32_t t = first; t < count && t < first + GROUP_TENSORS; t++) {
+            if (tasks[t].n <= 0) continue;
+            int j = b.count++;
+            b.p[j] = tasks[t].p;
+            b.g[j] = tasks[t].g;
+            b.m[j] = tasks[t].m;
+            b.v[j] = tasks[t].v;
+            b.step_size[j] = tasks[t].step_size;
+            b.bc2_sqrt[j] = tasks[t].bc2_sqrt;
+            b.start[j + 1] = b.start[j] + tasks[t].n;
+        }
+        if (b.count == 0) continue;
+        adamw_group_kernel<<<gv_cuda_blocks(b.start[b.count]), THREADS, 0, gv_cuda_stream()>>>(
+            b, keep, beta1, one_minus_beta1, beta2, one_minus_beta2, eps);
+        GV_CUDA_LAUNCHED("adamw");
+    }
+}
+
 /* ---- CAME, full second moment ------------------------------------------------- */
 
 /* v ← β2·v + (1 − β2)(g² + ε1); block partials of Σu² for u = g/√v. */

@@ -80,6 +80,7 @@ const gv_kernels gv_cuda_kernels = {
 
     .sgd = gv_cuda_sgd,
     .adamw = gv_cuda_adamw,
+    .adamw_group = gv_cuda_adamw_group,
     .came_full = gv_cuda_came_full,
     .came_scratch_doubles = gv_cuda_came_scratch_doubles,
     .came_factored = gv_cuda_came_factored,

@@ -76,6 +76,21 @@ return function(grove, optim)
     step = function(e, p, o)
       return C.grove_adamw_step(p, p.grad, e.state.exp_avg.p, e.state.exp_avg_sq.p, o, e.step)
     end,
+    -- every due parameter of a group in one kernel call (on CUDA, one launch
+    -- per 32 tensors); returns nil, or the index of the parameter at fault
+    step_group = function(entries, o)
+      local n = #entries
+      local ps, gs = ffi.new("grove_tensor *[?]", n), ffi.new("grove_tensor *[?]", n)
+      local ms, vs = ffi.new("grove_tensor *[?]", n), ffi.new("grove_tensor *[?]", n)
+      local steps, failed = ffi.new("int64_t[?]", n), ffi.new("int32_t[1]")
+      for i, e in ipairs(entries) do
+        local p = e.param.p
+        ps[i - 1], gs[i - 1], steps[i - 1] = p, p.grad, e.step
+        ms[i - 1], vs[i - 1] = e.state.exp_avg.p, e.state.exp_avg_sq.p
+      end
+      if C.grove_adamw_step_group(n, ps, gs, ms, vs, o, steps, failed) == 0 then return nil end
+      return failed[0] >= 0 and failed[0] + 1 or 0
+    end,
   }
 
   -- ---- CAME and CAME-8bit ----------------------------------------------------

@@ -182,14 +182,31 @@ return function(grove, optim, kinds)
     self.steps = self.steps + 1
     for _, g in ipairs(self.param_groups) do
       local o = kind.c_options(g)
+      -- the parameters with a gradient, their state where they are
+      local due = {}
       for _, e in ipairs(g._entries) do
         local p = e.param.p
         if p.grad ~= nil then
           if not e.allocated then allocate(e)
           elseif state_device(e) ~= nil and state_device(e) ~= p.device then move_state(e, e.param:device()) end
-          e.step = e.step + 1
-          if kind.step(e, p, o) ~= 0 then
-            e.step = e.step - 1
+          due[#due + 1] = e
+        end
+      end
+      for _, e in ipairs(due) do e.step = e.step + 1 end
+      -- one kernel call for the group where the kind has one (and its
+      -- parameters share a device), else one per parameter
+      local same_device = true
+      for i = 2, #due do same_device = same_device and due[i].param.p.device == due[1].param.p.device end
+      if kind.step_group and #due > 1 and same_device then
+        local failed = kind.step_group(due, o)
+        if failed then
+          for _, e in ipairs(due) do e.step = e.step - 1 end
+          error(ffi.string(C.grove_last_error()) .. (due[failed] and (" (parameter '" .. due[failed].name .. "')") or ""), 2)
+        end
+      else
+        for i, e in ipairs(due) do
+          if kind.step(e, e.param.p, o) ~= 0 then
+            for j = i, #due do due[j].step = due[j].step - 1 end
             error(ffi.string(C.grove_last_error()) .. " (parameter '" .. e.name .. "')", 2)
           end
         end

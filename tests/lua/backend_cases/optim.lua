@@ -4,7 +4,8 @@
 -- returns the updated parameter and the optimizer state, so both devices
 -- must agree on every state tensor too (grad = false throughout).
 --
--- Covered: SGD (plain, momentum with dampening, Nesterov with decay), AdamW,
+-- Covered: SGD (plain, momentum with dampening, Nesterov with decay), AdamW
+-- (one tensor, and a group of 40 in one kernel call),
 -- CAME full and factored (rows in several bands of 16 and a partial band,
 -- one row, a vector long enough for many partial sums), CAME-8bit with both
 -- quantizers on sizes that are not multiples of the block, the quantizers
@@ -63,6 +64,39 @@ for _, shape in ipairs { { 37, 50 }, { 333 }, { 4, 3, 3, 3 } } do
         end,
         inputs = { shape, shape, shape } }
 end
+
+-- A group of 40 parameters takes one kernel call (on CUDA two launches of
+-- up to 32 tensors); the odd ones have no gradient at the first step, so the
+-- second step mixes two step counts in one call.
+local group_sizes = {}
+for i = 1, 40 do group_sizes[i] = (i * 37) % 97 + 1 end
+local group_total = 0
+for _, n in ipairs(group_sizes) do group_total = group_total + n end
+add { name = "adamw group of 40 parameters (two launches), step counts 1 and 2",
+      fn = function(p0, g1, g2)
+        local named, ws, off = {}, {}, 0
+        for i, n in ipairs(group_sizes) do
+          ws[i] = param(p0:narrow(1, off + 1, n))
+          named[i] = { "w" .. i, ws[i] }
+          off = off + n
+        end
+        local opt = optim.adamw(named, { lr = 1e-2, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0.1 })
+        for step, g in ipairs { g1, g2 } do
+          off = 0
+          for i, n in ipairs(group_sizes) do
+            ws[i].grad = (step == 2 or i % 2 == 0) and g:narrow(1, off + 1, n):detach():clone() or nil
+            off = off + n
+          end
+          opt:step()
+        end
+        local out = {}
+        for i, w in ipairs(ws) do
+          local st = opt:state_of("w" .. i)
+          out[#out + 1], out[#out + 2], out[#out + 3] = w:detach(), st.exp_avg, st.exp_avg_sq
+        end
+        return out
+      end,
+      inputs = { { group_total }, { group_total }, { group_total } } }
 
 -- ---- CAME ---------------------------------------------------------------------------
 -- Factored for matrices (rows × cols statistics), full for vectors and k×k convs.
