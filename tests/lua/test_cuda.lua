@@ -240,6 +240,23 @@ spec.describe("cuda models", function()
     spec.assert(report.total_ms > 0 and report.total_ms <= report.wall_ms + 1e-3, tostring(report))
   end)
 
+  -- Block importance (grove.prune) with the model and text encoder on the
+  -- GPU: the captions' ids, the rendered latents and the noise (drawn on the
+  -- CPU) follow the model, and the scores are the CPU's.
+  spec.it("scores and prunes blocks on the device as on the CPU", function()
+    local o = { preset = "tiny", seed = 3, text_depth = 1, text_heads = 2 }
+    local popts = { prompts = { "a red circle", "a blue square" }, timesteps = 2, size = 16 }
+    local cpu = grove.train.build(o)
+    local gpu = grove.train.build(o)
+    grove.train.to_device(gpu, "cuda")
+    local want = grove.prune.importance(cpu.model, cpu, popts)
+    local got = grove.prune.importance(gpu.model, gpu, popts)
+    for i = 1, #want do spec.near(got[i], want[i], 1e-5 * math.max(1, math.abs(want[i])), "block " .. i) end
+    local pruned = grove.prune.parts(gpu, { depth = 2, prompts = popts.prompts, timesteps = 2, size = 16 })
+    spec.eq(pruned.model.config.depth, 2)
+    spec.eq(pruned.model:device(), "cuda")
+  end)
+
   -- The whole training step (SANA blocks, text encoder, loss, CAME-8bit, EMA)
   -- on both devices from the same seed: only rounding may differ.
   spec.it("trains the tiny preset as the CPU does", function()

@@ -81,7 +81,10 @@ return function(grove, prune)
     if type(source) == "function" then return source end
     if type(source) == "table" and source.tokenizer and source.text then
       return function(captions)
+        -- the tokenizer makes CPU tensors; the encoder may be on the GPU
         local ids, mask = source.tokenizer:encode(captions, { max_len = model.config.text_len })
+        local dev = source.text:parameters()[1]:device()
+        ids, mask = ids:to(dev), mask:to(dev)
         return source.text:forward(ids, mask), mask
       end
     end
@@ -158,8 +161,11 @@ return function(grove, prune)
     if (#sigmas + 1) * #prompts * NOISE_STRIDE >= 2 ^ 53 then
       error("prune: too many prompts × timesteps for the noise counters (" .. #prompts .. " × " .. #sigmas .. ")", 0)
     end
+    -- noise is drawn on the CPU (the same numbers on every device) and, as
+    -- the clean latents and the captions' features, moved to the model
+    local dev = model:device()
     local self = setmetatable({ prompts = prompts, origin = origin, sigmas = sigmas, seed = seed, batch = batch,
-                                size = opts.size or 32, chunks = {} }, Calib)
+                                size = opts.size or 32, chunks = {}, device = dev }, Calib)
 
     local x0 = opts.x0
     if x0 == nil then
@@ -198,9 +204,10 @@ return function(grove, prune)
         local chunk = {}
         for i = first, first + n - 1 do chunk[#chunk + 1] = prompts[i] end
         local feats, mask = encode(chunk)
+        feats, mask = feats:to(dev), mask:to(dev)
         local x
         if all_x0 then
-          x = all_x0:narrow(1, first, n):contiguous()
+          x = all_x0:narrow(1, first, n):contiguous():to(dev)
         else
           x = model:sample { noise = self:noise(first, n, 0), text = feats, mask = mask,
                              steps = opts.sample_steps or 20, cfg = opts.cfg or 4.5 }
@@ -224,8 +231,10 @@ return function(grove, prune)
       if k > #self.chunks then j, k = j + 1, 1 end
       if j > #self.sigmas then return nil end
       local ch, s = self.chunks[k], self.sigmas[j]
-      local eps = self:noise(ch.first, ch.n, j)
-      prev = { x = grove.lincomb({ ch.x0, eps }, { 1 - s, s }), t = grove.full({ ch.n }, s * 1000),
+      local drawn = self:noise(ch.first, ch.n, j)
+      local eps = drawn:to(self.device)
+      if eps ~= drawn then drawn:free() end
+      prev = { x = grove.lincomb({ ch.x0, eps }, { 1 - s, s }), t = grove.full({ ch.n }, s * 1000, { device = self.device }),
                target = grove.lincomb({ eps, ch.x0 }, { 1, -1 }), text = ch.text, mask = ch.mask, sigma = s,
                n = ch.n, first = ch.first, index = j }
       eps:free()
