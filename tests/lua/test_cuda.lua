@@ -257,6 +257,23 @@ spec.describe("cuda models", function()
     spec.eq(pruned.model:device(), "cuda")
   end)
 
+  -- Inference-time search with the model on the GPU and a judge on either
+  -- device: the judge moves images and token ids to its own weights.
+  spec.it("searches on the device, judged on either device, as on the CPU", function()
+    local judge = grove.judge.Judge({ vocab_size = grove.text.shapes_tokenizer():size() }, { seed = 1 })
+    local o = { preset = "tiny", seed = 5, text_depth = 1, text_heads = 2 }
+    local cpu, gpu = grove.train.build(o), grove.train.build(o)
+    grove.train.to_device(gpu, "cuda")
+    local sopts = { n = 4, steps = 2, size = 32, judge = judge }
+    local want = grove.search.run(cpu, "a red circle", sopts)
+    local got = grove.search.run(gpu, "a red circle", sopts)
+    spec.eq(got[1].seed, want[1].seed, "the same pick")
+    spec.near(got[1].score, want[1].score, 1e-4, "its score")
+    judge:to("cuda")
+    local again = grove.search.run(gpu, "a red circle", sopts)
+    spec.eq(again[1].seed, want[1].seed, "the same pick with the judge on the GPU")
+  end)
+
   -- The whole training step (SANA blocks, text encoder, loss, CAME-8bit, EMA)
   -- on both devices from the same seed: only rounding may differ.
   spec.it("trains the tiny preset as the CPU does", function()

@@ -117,7 +117,7 @@ return function(grove)
     local L = ids:size(2)
     local txt = grove.embedding(self.token_embedding.weight, ids) + self.text_position:narrow(1, 1, L)
     local x = grove.cat({ self.cls:expand { B, 1, c.width }, img, txt }, 2)
-    local m = grove.cat({ grove.ones { B, 1 + g * g }, mask }, 2)
+    local m = grove.cat({ grove.ones({ B, 1 + g * g }, { device = mask:device() }), mask }, 2)
     for _, layer in ipairs(self.layers) do x = layer:forward(x, m) end
     return self.head:forward(self.final_norm:forward(x:select(2, 1)))
   end
@@ -134,18 +134,24 @@ return function(grove)
     return ids, mask:float()
   end
 
-  -- Logits (B, 2) for images and one prompt per image (training: on the tape).
+  -- The device ("cpu" or "cuda") of the judge's weights.
+  function Judge:device() return self.head.weight:device() end
+
+  -- Logits (B, 2) for images and one prompt per image (training: on the
+  -- tape). Images and token ids move to the judge's device.
   function Judge:logits(images, prompts)
     local ids, mask = self:encode(prompts)
-    return self:forward(images, ids, mask)
+    local dev = self:device()
+    return self:forward(images:to(dev), ids:to(dev), mask:to(dev))
   end
 
-  -- images: (B, H, W, C) or a list of (H, W, C) tensors; prompts: one per
-  -- image. Returns the yes probabilities as a Lua list.
+  -- images: (B, H, W, C) or a list of (H, W, C) tensors, on any device;
+  -- prompts: one per image. Returns the yes probabilities as a Lua list.
   function Judge:score(images, prompts, opts)
     if type(images) == "table" and not grove.is_tensor(images) then
       local list = {}
-      for i, t in ipairs(images) do list[i] = t:dim() == 3 and t:unsqueeze(1) or t end
+      local dev = self:device()
+      for i, t in ipairs(images) do list[i] = (t:dim() == 3 and t:unsqueeze(1) or t):to(dev) end
       images = grove.cat(list, 1)
     end
     local B = images:size(1)
