@@ -92,6 +92,7 @@ local spec = {
   { "scratch", "boolean", true, "train the same-steps scratch model of the grown depth" },
   { "embed", "boolean", true, "embed the report's images as data: URIs (else link the PNG files beside it)" },
   { "seed", "number", 1, "seed of models, data, noise, calibration and evaluation" },
+  { "device", "string", "cpu", "where the models and the judge train, sample and score: cpu or cuda (noise and data are drawn on the CPU either way)" },
 }
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/pipeline.lua [--profile quick|full|test] [options]",
   description = "The SANA 1.5 pipeline: train, grow, prune, search; see docs/pipeline.md." })
@@ -104,6 +105,10 @@ o.out = o.out or ("runs/" .. o.name)
 if not (o.base_depth >= 1 and o.grow_depth >= o.base_depth and o.prune_depth >= 1 and o.prune_depth <= o.grow_depth) then
   error(string.format("pipeline: depths must satisfy 1 <= base_depth <= grow_depth and 1 <= prune_depth <= grow_depth, got %d, %d, %d",
     o.base_depth, o.grow_depth, o.prune_depth), 0)
+end
+grove._device_id(o.device, "pipeline: --device")
+if o.device ~= "cpu" and not grove.cuda.is_available() then
+  error("pipeline: --device " .. o.device .. ": no CUDA device (grove.cuda.device_count() == 0)", 0)
 end
 io.stdout:setvbuf("line")
 
@@ -134,7 +139,7 @@ end
 local function train_into(dir, t)
   local r = {
     preset = o.preset, batch = o.batch, seed = o.seed, out = dir, eval = false, sample_every = 0,
-    save_every = t.steps, log_every = math.max(1, math.floor(t.steps / 10)),
+    save_every = t.steps, log_every = math.max(1, math.floor(t.steps / 10)), device = o.device,
   }
   for k, v in pairs(t) do r[k] = v end
   local t0 = grove.now()
@@ -145,6 +150,8 @@ end
 
 local function decay_of(steps) return math.floor(steps * o.decay) end
 local function ckpt(stage) return o.out .. "/" .. stage .. "/checkpoint.safetensors" end
+-- A stage's checkpoint, ready to sample, on the run's device.
+local function load(path) return train.load_for_inference(path, { device = o.device }) end
 
 -- What each stage depends on: its own options (a change re-runs it and every later stage).
 local function pick(...)
@@ -212,7 +219,7 @@ local run = pipeline.new { dir = o.out, stages = STAGES, from = o.from, clock = 
 local function from_scratch(dir, depth, steps)
   local losses, secs = train_into(dir, { config = { depth = depth }, steps = steps, lr = o.lr, decay = decay_of(steps),
                                          ema = o.ema })
-  local parts = train.load_for_inference(dir .. "/checkpoint.safetensors")
+  local parts = load(dir .. "/checkpoint.safetensors")
   sample_grid(parts, dir .. "/samples.png")
   return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = depth,
            params = parts.model:num_parameters() }
@@ -221,7 +228,7 @@ end
 local base = run:stage("base", stage_options.base, function(dir) return from_scratch(dir, o.base_depth, o.base_steps) end)
 
 local grow = run:stage("grow", stage_options.grow, function(dir)
-  local src = train.load_for_inference(ckpt("base")) -- EMA weights
+  local src = train.load_for_inference(ckpt("base")) -- EMA weights; grown on the CPU, trained on the device
   local t0 = grove.now()
   local grown, kinds = grove.grow(src.model, { strategy = "partial", depth = o.grow_depth, init = "identity", seed = o.seed })
   local both = grove.nn.Container { { "model", grown }, { "text", src.text } }
@@ -232,7 +239,7 @@ local grow = run:stage("grow", stage_options.grow, function(dir)
   local losses, secs = train_into(dir, { init = start, steps = o.grow_steps, lr = o.lr, decay = decay_of(o.grow_steps),
                                          ema = o.ema })
   os.remove(start)
-  local parts = train.load_for_inference(dir .. "/checkpoint.safetensors")
+  local parts = load(dir .. "/checkpoint.safetensors")
   sample_grid(parts, dir .. "/samples.png")
   return { losses = losses, train_seconds = secs, grow_seconds = grow_seconds, kinds = kinds, eval = evaluate(parts),
            depth = o.grow_depth, params = parts.model:num_parameters() }
@@ -244,7 +251,7 @@ local scratch = run:stage("scratch", stage_options.scratch, function(dir)
 end)
 
 local prune = run:stage("prune", stage_options.prune, function(dir)
-  local deep = train.load_for_inference(ckpt("grow"))
+  local deep = load(ckpt("grow"))
   local t0 = grove.now()
   local calib = grove.prune.calibration(deep.model, deep, { prompts = o.calib_prompts, timesteps = o.calib_timesteps,
                                                             seed = o.seed, size = d.size })
@@ -266,7 +273,7 @@ end)
 local finetune = run:stage("finetune", stage_options.finetune, function(dir)
   local losses, secs = train_into(dir, { init = o.out .. "/prune/pruned.safetensors", steps = o.ft_steps, lr = o.ft_lr,
                                          warmup = math.min(10, o.ft_steps), ema = o.ft_ema })
-  local parts = train.load_for_inference(dir .. "/checkpoint.safetensors")
+  local parts = load(dir .. "/checkpoint.safetensors")
   sample_grid(parts, dir .. "/samples.png")
   return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = o.prune_depth,
            params = parts.model:num_parameters() }
@@ -275,7 +282,8 @@ end)
 local judge = run:stage("judge", stage_options.judge, function(dir)
   local r = grove.judge.train { steps = o.judge_steps, samples = o.judge_samples, width = o.judge_width,
                                 depth = o.judge_depth, stem_depth = o.judge_stem_depth, eval_images = o.judge_eval_images, seed = o.seed,
-                                checkpoint = ckpt("finetune"), out = dir, log_every = math.max(1, math.floor(o.judge_steps / 10)) }
+                                checkpoint = ckpt("finetune"), out = dir, log_every = math.max(1, math.floor(o.judge_steps / 10)),
+                                device = o.device }
   print(r.accuracy)
   local sets = {}
   for _, e in ipairs(r.sets) do sets[#sets + 1] = { name = e.name, result = e.result } end
@@ -284,8 +292,8 @@ local judge = run:stage("judge", stage_options.judge, function(dir)
 end)
 
 local search = run:stage("search", stage_options.search, function(dir)
-  local parts = train.load_for_inference(ckpt("finetune"))
-  local j = grove.judge.load(o.out .. "/judge/judge.safetensors")
+  local parts = load(ckpt("finetune"))
+  local j = grove.judge.load(o.out .. "/judge/judge.safetensors"):to(o.device)
   local r = grove.search.study { parts = parts, judge = j, prompts = o.search_prompts, max_n = o.search_max_n,
                                  steps = o.search_steps, steps_max_n = o.search_steps_max_n, seed = 0, out = dir }
   print(r.table)

@@ -12,7 +12,7 @@ return function(grove, J)
   J.train_defaults = {
     steps = 4000, batch = 32, lr = 1e-3, warmup = 50, width = 64, depth = 3, heads = 2, patch = 8, size = 32, stem = 32, stem_depth = 1,
     kinds = "shape,relation,color,shape,relation,count,relation", seed = 1, checkpoint = nil, samples = 256,
-    sample_steps = 20, sample_every = 3, eval_images = 256, out = "runs/judge", log_every = 50,
+    sample_steps = 20, sample_every = 3, eval_images = 256, out = "runs/judge", log_every = 50, device = "cpu",
   }
 
   -- The accuracy table of evaluation sets {{name, pairs, result}} as text.
@@ -34,7 +34,8 @@ return function(grove, J)
     return table.concat(lines, "\n")
   end
 
-  -- opts: J.train_defaults' fields; checkpoint (a path) or parts (from
+  -- opts: J.train_defaults' fields (device: where the judge trains and the model
+  -- samples); checkpoint (a path) or parts (from
   -- grove.train) adds the model's own samples; log (default print).
   function J.train(opts)
     local o = {}
@@ -47,6 +48,7 @@ return function(grove, J)
     local tok = grove.text.shapes_tokenizer()
     local judge = J.Judge({ vocab_size = tok:size(), width = o.width, depth = o.depth, heads = o.heads, patch = o.patch,
                             size = o.size, stem = o.stem, stem_depth = o.stem_depth }, { seed = o.seed })
+    judge:to(o.device) -- images and captions are made on the CPU; logits() moves them
     say(string.format("judge: %d parameters", judge:num_parameters()))
 
     -- held-out pairs: renders of another seed (train split), renders of the
@@ -62,7 +64,7 @@ return function(grove, J)
 
     -- the model's samples for training captions: images and the specs they were asked for
     local sample_pool
-    local parts = o.parts or (o.checkpoint and grove.train.load_for_inference(o.checkpoint))
+    local parts = o.parts or (o.checkpoint and grove.train.load_for_inference(o.checkpoint, { device = o.device }))
     if parts and o.samples > 0 then
       -- o.samples to train on, then as many as the other held-out sets (at most o.samples) to measure
       local n_eval = math.min(o.samples, o.eval_images)
@@ -103,7 +105,7 @@ return function(grove, J)
         local b = data:next()
         p = J.pairs(b.images, b.specs, { seed = o.seed * 7919 + step, kinds = kinds })
       end
-      local loss = grove.cross_entropy(judge:logits(p.images, p.captions), p.labels)
+      local loss = grove.cross_entropy(judge:logits(p.images, p.captions), p.labels:to(o.device))
       loss:backward()
       grove.optim.clip_grad_norm(judge:parameters(), 1.0)
       opt:step()
