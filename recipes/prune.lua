@@ -29,6 +29,7 @@ local spec = {
   { "eval_steps", "number", d.eval_steps, "sampling steps of the evaluation" },
   { "raw", "boolean", false, "prune the raw weights instead of the EMA weights" },
   { "out", "string", "runs/prune", "output folder" },
+  args.device_option(),
 }
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/prune.lua --in FILE --depth K [options]",
   description = "Prune, then fine-tune; see docs/pruning.md." })
@@ -42,7 +43,7 @@ local function say(s)
   report[#report + 1] = s
 end
 
-local parts = train.load_for_inference(o["in"], { ema = not o.raw })
+local parts = train.load_for_inference(o["in"], { ema = not o.raw, device = o.device })
 local keep
 if o.keep then
   keep = {}
@@ -86,8 +87,9 @@ if o.steps > 0 then
   local ft = o.out .. "/finetune"
   train.run { init = weights, steps = o.steps, batch = o.batch, lr = o.lr, warmup = o.warmup, optimizer = o.optimizer,
               ema = o.ema, seed = o.seed, size = o.size, out = ft, eval = false, sample_every = 0,
-              save_every = o.steps, log_every = math.max(1, math.floor(o.steps / 10)) }
-  stage(string.format("after %d fine-tuning steps", o.steps), train.load_for_inference(ft .. "/checkpoint.safetensors"))
+              save_every = o.steps, log_every = math.max(1, math.floor(o.steps / 10)), device = o.device }
+  stage(string.format("after %d fine-tuning steps", o.steps),
+        train.load_for_inference(ft .. "/checkpoint.safetensors", { device = o.device }))
 end
 
 local f = io.open(o.out .. "/eval.txt", "w")

@@ -19,6 +19,7 @@ local spec = {
   { "size", "number", 32, "image size" },
   { "batch", "number", 16, "candidates per sampling batch" },
   { "out", "string", "runs/search", "output folder" },
+  args.device_option(),
 }
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/search.lua [options]",
   description = "Judged search over a list of prompts; see docs/search.md." })
@@ -51,8 +52,8 @@ else
   for _, cat in ipairs(grove.data.captions.categories) do prompts[#prompts + 1] = grove.data.shapes.prompts(cat)[1] end
 end
 
-local parts = grove.train.load_for_inference(o.checkpoint)
-local judge = o.judge == "evaluator" and "evaluator" or grove.judge.load(o.judge)
+local parts = grove.train.load_for_inference(o.checkpoint, { device = o.device })
+local judge = o.judge == "evaluator" and "evaluator" or grove.judge.load(o.judge):to(o.device)
 local check = function(image, prompt) return grove.eval.shapes.check(image:unsqueeze(1), prompt, 1) and "pass" or "fail" end
 local sheet, caps = {}, {}
 local before, after = 0, 0

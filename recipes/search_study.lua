@@ -26,6 +26,7 @@ local spec = {
   { "size", "number", d.size, "image size" },
   { "seed", "number", d.seed, "base seed: prompt i's candidate k starts from seed + (i-1)·max_n + k" },
   { "out", "string", d.out, "output folder" },
+  args.device_option(),
 }
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/search_study.lua [options]",
   description = "Candidates vs denoising steps for inference-time search; see docs/search.md." })

@@ -30,6 +30,7 @@ local spec = {
   { "sample_every", "number", d.sample_every, "every k-th step trains on model samples (with --checkpoint)" },
   { "eval_images", "number", d.eval_images, "held-out images per evaluation set" },
   { "out", "string", d.out, "output folder" },
+  args.device_option(),
 }
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/train_judge.lua [options]",
   description = "Trains the image-text judge of grove.search; see docs/search.md." })

@@ -10,6 +10,13 @@
 --   }, { usage = "grove recipes/train.lua [options]" })
 local args = {}
 
+-- The --device option of every command that runs a model; the value goes
+-- to grove.train.load_for_inference{device =} and the like, which fail with
+-- a clear message where there is no such device.
+function args.device_option()
+  return { "device", "string", "cpu", "cpu or cuda: where the model runs (noise and data are drawn on the CPU either way)" }
+end
+
 local function usage(spec, o)
   local lines = { "usage: " .. (o.usage or "grove script [options]") }
   if o.description then lines[#lines + 1] = o.description end

@@ -13,13 +13,14 @@ local spec = {
   { "size", "number", 32, "image size" },
   { "grid", "string", nil, "also write a grid of the first images to this PNG" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
+  args.device_option(),
 }
 
 return function(argv)
   local o, rest = args.parse(argv, spec, { usage = "grove eval --checkpoint FILE [--set shapes] [options]",
     description = "Samples the shapes evaluation prompts and prints the evaluator's per-category table." })
   if not o then print(rest); return end
-  local parts = grove.train.load_for_inference(o.checkpoint, { ema = not o.raw })
+  local parts = grove.train.load_for_inference(o.checkpoint, { ema = not o.raw, device = o.device })
   local sets = o.set == "shapes" and grove.data.captions.categories or { o.set }
   local prompts = {}
   for _, name in ipairs(sets) do

@@ -22,6 +22,7 @@ local spec = {
   { "chart", "string", nil, "write the per-block importance bar chart to this PNG" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
   { "quiet", "boolean", false, "print nothing but errors" },
+  args.device_option(),
 }
 
 -- A function from a .lua file, or the name as given.
@@ -53,7 +54,7 @@ return function(argv)
   local t0 = grove.now()
   local ok, res = pcall(function()
     local metric, schedule = named_or_file(o.metric, "metric"), named_or_file(o.schedule, "schedule")
-    local parts = grove.train.load_for_inference(o["in"], { ema = not o.raw })
+    local parts = grove.train.load_for_inference(o["in"], { ema = not o.raw, device = o.device })
     local opts = { depth = o.depth, metric = metric, schedule = schedule, keep = keep, seed = o.seed,
                    prompts = o.calib or o.prompts, timesteps = o.timesteps, x0 = o.x0, size = o.size, batch = o.batch }
     local pruned, info = grove.prune.parts(parts, opts)

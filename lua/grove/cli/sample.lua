@@ -14,6 +14,7 @@ local spec = {
   { "size", "number", 32, "image size" },
   { "output", "string", "sample.png", "output PNG (a grid)", short = "o" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
+  args.device_option(),
 }
 
 return function(argv)
@@ -21,7 +22,7 @@ return function(argv)
     description = "Samples images from a grove training checkpoint and writes them as one grid." })
   if not o then print(rest); return end
   if not o.prompt then error("give at least one --prompt", 0) end
-  local parts = grove.train.load_for_inference(o.checkpoint, { ema = not o.raw })
+  local parts = grove.train.load_for_inference(o.checkpoint, { ema = not o.raw, device = o.device })
   local prompts = {}
   for _, p in ipairs(o.prompt) do
     for _ = 1, o.n do prompts[#prompts + 1] = p end

@@ -24,8 +24,8 @@ return function(grove, search)
   local function power_of_two(n) return n >= 1 and n % 1 == 0 and 2 ^ math.floor(math.log(n) / math.log(2) + 0.5) == n end
 
   -- opts: search.study_defaults' fields; parts (from grove.train) or
-  -- checkpoint (a path); judge: a grove.judge model, a path to one, or
-  -- "evaluator"; log (default print).
+  -- checkpoint (a path, loaded on opts.device); judge: a grove.judge model,
+  -- a path to one (loaded on opts.device), or "evaluator"; log (default print).
   function search.study(opts)
     local o = {}
     for k, v in pairs(search.study_defaults) do o[k] = v end
@@ -33,9 +33,11 @@ return function(grove, search)
     local say = o.log or print
     if not power_of_two(o.max_n) then error("search_study: max_n must be a power of two, got " .. tostring(o.max_n), 0) end
     os.execute("mkdir -p '" .. o.out .. "'")
-    local parts = o.parts or grove.train.load_for_inference(o.checkpoint)
+    local parts = o.parts or grove.train.load_for_inference(o.checkpoint, { device = o.device })
     local judge_model = o.judge
-    if type(judge_model) == "string" then judge_model = judge_model ~= "evaluator" and grove.judge.load(judge_model) or nil end
+    if type(judge_model) == "string" then
+      judge_model = judge_model ~= "evaluator" and grove.judge.load(judge_model):to(o.device or "cpu") or nil
+    end
     local E = grove.eval.shapes
     local categories = grove.data.captions.categories
 
