@@ -23,6 +23,11 @@ static int64_t chunk_size(int64_t n)
     return c < MIN_CHUNK ? MIN_CHUNK : c;
 }
 
+void gv_cpu_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums)
+{
+    for (int32_t i = 0; i < count; i++) sums[i] = gv_cpu_sum_squares(xs[i], ns[i]);
+}
+
 double gv_cpu_sum_squares(const float *x, int64_t n)
 {
     int64_t chunk = chunk_size(n), nchunks = (n + chunk - 1) / chunk;

@@ -74,6 +74,10 @@ void gv_cpu_dequantize_affine(const uint8_t *codes, const float *min_step, int64
 
 /* Σ x² over n values, in double. */
 double gv_cpu_sum_squares(const float *x, int64_t n);
+/* sums[i] = Σ xs[i]² over ns[i] values for each of count tensors: one
+ * result on the host for all of them (on CUDA one wait instead of one per
+ * tensor). */
+void gv_cpu_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums);
 /* x ·= s. */
 void gv_cpu_scale_(float *x, int64_t n, float s);
 

@@ -135,5 +135,6 @@ const gv_kernels gv_cpu_kernels = {
     .quantize_affine = gv_cpu_quantize_affine,
     .dequantize_affine = gv_cpu_dequantize_affine,
     .sum_squares = gv_cpu_sum_squares,
+    .sum_squares_group = gv_cpu_sum_squares_group,
     .scale_ = gv_cpu_scale_,
 };

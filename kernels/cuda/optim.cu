@@ -58,13 +58,21 @@ static __global__ void sum_squares_parts(const float *x, long long n)
     if (threadIdx.x == 0) g_parts[blockIdx.x] = t;
 }
 
-/* g_total = Σ of the nparts block partials (one block). */
-static __global__ void total_of_parts(unsigned int nparts)
+/* Totals of a group of sums (gv_cuda_sum_squares_group), read back at once. */
+constexpr int GROUP_SUMS = 1024;
+static __device__ double g_sums[GROUP_SUMS];
+
+/* Σ of the nparts block partials (one block), into g_total, or into
+ * g_sums[slot] when slot >= 0. */
+static __global__ void total_of_parts(unsigned int nparts, int slot)
 {
     double s = 0;
     for (unsigned int b = threadIdx.x; b < nparts; b += blockDim.x) s += g_parts[b];
     double t = gv_block_sum<THREADS>(s);
-    if (threadIdx.x == 0) g_total = t;
+    if (threadIdx.x == 0) {
+        if (slot >= 0) g_sums[slot] = t;
+        else g_total = t;
+    }
 }
 
 extern "C" double gv_cuda_sum_squares(const float *x, int64_t n)
@@ -74,13 +82,43 @@ extern "C" double gv_cuda_sum_squares(const float *x, int64_t n)
     unsigned int parts = sum_parts(n);
     sum_squares_parts<<<parts, THREADS, 0, st>>>(x, n);
     GV_CUDA_LAUNCHED("sum_squares");
-    total_of_parts<<<1, THREADS, 0, st>>>(parts);
+    total_of_parts<<<1, THREADS, 0, st>>>(parts, -1);
     GV_CUDA_LAUNCHED("sum_squares");
     double total = 0;
     gv_cuda_record(cudaMemcpyFromSymbolAsync(&total, g_total, sizeof total, 0, cudaMemcpyDeviceToHost, st),
                    "sum_squares: copy to host");
     gv_cuda_record(cudaStreamSynchronize(st), "sum_squares");
     return total;
+}
+
+/* The same per-tensor sums as gv_cuda_sum_squares (the same bits), queued
+ * back to back and copied to the host together: one wait per GROUP_SUMS
+ * tensors instead of one per tensor (clip_grad_norm over every gradient). */
+extern "C" void gv_cuda_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums)
+{
+    cudaStream_t st = gv_cuda_stream();
+    for (int32_t first = 0; first < count; first += GROUP_SUMS) {
+        int32_t m = count - first < GROUP_SUMS ? count - first : GROUP_SUMS;
+        double zero = 0;
+        for (int32_t i = 0; i < m; i++) {
+            long long n = ns[first + i];
+            if (n <= 0) {
+                gv_cuda_record(cudaMemcpyToSymbolAsync(g_sums, &zero, sizeof zero, (size_t)i * sizeof zero,
+                                                       cudaMemcpyHostToDevice, st),
+                               "sum_squares: an empty tensor");
+                continue;
+            }
+            unsigned int parts = sum_parts(n);
+            sum_squares_parts<<<parts, THREADS, 0, st>>>(xs[first + i], n);
+            GV_CUDA_LAUNCHED("sum_squares");
+            total_of_parts<<<1, THREADS, 0, st>>>(parts, i);
+            GV_CUDA_LAUNCHED("sum_squares");
+        }
+        gv_cuda_record(cudaMemcpyFromSymbolAsync(sums + first, g_sums, (size_t)m * sizeof(double), 0,
+                                                 cudaMemcpyDeviceToHost, st),
+                       "sum_squares: copy to host");
+        gv_cuda_record(cudaStreamSynchronize(st), "sum_squares");
+    }
 }
 
 static __global__ void scale_kernel(float *x, long long n, float s)

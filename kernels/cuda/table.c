@@ -89,5 +89,6 @@ const gv_kernels gv_cuda_kernels = {
     .quantize_affine = gv_cuda_quantize_affine,
     .dequantize_affine = gv_cuda_dequantize_affine,
     .sum_squares = gv_cuda_sum_squares,
+    .sum_squares_group = gv_cuda_sum_squares_group,
     .scale_ = gv_cuda_scale_,
 };

@@ -201,5 +201,23 @@ add { name = "clip_grad_norm of two gradients (Σx², scale_)",
         return a.grad, b.grad, norm
       end,
       inputs = { { 600, 500 }, { 37 }, { 600, 500 }, { 37 } } }
+-- 1,100 gradients (two waits on the GPU: 1,024 sums per read-back), one of
+-- them empty, from one flat input.
+add { name = "clip_grad_norm of 1100 gradients, one empty (grouped sums)",
+      fn = function(p0, g0)
+        local ps, off = {}, 0
+        for i = 1, 1100 do
+          local n = i == 700 and 0 or (i % 5) + 1
+          local p = param(p0:narrow(1, off + 1, n))
+          p.grad = g0:narrow(1, off + 1, n):detach():clone()
+          ps[i], off = p, off + n
+        end
+        local norm = grove.tensor { optim.clip_grad_norm(ps, 2.0) }
+        if p0:device() ~= "cpu" then norm = norm:cuda() end
+        local out = { norm }
+        for i = 1, 1100, 37 do out[#out + 1] = ps[i].grad end
+        return out
+      end,
+      inputs = { { 3400 }, { 3400 } } }
 
 return cases
