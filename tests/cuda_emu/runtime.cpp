@@ -48,6 +48,23 @@ cudaError_t fail(cudaError_t err, const char *fmt, ...)
     return err;
 }
 
+/* ---- counters: GROVE_CUDA_EMULATOR_STATS=1 prints them at exit ----
+ * Launches and waits are what a real GPU charges the host for (a launch
+ * costs microseconds; a wait drains the queue), so these say how host-bound
+ * a step would be before any GPU has run it. */
+struct counters {
+    unsigned long long launches, syncs, to_host, to_host_bytes, to_device, to_device_bytes;
+    ~counters()
+    {
+        const char *s = getenv("GROVE_CUDA_EMULATOR_STATS");
+        if (s && *s && *s != '0')
+            fprintf(stderr,
+                    "cuda emulator: %llu launches, %llu waits (stream or device synchronize), %llu copies to the "
+                    "host (%llu bytes), %llu copies to the device (%llu bytes)\n",
+                    launches, syncs, to_host, to_host_bytes, to_device, to_device_bytes);
+    }
+} stats;
+
 /* ---- device memory ---- */
 std::mutex mem_lock;
 std::map<uintptr_t, size_t> allocations; /* base -> size */
@@ -303,6 +320,7 @@ void run_grid(const config &c, void (*body)(void *), void *ctx, const char *kern
         return;
     }
     std::lock_guard<std::mutex> guard(launch_lock);
+    stats.launches++;
     block_run r;
     r.kernel = kernel;
     r.broken = false;
@@ -436,10 +454,15 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     (void)stream;
+    stats.syncs++;
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void)
+{
+    stats.syncs++;
+    return cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void **ptr, size_t size)
 {
@@ -483,6 +506,8 @@ static cudaError_t copy(const char *what, void *dst, const void *src, size_t cou
                     count, (int)kind, dst, in_device(dst, count) ? "device memory" : "not device memory", src,
                     in_device(src, count) ? "device memory" : "not device memory");
     memmove(dst, src, count);
+    if (src_dev && !dst_dev) stats.to_host++, stats.to_host_bytes += count;
+    if (dst_dev && !src_dev) stats.to_device++, stats.to_device_bytes += count;
     return cudaSuccess;
 }
 
