@@ -299,6 +299,10 @@ grove_tensor *grove_timestep_embedding(grove_tensor *t, int32_t dim, double max_
 /* Σ coeffs[i]·ts[i] over n ≤ 4 tensors of one shape: the update of every
  * flow sampler (Euler, DPM-Solver++, classifier-free guidance) in one pass. */
 grove_tensor *grove_lincomb(int32_t n, grove_tensor *const *ts, const double *coeffs);
+/* The same into dst (contiguous f32 of the terms' shape and device, not
+ * requiring grad; not recorded on the tape). A term may be dst itself, but
+ * no other view of its memory. */
+grove_status grove_lincomb_into(grove_tensor *dst, int32_t n, grove_tensor *const *ts, const double *coeffs);
 
 /* ---- safetensors (core/io/) --------------------------------------------------- */
 typedef struct grove_safetensors grove_safetensors;

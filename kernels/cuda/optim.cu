@@ -91,27 +91,68 @@ extern "C" double gv_cuda_sum_squares(const float *x, int64_t n)
     return total;
 }
 
-/* The same per-tensor sums as gv_cuda_sum_squares (the same bits), queued
- * back to back and copied to the host together: one wait per GROUP_SUMS
- * tensors instead of one per tensor (clip_grad_norm over every gradient). */
+/* A group of Σx²: up to SUMSQ_TENSORS tensors per launch pair, by value.
+ * Tensor t gets blocks first_block[t] .. first_block[t + 1] − 1, as many as
+ * gv_cuda_sum_squares would launch for it, each striding as that launch's
+ * grid would; a second launch adds each tensor's block partials in the same
+ * tree. So every tensor's sum has the bits of gv_cuda_sum_squares. */
+constexpr int SUMSQ_TENSORS = 32;
+struct sumsq_batch {
+    int count;
+    unsigned int first_block[SUMSQ_TENSORS + 1];
+    const float *x[SUMSQ_TENSORS];
+    long long n[SUMSQ_TENSORS];
+    int slot[SUMSQ_TENSORS];
+};
+static __device__ double g_group_parts[SUMSQ_TENSORS * MAX_PARTS];
+
+static __global__ void sum_squares_parts_group(sumsq_batch b)
+{
+    int t = 0;
+    while (blockIdx.x >= b.first_block[t + 1]) t++;
+    const unsigned int local = blockIdx.x - b.first_block[t], parts = b.first_block[t + 1] - b.first_block[t];
+    double s = 0;
+    for (long long i = (long long)local * THREADS + threadIdx.x; i < b.n[t]; i += (long long)parts * THREADS)
+        s += (double)b.x[t][i] * (double)b.x[t][i];
+    double tot = gv_block_sum<THREADS>(s);
+    if (threadIdx.x == 0) g_group_parts[blockIdx.x] = tot;
+}
+
+/* One block per tensor: g_sums[slot] = Σ of its block partials. */
+static __global__ void totals_of_parts_group(sumsq_batch b)
+{
+    const int t = blockIdx.x;
+    const unsigned int first = b.first_block[t], parts = b.first_block[t + 1] - first;
+    double s = 0;
+    for (unsigned int k = threadIdx.x; k < parts; k += blockDim.x) s += g_group_parts[first + k];
+    double tot = gv_block_sum<THREADS>(s);
+    if (threadIdx.x == 0) g_sums[b.slot[t]] = tot;
+}
+
+/* The per-tensor sums of gv_cuda_sum_squares (the same bits), two launches
+ * per SUMSQ_TENSORS tensors, copied to the host together: one wait per
+ * GROUP_SUMS tensors instead of one per tensor (clip_grad_norm). */
 extern "C" void gv_cuda_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums)
 {
     cudaStream_t st = gv_cuda_stream();
     for (int32_t first = 0; first < count; first += GROUP_SUMS) {
-        int32_t m = count - first < GROUP_SUMS ? count - first : GROUP_SUMS;
-        double zero = 0;
-        for (int32_t i = 0; i < m; i++) {
-            long long n = ns[first + i];
-            if (n <= 0) {
-                gv_cuda_record(cudaMemcpyToSymbolAsync(g_sums, &zero, sizeof zero, (size_t)i * sizeof zero,
-                                                       cudaMemcpyHostToDevice, st),
-                               "sum_squares: an empty tensor");
-                continue;
+        const int32_t m = count - first < GROUP_SUMS ? count - first : GROUP_SUMS;
+        for (int32_t b0 = 0; b0 < m; b0 += SUMSQ_TENSORS) {
+            sumsq_batch b;
+            b.count = m - b0 < SUMSQ_TENSORS ? m - b0 : SUMSQ_TENSORS;
+            b.first_block[0] = 0;
+            for (int j = 0; j < b.count; j++) {
+                const long long n = ns[first + b0 + j];
+                b.x[j] = xs[first + b0 + j];
+                b.n[j] = n > 0 ? n : 0;
+                b.slot[j] = b0 + j;
+                b.first_block[j + 1] = b.first_block[j] + (n > 0 ? sum_parts(n) : 0);
             }
-            unsigned int parts = sum_parts(n);
-            sum_squares_parts<<<parts, THREADS, 0, st>>>(xs[first + i], n);
-            GV_CUDA_LAUNCHED("sum_squares");
-            total_of_parts<<<1, THREADS, 0, st>>>(parts, i);
+            if (b.first_block[b.count] > 0) {
+                sum_squares_parts_group<<<b.first_block[b.count], THREADS, 0, st>>>(b);
+                GV_CUDA_LAUNCHED("sum_squares");
+            }
+            totals_of_parts_group<<<b.count, THREADS, 0, st>>>(b);
             GV_CUDA_LAUNCHED("sum_squares");
         }
         gv_cuda_record(cudaMemcpyFromSymbolAsync(sums + first, g_sums, (size_t)m * sizeof(double), 0,

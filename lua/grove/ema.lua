@@ -21,7 +21,7 @@ return function(grove)
     local d = math.min(self.decay, (1 + self.updates) / (10 + self.updates))
     grove.no_grad(function()
       for i, p in ipairs(self.params) do
-        self.shadow[i]:copy_(grove.lincomb({ self.shadow[i], p:detach() }, { d, 1 - d }))
+        grove.lincomb_into(self.shadow[i], { self.shadow[i], p:detach() }, { d, 1 - d })
       end
     end)
   end

@@ -16,7 +16,9 @@ extern "C" {
 
 #include <stdarg.h>
 
+#include <algorithm>
 #include <map>
+#include <string>
 #include <mutex>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,14 +56,20 @@ cudaError_t fail(cudaError_t err, const char *fmt, ...)
  * a step would be before any GPU has run it. */
 struct counters {
     unsigned long long launches, syncs, to_host, to_host_bytes, to_device, to_device_bytes;
+    std::map<std::string, unsigned long long> by_kernel;
     ~counters()
     {
         const char *s = getenv("GROVE_CUDA_EMULATOR_STATS");
-        if (s && *s && *s != '0')
-            fprintf(stderr,
-                    "cuda emulator: %llu launches, %llu waits (stream or device synchronize), %llu copies to the "
-                    "host (%llu bytes), %llu copies to the device (%llu bytes)\n",
-                    launches, syncs, to_host, to_host_bytes, to_device, to_device_bytes);
+        if (!s || !*s || *s == '0') return;
+        fprintf(stderr,
+                "cuda emulator: %llu launches, %llu waits (stream or device synchronize), %llu copies to the "
+                "host (%llu bytes), %llu copies to the device (%llu bytes)\n",
+                launches, syncs, to_host, to_host_bytes, to_device, to_device_bytes);
+        std::vector<std::pair<unsigned long long, std::string>> top;
+        for (auto &e : by_kernel) top.push_back({e.second, e.first});
+        std::sort(top.rbegin(), top.rend());
+        for (size_t i = 0; i < top.size() && i < 12; i++)
+            fprintf(stderr, "cuda emulator:   %8llu  %s\n", top[i].first, top[i].second.c_str());
     }
 } stats;
 
@@ -321,6 +329,7 @@ void run_grid(const config &c, void (*body)(void *), void *ctx, const char *kern
     }
     std::lock_guard<std::mutex> guard(launch_lock);
     stats.launches++;
+    stats.by_kernel[kernel]++;
     block_run r;
     r.kernel = kernel;
     r.broken = false;

@@ -275,3 +275,29 @@ spec.describe("memory", function()
     spec.no_leaks(work)
   end)
 end)
+
+spec.describe("lincomb_into", function()
+  spec.it("writes the combination into an existing tensor, which may be a term", function()
+    grove.manual_seed(4)
+    local a, b = grove.randn{ 5, 7 }, grove.randn{ 5, 7 }
+    local want = grove.lincomb({ a, b }, { 0.9, 0.1 })
+    local dst = a:clone()
+    spec.assert(grove.lincomb_into(dst, { dst, b }, { 0.9, 0.1 }) == dst, "returns dst")
+    spec.eq(dst:sub(want):abs():max():item(), 0, "the same bits as lincomb, in place")
+    local other = grove.zeros{ 5, 7 }
+    grove.lincomb_into(other, { a, b, a }, { 1, 2, -1 })
+    spec.eq(other:sub(grove.lincomb({ a, b, a }, { 1, 2, -1 })):abs():max():item(), 0, "three terms, as lincomb")
+  end)
+
+  spec.it("refuses what it cannot write safely", function()
+    local a = grove.randn{ 4, 6 }
+    spec.raises(function() grove.lincomb_into(a:t(), { a:t() }, { 1 }) end, "is not contiguous")
+    spec.raises(function() grove.lincomb_into(a:narrow(1, 1, 2), { a:narrow(1, 2, 2) }, { 1 }) end,
+                "term 1 shares memory with the destination without being it")
+    spec.raises(function() grove.lincomb_into(grove.zeros{ 4, 5 }, { a }, { 1 }) end,
+                "the destination is [4,5], the terms [4,6]")
+    local w = grove.zeros({ 4, 6 }):requires_grad_()
+    spec.raises(function() grove.lincomb_into(w, { a }, { 1 }) end, "the destination requires grad")
+    spec.raises(function() grove.lincomb_into(a, { a, a, a, a, a }, { 1, 1, 1, 1, 1 }) end, "5 tensors given (1 to 4)")
+  end)
+end)

@@ -8,14 +8,23 @@ return function(grove)
   local sample = {}
   grove.sample = sample
 
-  local function lincomb(ts, cs)
+  local arr, co = ffi.new("grove_tensor *[4]"), ffi.new("double[4]")
+  local function terms(ts, cs)
     local n = #ts
-    local arr = ffi.new("grove_tensor *[4]")
-    local co = ffi.new("double[4]")
+    if n > 4 then error("lincomb: " .. n .. " tensors given (1 to 4)", 3) end
     for i = 1, n do arr[i - 1] = ts[i].p; co[i - 1] = cs[i] end
-    return grove._wrap(C.grove_lincomb(n, arr, co))
+    return n
+  end
+  local function lincomb(ts, cs)
+    return grove._wrap(C.grove_lincomb(terms(ts, cs), arr, co))
   end
   grove.lincomb = lincomb
+  --- Σ cs[i]·ts[i] written into dst (contiguous, not requiring grad; a term
+  -- may be dst itself): one kernel, no new tensor. Returns dst.
+  function grove.lincomb_into(dst, ts, cs)
+    if C.grove_lincomb_into(dst.p, terms(ts, cs), arr, co) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    return dst
+  end
 
   -- σ' = s·σ / (1 + (s − 1)·σ): more time at high noise for larger images.
   local function shift_sigma(sigma, s) return s * sigma / (1 + (s - 1) * sigma) end
