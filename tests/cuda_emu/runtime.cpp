@@ -68,7 +68,7 @@ struct counters {
         std::vector<std::pair<unsigned long long, std::string>> top;
         for (auto &e : by_kernel) top.push_back({e.second, e.first});
         std::sort(top.rbegin(), top.rend());
-        for (size_t i = 0; i < top.size() && i < 12; i++)
+        for (size_t i = 0; i < top.size() && i < 40; i++)
             fprintf(stderr, "cuda emulator:   %8llu  %s\n", top[i].first, top[i].second.c_str());
     }
 } stats;
