@@ -150,6 +150,7 @@ typedef struct gv_kernels {
     void (*dequantize_affine)(const uint8_t *codes, const float *min_step, int64_t n, int64_t block, float *out);
     double (*sum_squares)(const float *x, int64_t n);
     void (*sum_squares_group)(int32_t count, const float *const *xs, const int64_t *ns, double *sums);
+    void (*scale_group)(int32_t count, float *const *xs, const int64_t *ns, float s);
     void (*scale_)(float *x, int64_t n, float s);
 } gv_kernels;
 

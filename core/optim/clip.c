@@ -42,6 +42,43 @@ static grove_status sum_of_squares(const char *op, int64_t n, grove_tensor *cons
     return st;
 }
 
+/* Every gradient ·= s: the contiguous ones of a device in one kernel call
+ * per run of that device, a strided one replaced by a scaled contiguous copy. */
+static grove_status scale_all(const char *op, int64_t n, grove_tensor *const *params, float s)
+{
+    float **xs = calloc((size_t)(n > 0 ? n : 1), sizeof *xs);
+    int64_t *ns = calloc((size_t)(n > 0 ? n : 1), sizeof *ns);
+    const grove_tensor **of = calloc((size_t)(n > 0 ? n : 1), sizeof *of);
+    grove_status st = 0;
+    int64_t m = 0;
+    if (!xs || !ns || !of) st = gv_fail("%s: out of memory for %lld gradients", op, (long long)n);
+    for (int64_t i = 0; st == 0 && i < n; i++) {
+        grove_tensor *g = params[i]->grad;
+        if (!g) continue;
+        if (grove_tensor_is_contiguous(g)) {
+            xs[m] = g->data;
+            ns[m] = grove_tensor_numel(g);
+            of[m++] = g;
+            continue;
+        }
+        grove_tensor *sc = grove_binary_scalar(g, s, GROVE_MUL, false);
+        if (!sc) st = -1;
+        else {
+            st = grove_tensor_set_grad(params[i], sc);
+            grove_tensor_release(sc);
+        }
+    }
+    for (int64_t a = 0; st == 0 && a < m;) {
+        int64_t b = a + 1;
+        while (b < m && b - a < INT32_MAX && of[b]->device == of[a]->device) b++;
+        const gv_kernels *k = gv_kernels_for(op, of[a]);
+        st = k ? GV_KCALL(op, k, scale_group, (int32_t)(b - a), xs + a, ns + a, s) : -1;
+        a = b;
+    }
+    free(xs), free(ns), free(of);
+    return st;
+}
+
 grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double max_norm, double *norm)
 {
     const char *op = "clip_grad_norm";
@@ -55,29 +92,13 @@ grove_status grove_clip_grad_norm(int64_t n, grove_tensor *const *params, double
         if (!g) continue;
         if (!gv_check_f32(op, g)) return -1;
         const gv_kernels *k = gv_kernels_for(op, g);
-        if (!k || !gv_kernel_ready(op, k, sum_squares_group) || !gv_kernel_ready(op, k, scale_)) return -1;
+        if (!k || !gv_kernel_ready(op, k, sum_squares_group) || !gv_kernel_ready(op, k, scale_group)) return -1;
     }
     /* Σ over tensors in list order of per-tensor sums: a fixed order. */
     double total;
     if (sum_of_squares(op, n, params, &total)) return -1;
     total = sqrt(total);
     if (norm) *norm = total;
-    if (max_norm > 0 && total > max_norm) {
-        float s = (float)(max_norm / (total + 1e-6));
-        for (int64_t i = 0; i < n; i++) {
-            grove_tensor *g = params[i]->grad;
-            if (!g) continue;
-            if (grove_tensor_is_contiguous(g)) {
-                if (GV_KCALL(op, gv_kernels_for(op, g), scale_, g->data, grove_tensor_numel(g), s)) return -1;
-                continue;
-            }
-            /* a strided gradient is replaced by a scaled contiguous copy */
-            grove_tensor *sc = grove_binary_scalar(g, s, GROVE_MUL, false);
-            if (!sc) return -1;
-            grove_status st = grove_tensor_set_grad(params[i], sc);
-            grove_tensor_release(sc);
-            if (st) return -1;
-        }
-    }
+    if (max_norm > 0 && total > max_norm) return scale_all(op, n, params, (float)(max_norm / (total + 1e-6)));
     return 0;
 }

@@ -44,6 +44,11 @@ double gv_cpu_sum_squares(const float *x, int64_t n)
     return s;
 }
 
+void gv_cpu_scale_group(int32_t count, float *const *xs, const int64_t *ns, float s)
+{
+    for (int32_t i = 0; i < count; i++) gv_cpu_scale_(xs[i], ns[i], s);
+}
+
 void gv_cpu_scale_(float *x, int64_t n, float s)
 {
 #pragma omp parallel for schedule(static) if (n > PAR_WORK)

@@ -80,5 +80,8 @@ double gv_cpu_sum_squares(const float *x, int64_t n);
 void gv_cpu_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums);
 /* x ·= s. */
 void gv_cpu_scale_(float *x, int64_t n, float s);
+/* xs[i] ·= s over ns[i] values for each of count tensors (one CUDA launch
+ * per 32 tensors). */
+void gv_cpu_scale_group(int32_t count, float *const *xs, const int64_t *ns, float s);
 
 #endif

@@ -136,5 +136,6 @@ const gv_kernels gv_cpu_kernels = {
     .dequantize_affine = gv_cpu_dequantize_affine,
     .sum_squares = gv_cpu_sum_squares,
     .sum_squares_group = gv_cpu_sum_squares_group,
+    .scale_group = gv_cpu_scale_group,
     .scale_ = gv_cpu_scale_,
 };

@@ -108,6 +108,7 @@ GV_CUDA_DECL void gv_cuda_dequantize_dynamic(const uint8_t *codes, const float *
 GV_CUDA_DECL void gv_cuda_quantize_affine(const float *x, int64_t n, int64_t block, uint8_t *codes, float *min_step);
 GV_CUDA_DECL void gv_cuda_dequantize_affine(const uint8_t *codes, const float *min_step, int64_t n, int64_t block, float *out);
 GV_CUDA_DECL double gv_cuda_sum_squares(const float *x, int64_t n);
+GV_CUDA_DECL void gv_cuda_scale_group(int32_t count, float *const *xs, const int64_t *ns, float s);
 GV_CUDA_DECL void gv_cuda_sum_squares_group(int32_t count, const float *const *xs, const int64_t *ns, double *sums);
 GV_CUDA_DECL void gv_cuda_scale_(float *x, int64_t n, float s);
 #ifdef __cplusplus

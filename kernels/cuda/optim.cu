@@ -174,6 +174,41 @@ extern "C" void gv_cuda_scale_(float *x, int64_t n, float s)
     GV_CUDA_LAUNCHED("scale_");
 }
 
+/* A group of x ·= s: up to SUMSQ_TENSORS tensors per launch, by value, as
+ * one concatenated range (as adamw_group_kernel walks its tensors). */
+struct scale_batch {
+    int count;
+    long long start[SUMSQ_TENSORS + 1];
+    float *x[SUMSQ_TENSORS];
+};
+
+static __global__ void scale_group_kernel(scale_batch b, float s)
+{
+    int t = 0;
+    GRID_LOOP(i, b.start[b.count]) {
+        while (i >= b.start[t + 1]) t++;
+        b.x[t][i - b.start[t]] *= s;
+    }
+}
+
+extern "C" void gv_cuda_scale_group(int32_t count, float *const *xs, const int64_t *ns, float s)
+{
+    for (int32_t first = 0; first < count; first += SUMSQ_TENSORS) {
+        scale_batch b;
+        b.count = 0;
+        b.start[0] = 0;
+        for (int32_t t = first; t < count && t < first + SUMSQ_TENSORS; t++) {
+            if (ns[t] <= 0) continue;
+            b.x[b.count] = xs[t];
+            b.start[b.count + 1] = b.start[b.count] + ns[t];
+            b.count++;
+        }
+        if (b.count == 0) continue;
+        scale_group_kernel<<<gv_cuda_blocks(b.start[b.count]), THREADS, 0, gv_cuda_stream()>>>(b, s);
+        GV_CUDA_LAUNCHED("scale_");
+    }
+}
+
 /* ---- SGD and AdamW ------------------------------------------------------------ */
 
 static __global__ void sgd_kernel(float *p, const float *g, float *buf, long long n, float lr, float momentum,

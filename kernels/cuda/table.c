@@ -90,5 +90,6 @@ const gv_kernels gv_cuda_kernels = {
     .dequantize_affine = gv_cuda_dequantize_affine,
     .sum_squares = gv_cuda_sum_squares,
     .sum_squares_group = gv_cuda_sum_squares_group,
+    .scale_group = gv_cuda_scale_group,
     .scale_ = gv_cuda_scale_,
 };
