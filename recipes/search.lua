@@ -39,11 +39,8 @@ grove.search.register("confident", function(prompt, cands, judge)
   return { best }
 end)
 
-local policy = o.policy
-if policy:match("%.lua$") then
-  policy = assert(loadfile(policy))()
-  if type(policy) ~= "function" then error("policy file " .. o.policy .. " must return a function", 0) end
-end
+-- a name, or a .lua file returning a policy (as `grove search --policy`)
+local policy = grove.search.load_policy(o.policy)
 
 local prompts = {}
 if o.prompts then

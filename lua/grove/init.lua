@@ -55,6 +55,8 @@ end
 local grove = { C = C, _VERSION = ffi.string(C.grove_version()), _LIBRARY = lib }
 package.loaded.grove = grove
 
+-- grove.registry: named, pluggable pieces (strategies, metrics, policies, samplers, optimizers)
+grove.registry = require "grove.registry"
 require "grove.tensor"(grove)
 require "grove.autograd"(grove)
 require "grove.runtime"(grove)

@@ -540,3 +540,27 @@ spec.describe("clip_grad_norm", function()
     spec.raises(function() optim.clip_grad_norm({ a }, -1) end, "max_norm must be a number >= 0")
   end)
 end)
+
+spec.describe("optimizer registry", function()
+  spec.it("an optimizer is a Lua file + register; a registered copy gives the built-in's bits", function()
+    local def = require("grove.optim.adamw")(grove, optim)
+    def.name = "adamw_copy"
+    optim.register("adamw_copy", def)
+    local function run(make)
+      local w = grove.tensor({ { 0.5, -0.25 }, { 1, 2 } }):requires_grad_()
+      local opt = make({ { "w", w } }, { lr = 0.1 })
+      for _ = 1, 3 do
+        opt:zero_grad()
+        local loss = (w * w):sum() + w:sum()
+        loss:backward()
+        opt:step()
+      end
+      return w
+    end
+    spec.eq(spec.max_diff(run(optim.adamw), run(optim.adamw_copy)), 0)
+    spec.eq(optim.kinds.adamw_copy.name, "adamw_copy")
+    optim.kinds.adamw_copy, optim.adamw_copy = nil, nil
+    spec.raises(function() optim.register("broken", { spec = {}, layout = function() end }) end, "needs a function c_options")
+    spec.raises(function() optim.register("", def) end, "expected an optimizer name")
+  end)
+end)

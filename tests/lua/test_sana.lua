@@ -151,6 +151,29 @@ spec.describe("samplers", function()
       callback = function(i, sigma, xi) if i == 3 then return grove.zeros_like(xi) end end }
     spec.eq(x:abs():max():item(), 0)
   end)
+  spec.it("a sampler is a file + register: a registered copy gives the built-in's bits", function()
+    local o = { shape = { 2, 8, 8, 4 }, seed = 5, text = text, mask = mask, steps = 4 }
+    local function with(name) local r = {}; for k, v in pairs(o) do r[k] = v end; r.sampler = name; return r end
+    grove.sample.register("dpm_copy", dofile("lua/grove/sample/dpm.lua"))
+    spec.eq(spec.max_diff(m:sample(with "dpm"), m:sample(with "dpm_copy")), 0)
+    -- a plain step function, and a sampler with its own schedule
+    local steps = 0
+    grove.sample.register("counting", function(ctx, i, x, s, t)
+      steps = steps + 1
+      return grove.sample.samplers.euler.step(ctx, i, x, s, t)
+    end)
+    spec.eq(spec.max_diff(m:sample(with "euler"), m:sample(with "counting")), 0)
+    spec.eq(steps, 4)
+    local seen = {}
+    local r = with { step = grove.sample.samplers.euler.step,
+                     sigmas = function(n) spec.eq(n, 4); return { 1, 0.7, 0.2, 0.1, 0 } end }
+    r.callback = function(i, sigma) seen[i] = sigma end
+    m:sample(r)
+    spec.eq(table.concat(seen, ","), "0.7,0.2,0.1,0")
+    grove.sample.samplers.dpm_copy, grove.sample.samplers.counting = nil, nil
+    spec.raises(function() m:sample(with "nope") end, "sample: unknown sampler 'nope' (known: dpm, euler)")
+    spec.raises(function() grove.sample.register("bad", { sigmas = 1 }) end, "must be a step function")
+  end)
   spec.it("Euler with one step from pure noise is x0 = x − v", function()
     local noise = grove.randn({ 1, 8, 8, 4 }, { generator = grove.Generator(2) })
     local t1, m1 = text:narrow(1, 1, 1), mask:narrow(1, 1, 1)

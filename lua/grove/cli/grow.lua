@@ -21,14 +21,7 @@ return function(argv)
                   "writing one tensor at a time. Non-block tensors and metadata are copied; grove.config gets the new depth." })
   if not o then print(rest); return end
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove grow --help)", 0) end
-  local strategy = o.strategy
-  if strategy:match("%.lua$") then
-    local chunk, err = loadfile(strategy)
-    if not chunk then error("cannot load strategy file: " .. err, 0) end
-    local s = chunk()
-    if type(s) == "table" and not s.name then s.name = strategy end
-    strategy = s
-  end
+  local strategy = grove.grow.load_strategy(o.strategy)
   local last = grove.now()
   local ok, res = pcall(grove.grow.file, o["in"], o.out, { depth = o.depth, strategy = strategy, init = o.init,
     noise = o.noise, seed = o.seed, log = not o.quiet and function(i, M)

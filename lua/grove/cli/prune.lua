@@ -25,16 +25,6 @@ local spec = {
   args.device_option(),
 }
 
--- A function from a .lua file, or the name as given.
-local function named_or_file(v, what)
-  if not v:match("%.lua$") then return v end
-  local chunk, err = loadfile(v)
-  if not chunk then error("cannot load " .. what .. " file: " .. err, 0) end
-  local fn = chunk()
-  if type(fn) ~= "function" then error(what .. " file " .. v .. " must return a function, got " .. type(fn), 0) end
-  return fn
-end
-
 return function(argv)
   local o, rest = args.parse(argv, spec, { usage = "grove prune --in FILE --out FILE --depth K [options]",
     description = "Removes the least important blocks of a grove checkpoint (EMA weights when present) and writes the\n" ..
@@ -53,7 +43,7 @@ return function(argv)
   end
   local t0 = grove.now()
   local ok, res = pcall(function()
-    local metric, schedule = named_or_file(o.metric, "metric"), named_or_file(o.schedule, "schedule")
+    local metric, schedule = grove.prune.load_metric(o.metric), grove.prune.load_schedule(o.schedule)
     local parts = grove.train.load_for_inference(o["in"], { ema = not o.raw, device = o.device })
     local opts = { depth = o.depth, metric = metric, schedule = schedule, keep = keep, seed = o.seed,
                    prompts = o.calib or o.prompts, timesteps = o.timesteps, x0 = o.x0, size = o.size, batch = o.batch }

@@ -10,7 +10,7 @@ local spec = {
   { "seed", "number", 1, "noise seed", short = "s" },
   { "steps", "number", 20, "sampling steps" },
   { "cfg", "number", 4.5, "classifier-free guidance scale (1: off)" },
-  { "sampler", "string", "dpm", "dpm (Flow-DPM-Solver) or euler" },
+  { "sampler", "string", "dpm", "dpm (Flow-DPM-Solver), euler, a registered name, or a .lua file returning a sampler" },
   { "size", "number", 32, "image size" },
   { "output", "string", "sample.png", "output PNG (a grid)", short = "o" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
@@ -29,7 +29,7 @@ return function(argv)
   end
   local t0 = grove.now()
   local images = grove.train.sample_prompts(parts, prompts, { size = o.size, seed = o.seed, steps = o.steps, cfg = o.cfg,
-                                                              sampler = o.sampler })
+                                                              sampler = grove.sample.load(o.sampler) })
   grove.image.save(o.output, grove.image.grid(images, { cols = math.min(o.n, 8), captions = prompts, scale = 3 }))
   print(string.format("%d images in %.1f s (%s weights, step %d) -> %s", #prompts, grove.now() - t0,
     parts.ema_used and "EMA" or "raw", parts.step or 0, o.output))

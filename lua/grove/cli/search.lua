@@ -29,13 +29,7 @@ return function(argv)
     description = "Samples candidates, judges them and keeps the best; see docs/search.md." })
   if not o then print(rest); return end
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove search --help)", 0) end
-  local policy = o.policy
-  if policy:match("%.lua$") then
-    local chunk, err = loadfile(policy)
-    if not chunk then error("cannot load policy file: " .. err, 0) end
-    policy = chunk()
-    if type(policy) ~= "function" then error("policy file " .. o.policy .. " must return a function", 0) end
-  end
+  local policy = grove.search.load_policy(o.policy)
   local t0 = grove.now()
   local ok, res = pcall(function()
     local judge = o.judge == "evaluator" and "evaluator" or grove.judge.load(o.judge)

@@ -18,8 +18,6 @@
 -- `grove grow` (grow/file.lua) give the same tensors.
 return function(grove)
   local grow = {}
-  local strategies = {}
-  grow.strategies = strategies
   grow.inits = { "identity", "random", "noise" }
   grow.BLOCK_STRIDE = 2 ^ 36
 
@@ -32,13 +30,6 @@ return function(grove)
   for _, n in ipairs(grow.ZERO) do zero_set[n] = true end
 
   -- ---- strategies ---------------------------------------------------------------
-  local function sorted_names(t)
-    local out = {}
-    for k in pairs(t) do out[#out + 1] = k end
-    table.sort(out)
-    return table.concat(out, ", ")
-  end
-
   -- A strategy as {map = fn(N, M), grow = fn(source_blocks, M, opts)}, from a
   -- function (grow only), a table with map and/or grow, or a registered name.
   local function normalize(s, what)
@@ -60,22 +51,17 @@ return function(grove)
     return out
   end
 
-  function grow.register(name, s)
-    if type(name) ~= "string" or name == "" then error("grow.register: expected a strategy name, got " .. tostring(name), 2) end
-    strategies[name] = normalize(s, name)
-    return strategies[name]
-  end
-
+  local strategies = grove.registry.new { owner = "grow", kind = "strategy", register_name = "grow.register",
+    entry = function(s, name) return normalize(s, name) end }
+  grow.strategies = strategies.entries
+  grow.strategy_registry = strategies
+  grow.register = strategies.register
   for _, name in ipairs { "partial", "cyclic", "block" } do grow.register(name, require("grove.grow." .. name)) end
 
-  function grow.strategy(s)
-    if type(s) == "string" then
-      local found = strategies[s]
-      if not found then error("grow: unknown strategy '" .. s .. "' (known: " .. sorted_names(strategies) .. ")", 0) end
-      return found
-    end
-    return normalize(s, "(" .. type(s) .. ")")
-  end
+  -- The strategy from a registered name, a function or a table.
+  grow.strategy = function(s) return (strategies.get(s)) end
+  -- ... or a .lua file returning one (the command line's --strategy).
+  grow.load_strategy = strategies.load
 
   -- ---- options --------------------------------------------------------------------
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2 ^ 53 end

@@ -93,10 +93,34 @@ return function(grove)
     return lincomb({ uncond, cond }, { 1 - o.cfg, o.cfg })
   end
 
+  -- ---- samplers: a Lua file + register, like a search policy -----------------
+  -- A sampler is {step = fn(ctx, i, x, s, t) -> x_next, x0} (a function is
+  -- taken as the step), optionally with sigmas = fn(steps, shift, opts) -> the
+  -- schedule σ_1 = 1 … σ_{steps+1} = 0 (default sample.sigmas). step moves x
+  -- from σ = s to σ = t (step i of ctx.sigmas) and returns the new x and its
+  -- data prediction (what the callback sees). ctx: velocity(x, σ) (the model
+  -- with classifier-free guidance), lincomb(tensors, coefficients), sigmas,
+  -- model, opts, and state, a table the sampler keeps between its steps.
+  local samplers = grove.registry.new { owner = "sample", kind = "sampler", register_name = "grove.sample.register",
+    entry = function(v, name, _, where)
+      if type(v) == "function" then return { step = v, name = name } end
+      if type(v) ~= "table" or type(v.step) ~= "function" or (v.sigmas ~= nil and type(v.sigmas) ~= "function") then
+        error((where or "sample") .. ": sampler " .. (where and ("'" .. name .. "' ") or "") ..
+              "must be a step function (ctx, i, x, s, t) -> x_next, x0 or a table {step =, sigmas =}, got " .. type(v), 0)
+      end
+      return { step = v.step, sigmas = v.sigmas, name = name }
+    end }
+  sample.samplers = samplers.entries
+  sample.registry = samplers
+  sample.register = samplers.register
+  sample.sampler = samplers.get
+  sample.load = samplers.load
+  for _, name in ipairs { "dpm", "euler" } do sample.register(name, require("grove.sample." .. name)) end
+
   -- Samples latents on the model's device (noise given or drawn on the CPU
   -- is moved there; the result stays there). opts: noise (B,H,W,C) or shape + seed; text, mask;
-  -- cfg (4.5; 1 = off); steps (20); sampler "dpm" (default) or "euler";
-  -- shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
+  -- cfg (4.5; 1 = off); steps (20); sampler "dpm" (default), "euler", a
+  -- registered name or a sampler; shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
   -- false to stop, or a tensor to replace x. Returns x and {steps = n, stopped = bool}.
   function Sana:sample(opts)
     local o = {}
@@ -104,6 +128,8 @@ return function(grove)
     local c = self.config
     o.steps = o.steps or 20
     if o.cfg == nil then o.cfg = 4.5 end
+    local ok, sampler = pcall(samplers.get, o.sampler or "dpm")
+    if not ok then error(sampler, 2) end
     local x = o.noise
     if not x then
       if not o.shape then error("sample: give noise or shape", 2) end
@@ -118,34 +144,18 @@ return function(grove)
       o.both_text = grove.cat({ null, o.text }, 1)
       o.both_mask = grove.cat({ ones, o.mask or grove.ones({ B, o.text:size(2) }, { device = dev }) }, 1)
     end
-    local sig = sample.sigmas(o.steps, o.shift or c.flow_shift)
-    local sampler = o.sampler or "dpm"
-    if sampler ~= "dpm" and sampler ~= "euler" then error("sample: unknown sampler '" .. tostring(sampler) .. "'", 2) end
-    local prev_x0, stopped, done = nil, false, 0
+    local shift = o.shift or c.flow_shift
+    local sig = sampler.sigmas and sampler.sigmas(o.steps, shift, o) or sample.sigmas(o.steps, shift)
+    local ctx = { model = self, opts = o, sigmas = sig, state = {}, lincomb = lincomb,
+                  velocity = function(xx, sigma) return velocity(self, xx, sigma, o) end }
+    local stopped, done = false, 0
     local was_training = self.training
     self:eval()
     grove.no_grad(function()
       for i = 1, o.steps do
         local s, t = sig[i], sig[i + 1]
-        local v = velocity(self, x, s, o)
-        local x0 = lincomb({ x, v }, { 1, -s })
-        if sampler == "euler" or t == 0 then
-          x = t == 0 and x0 or lincomb({ x, v }, { 1, t - s })
-        else
-          -- DPM-Solver++(2M) in data prediction, α = 1 − σ, λ = log(α/σ)
-          local a_t, a_s = 1 - t, 1 - s
-          local eh = (t / a_t) * (a_s / s)           -- e^{-h}
-          local k = -a_t * (eh - 1)
-          if prev_x0 and sig[i - 1] < 1 then
-            local lam = function(z) return math.log((1 - z) / z) end
-            local r0 = (lam(s) - lam(sig[i - 1])) / (lam(t) - lam(s))
-            -- x_t = (σt/σs)x + k·D0 + k/2·(D0 − D_prev)/r0
-            x = lincomb({ x, x0, prev_x0 }, { t / s, k + 0.5 * k / r0, -0.5 * k / r0 })
-          else
-            x = lincomb({ x, x0 }, { t / s, k })
-          end
-        end
-        prev_x0 = x0
+        local x0
+        x, x0 = sampler.step(ctx, i, x, s, t)
         done = i
         if o.callback then
           local r = o.callback(i, t, x, x0)

@@ -11,13 +11,10 @@ return function(grove)
   require "grove.optim.schedule"(grove, optim)
   require "grove.optim.extras"(grove, optim)
 
-  -- grove.optim.sgd|adamw|came|came8bit(params_or_groups, options)
-  local at_caller, build = optim._at_caller, optim._build
-  for name, kind in pairs(kinds) do
-    optim[name] = function(params, options)
-      local opt = at_caller(build, kind, params, options)
-      return opt
-    end
+  -- grove.optim.sgd|adamw|came|came8bit(params_or_groups, options), each a
+  -- file registered like a user's own (optim/kinds.lua)
+  for _, name in ipairs { "sgd", "adamw", "came", "came8bit" } do
+    optim.register(name, require("grove.optim." .. name)(grove, optim))
   end
 
   -- The C-backed clipping replaces grove.nn's Lua one (same contract, no

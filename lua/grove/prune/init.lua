@@ -11,31 +11,13 @@
 -- source's; the source is untouched.
 return function(grove)
   local prune = {}
-  local metrics, schedules = {}, {}
-  prune.metrics, prune.schedules = metrics, schedules
-
-  local function sorted_names(t)
-    local out = {}
-    for k in pairs(t) do out[#out + 1] = k end
-    table.sort(out)
-    return table.concat(out, ", ")
-  end
-
-  local function registrar(kind, registry, signature)
-    return function(name, fn)
-      if type(name) ~= "string" or name == "" then
-        error("prune.register_" .. kind .. ": expected a " .. kind .. " name, got " .. tostring(name), 2)
-      end
-      if type(fn) ~= "function" then
-        error("prune.register_" .. kind .. ": " .. kind .. " '" .. name .. "' must be a function " .. signature ..
-              ", got " .. type(fn), 2)
-      end
-      registry[name] = fn
-      return fn
-    end
-  end
-  prune.register_metric = registrar("metric", metrics, "(model, calib, opts) -> scores")
-  prune.register_schedule = registrar("schedule", schedules, "(ctx) -> kept block indices")
+  local metrics = grove.registry.new { owner = "prune", kind = "metric", register_name = "prune.register_metric",
+                                       signature = "(model, calib, opts) -> scores" }
+  local schedules = grove.registry.new { owner = "prune", kind = "schedule", register_name = "prune.register_schedule",
+                                         signature = "(ctx) -> kept block indices" }
+  prune.metrics, prune.schedules = metrics.entries, schedules.entries
+  prune.metric_registry, prune.schedule_registry = metrics, schedules
+  prune.register_metric, prune.register_schedule = metrics.register, schedules.register
 
   for _, name in ipairs { "cosine", "loss" } do prune.register_metric(name, require("grove.prune." .. name)) end
   for _, name in ipairs { "oneshot", "iterative", "random", "last" } do
@@ -43,17 +25,9 @@ return function(grove)
   end
 
   -- fn, name from a registered name or a function.
-  local function lookup(kind, registry, v)
-    if type(v) == "function" then return v, "(function)" end
-    if type(v) == "string" then
-      local fn = registry[v]
-      if not fn then error("prune: unknown " .. kind .. " '" .. v .. "' (known: " .. sorted_names(registry) .. ")", 0) end
-      return fn, v
-    end
-    error("prune: " .. kind .. " must be a name or a function, got " .. type(v), 0)
-  end
-  function prune.metric(m) return lookup("metric", metrics, m) end
-  function prune.schedule(s) return lookup("schedule", schedules, s) end
+  prune.metric, prune.schedule = metrics.get, schedules.get
+  -- ... or a .lua file returning one (the command line's --metric, --schedule).
+  prune.load_metric, prune.load_schedule = metrics.load, schedules.load
 
   require "grove.prune.calib"(grove, prune)
 

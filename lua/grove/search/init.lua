@@ -16,8 +16,23 @@
 return function(grove)
   local search = {}
   grove.search = search
-  local policies = {}
-  search.policies = policies
+  -- {fn =, sampling =} by name: register(name, fn): fn(prompt, candidates,
+  -- judge, opts) -> picked. register(name, fn, {sampling = true}): fn(parts,
+  -- prompt, judge, opts) -> picked, candidates, a policy that runs the
+  -- sampler itself.
+  local policies = grove.registry.new { owner = "search", kind = "policy", register_name = "search.register",
+    entry = function(fn, name, how, where)
+      if type(fn) ~= "function" then
+        if where then
+          error(where .. ": policy '" .. name .. "' must be a function (prompt, candidates, judge, opts) -> picked, got "
+                .. type(fn), 0)
+        end
+        error("search: policy must be a name or a function, got " .. type(fn), 0)
+      end
+      return { fn = fn, sampling = how and how.sampling or false }
+    end }
+  search.policies = policies.entries
+  search.policy_registry = policies
 
   local function sorted_names(t)
     local out = {}
@@ -26,16 +41,8 @@ return function(grove)
     return table.concat(out, ", ")
   end
 
-  -- register(name, fn): fn(prompt, candidates, judge, opts) -> picked.
-  -- register(name, fn, {sampling = true}): fn(parts, prompt, judge, opts) ->
-  -- picked, candidates, a policy that runs the sampler itself.
   function search.register(name, fn, how)
-    if type(name) ~= "string" or name == "" then error("search.register: expected a policy name, got " .. tostring(name), 2) end
-    if type(fn) ~= "function" then
-      error("search.register: policy '" .. name .. "' must be a function (prompt, candidates, judge, opts) -> picked, got "
-            .. type(fn), 2)
-    end
-    policies[name] = { fn = fn, sampling = how and how.sampling or false }
+    policies.register(name, fn, how)
     return fn
   end
   for _, name in ipairs { "best_of_n", "topk", "tournament", "random" } do
@@ -43,15 +50,10 @@ return function(grove)
   end
 
   -- {fn =, sampling =}, name from a registered name or a function.
-  function search.policy(p)
-    if type(p) == "function" then return { fn = p, sampling = false }, "(function)" end
-    if type(p) == "string" then
-      local e = policies[p]
-      if not e then error("search: unknown policy '" .. p .. "' (known: " .. sorted_names(policies) .. ")", 0) end
-      return e, p
-    end
-    error("search: policy must be a name or a function, got " .. type(p), 0)
-  end
+  search.policy = policies.get
+  -- A policy from a name, a function, or a .lua file returning a function
+  -- (the command lines' --policy).
+  search.load_policy = policies.load
 
   local judges = {}
   search.judges = judges

@@ -1,0 +1,52 @@
+-- grove.registry: the one registry behind growth strategies, pruning
+-- metrics and schedules, search policies, samplers and optimizers.
+local spec = require "spec"
+
+spec.describe("registry", function()
+  spec.it("registers, looks up by name or value, lists and reports unknown names", function()
+    local r = grove.registry.new { owner = "thing", kind = "widget", signature = "(x) -> y" }
+    local f = function(x) return x end
+    spec.eq(r.register("b", f), f)
+    r.register("a", f)
+    spec.eq(spec.join(r.names()), "a,b")
+    local e, name = r.get("a")
+    spec.eq(e, f); spec.eq(name, "a")
+    local e2, name2 = r.get(f)
+    spec.eq(e2, f); spec.eq(name2, "(function)")
+    spec.raises(function() r.get("c") end, "thing: unknown widget 'c' (known: a, b)")
+    spec.raises(function() r.get(3) end, "thing: widget must be a name or a function, got number")
+    spec.raises(function() r.register("d", 3) end, "thing.register: widget 'd' must be a function (x) -> y, got number")
+    spec.raises(function() r.register(nil, f) end, "thing.register: expected a widget name, got nil")
+    r.entries.b = nil
+    spec.eq(r.known(), "a")
+  end)
+
+  spec.it("every pluggable kind uses it", function()
+    spec.eq(grove.grow.strategies, grove.grow.strategy_registry.entries)
+    spec.eq(grove.prune.metrics, grove.prune.metric_registry.entries)
+    spec.eq(grove.prune.schedules, grove.prune.schedule_registry.entries)
+    spec.eq(grove.search.policies, grove.search.policy_registry.entries)
+    spec.eq(grove.sample.samplers, grove.sample.registry.entries)
+    spec.eq(grove.optim.kinds, grove.optim.registry.entries)
+    spec.eq(spec.join(grove.sample.registry.names()), "dpm,euler")
+    spec.eq(spec.join(grove.optim.registry.names()), "adamw,came,came8bit,sgd")
+  end)
+
+  spec.it("load: a name as given, or what a .lua file returns, checked (the command lines' loader)", function()
+    local dir = spec.tmpdir()
+    spec.eq(grove.search.load_policy("topk"), "topk")
+    spec.write_all(dir .. "/p.lua", "return function(prompt, cands) return { cands[1] } end")
+    spec.eq(type(grove.search.load_policy(dir .. "/p.lua")), "function")
+    spec.write_all(dir .. "/bad.lua", "return 42")
+    spec.raises(function() grove.search.load_policy(dir .. "/bad.lua") end, "bad.lua' must be a function (prompt, candidates, judge, opts)")
+    spec.raises(function() grove.prune.load_metric(dir .. "/bad.lua") end, "bad.lua' must be a function (model, calib, opts) -> scores, got number")
+    spec.raises(function() grove.search.load_policy(dir .. "/missing.lua") end, "cannot load policy file")
+    spec.write_all(dir .. "/s.lua", "return { map = function(N, M) local t = {} for i = 1, M do t[i] = (i - 1) % N + 1 end return t end }")
+    local s = grove.grow.load_strategy(dir .. "/s.lua")
+    spec.eq(s.name, dir .. "/s.lua")
+    spec.eq(spec.join(grove.grow.strategy(s).map(2, 3)), "1,2,1")
+    spec.raises(function() grove.grow.load_strategy(dir .. "/bad.lua") end, "must be a function")
+    spec.write_all(dir .. "/e.lua", "return { step = function(ctx, i, x, s, t) return x, x end }")
+    spec.eq(type(grove.sample.load(dir .. "/e.lua").step), "function")
+  end)
+end)
