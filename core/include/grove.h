@@ -304,6 +304,39 @@ grove_tensor *grove_lincomb(int32_t n, grove_tensor *const *ts, const double *co
  * no other view of its memory. */
 grove_status grove_lincomb_into(grove_tensor *dst, int32_t n, grove_tensor *const *ts, const double *coeffs);
 
+/* ---- JSON (core/io/json.c) ---------------------------------------------------- */
+/* The strict parser behind safetensors headers, for the Lua layer's
+ * grove.json.decode (configs and index files of diffusers folders). */
+typedef enum grove_json_kind {
+    GROVE_JSON_NULL = 0, GROVE_JSON_BOOL, GROVE_JSON_INT, GROVE_JSON_NUMBER,
+    GROVE_JSON_STRING, GROVE_JSON_ARRAY, GROVE_JSON_OBJECT
+} grove_json_kind;
+/* One parsed value. Integers without fraction or exponent that fit int64
+ * are INT, every other number NUMBER. Children are a linked list in
+ * document order (duplicate object keys are kept: the caller decides). */
+typedef struct grove_json grove_json;
+struct grove_json {
+    int32_t kind;               /* grove_json_kind */
+    int32_t boolean;            /* BOOL: 0 or 1 */
+    int64_t integer;            /* INT */
+    double number;              /* NUMBER */
+    const char *str;            /* STRING: UTF-8, NUL-terminated, no NUL inside */
+    int64_t len;                /* STRING: bytes without the terminator */
+    int64_t count;              /* ARRAY / OBJECT: number of children */
+    grove_json *first;          /* first child */
+    grove_json *next;           /* next sibling */
+    const char *key;            /* member name when the parent is an object */
+};
+typedef struct grove_json_doc grove_json_doc;
+/* Also accept Python's NaN, Infinity and -Infinity (json.dumps writes them). */
+enum { GROVE_JSON_ALLOW_NAN = 1 };
+/* RFC 8259 JSON of text[0..len): one value, valid UTF-8, nesting limited.
+ * NULL on error, with "at byte N: what" as the last error. */
+grove_json_doc *grove_json_parse(const char *text, int64_t len, int32_t flags);
+/* The root value; nodes and strings live until grove_json_free. */
+const grove_json *grove_json_root(const grove_json_doc *doc);
+void grove_json_free(grove_json_doc *doc);
+
 /* ---- safetensors (core/io/) --------------------------------------------------- */
 typedef struct grove_safetensors grove_safetensors;
 /* Maps the file and validates the whole header (JSON syntax, dtypes, shapes,
@@ -316,8 +349,12 @@ const char *grove_safetensors_name(const grove_safetensors *f, int64_t i);
 /* Shape and dtype of a named tensor; shape needs room for 8 entries. */
 grove_status grove_safetensors_info(const grove_safetensors *f, const char *name, int32_t *dtype,
                                     int32_t *ndim, int64_t *shape);
-/* A new tensor holding a copy of the named tensor's data. */
+/* A new tensor holding a copy of the named tensor's data. F64 data is
+ * rounded to f32 and BOOL read as u8 (grove has neither dtype); info
+ * reports the dtype get returns. */
 grove_tensor *grove_safetensors_get(const grove_safetensors *f, const char *name);
+/* The dtype as the file names it ("F64", "BF16", ...); NULL for no such tensor. */
+const char *grove_safetensors_stored_dtype(const grove_safetensors *f, const char *name);
 int64_t grove_safetensors_metadata_count(const grove_safetensors *f);
 const char *grove_safetensors_metadata_key(const grove_safetensors *f, int64_t i);
 /* NULL when the key is absent. */
@@ -459,10 +496,22 @@ grove_tensor *grove_image_to_f32(grove_tensor *x);
  * followed. */
 typedef struct grove_file_list grove_file_list;
 grove_file_list *grove_list_images(const char *dir, bool recursive);
+/* The names (not paths) of every entry of one directory except "." and
+ * "..", hidden ones included, sorted bytewise. */
+grove_file_list *grove_list_dir(const char *dir);
 int64_t grove_file_list_count(const grove_file_list *l);
 /* NULL when i is out of range. */
 const char *grove_file_list_get(const grove_file_list *l, int64_t i);
 void grove_file_list_free(grove_file_list *l);
+
+/* What a path names, following symbolic links. */
+enum { GROVE_PATH_NONE = 0, GROVE_PATH_FILE = 1, GROVE_PATH_DIR = 2, GROVE_PATH_OTHER = 3 };
+int32_t grove_path_kind(const char *path);
+/* The absolute path with every symbolic link, "." and ".." resolved (the
+ * path must exist) into out, which holds cap bytes. */
+grove_status grove_path_real(const char *path, char *out, int64_t cap);
+/* Makes a directory and its missing parents (mkdir -p); an existing one is fine. */
+grove_status grove_dir_make(const char *path);
 
 /* The built-in 5×7 font in a 6×8 cell per character, times scale. */
 enum { GROVE_FONT_WIDTH = 6, GROVE_FONT_HEIGHT = 8 };

@@ -1,5 +1,6 @@
 /* json.c — the strict JSON parser behind file headers; see json.h. */
 #include "json.h"
+#include "internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,12 +16,12 @@ typedef struct arena_block {
     _Alignas(16) unsigned char data[];
 } arena_block;
 
-struct gv_json_doc {
+struct grove_json_doc {
     arena_block *blocks;
-    gv_json *root;
+    grove_json *root;
 };
 
-static void *arena_alloc(gv_json_doc *doc, size_t size)
+static void *arena_alloc(grove_json_doc *doc, size_t size)
 {
     size = (size + 15) & ~(size_t)15;
     arena_block *b = doc->blocks;
@@ -38,7 +39,7 @@ static void *arena_alloc(gv_json_doc *doc, size_t size)
     return p;
 }
 
-void gv_json_free(gv_json_doc *doc)
+void grove_json_free(grove_json_doc *doc)
 {
     if (!doc) return;
     arena_block *b = doc->blocks;
@@ -50,7 +51,7 @@ void gv_json_free(gv_json_doc *doc)
     free(doc);
 }
 
-const gv_json *gv_json_root(const gv_json_doc *doc) { return doc ? doc->root : NULL; }
+const grove_json *grove_json_root(const grove_json_doc *doc) { return doc ? doc->root : NULL; }
 
 /* ---- UTF-8 -------------------------------------------------------------- */
 /* Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0. */
@@ -108,10 +109,11 @@ static size_t utf8_put(char *out, unsigned cp)
 /* ---- parser --------------------------------------------------------------- */
 typedef struct parser {
     const char *start, *p, *end;
-    gv_json_doc *doc;
+    grove_json_doc *doc;
     char *err;
     size_t errlen;
     int depth;
+    int32_t flags;
 } parser;
 
 /* Records the first (innermost) error with the byte offset where it occurred. */
@@ -146,9 +148,9 @@ static void skip_ws(parser *ps)
     while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r')) ps->p++;
 }
 
-static gv_json *new_node(parser *ps, gv_json_kind kind)
+static grove_json *new_node(parser *ps, grove_json_kind kind)
 {
-    gv_json *v = arena_alloc(ps->doc, sizeof *v);
+    grove_json *v = arena_alloc(ps->doc, sizeof *v);
     if (!v) return fail(ps, "out of memory");
     memset(v, 0, sizeof *v);
     v->kind = kind;
@@ -170,7 +172,7 @@ static int hex4(const char *s)
 }
 
 /* Parses a string at ps->p (which is '"'); *out receives the decoded bytes. */
-static bool parse_string(parser *ps, const char **out, size_t *outlen)
+static bool parse_string(parser *ps, const char **out, int64_t *outlen)
 {
     const char *s = ps->p + 1;
     /* Decoding never lengthens a string: escapes shrink, raw bytes copy. */
@@ -232,13 +234,13 @@ static bool parse_string(parser *ps, const char **out, size_t *outlen)
     buf[n] = 0;
     ps->p++; /* closing quote */
     *out = buf;
-    *outlen = n;
+    *outlen = (int64_t)n;
     return true;
 }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static gv_json *parse_number(parser *ps)
+static grove_json *parse_number(parser *ps)
 {
     const char *s = ps->p, *q = s;
     if (q < ps->end && *q == '-') q++;
@@ -269,7 +271,7 @@ static gv_json *parse_number(parser *ps)
         }
         while (q < ps->end && is_digit(*q)) q++;
     }
-    gv_json *v = new_node(ps, GV_JSON_INT);
+    grove_json *v = new_node(ps, GROVE_JSON_INT);
     if (!v) return NULL;
     if (integral) {
         bool neg = *s == '-';
@@ -290,7 +292,7 @@ static gv_json *parse_number(parser *ps)
     if (!tmp) return fail(ps, "out of memory");
     memcpy(tmp, s, (size_t)(q - s));
     tmp[q - s] = 0;
-    v->kind = GV_JSON_NUMBER;
+    v->kind = GROVE_JSON_NUMBER;
     v->number = strtod(tmp, NULL);
     ps->p = q;
     return v;
@@ -304,18 +306,18 @@ static bool literal(parser *ps, const char *word)
     return true;
 }
 
-static gv_json *parse_value(parser *ps);
+static grove_json *parse_value(parser *ps);
 
 /* Parses '[' ... ']' or '{' ... '}' at ps->p. */
-static gv_json *parse_container(parser *ps, bool object)
+static grove_json *parse_container(parser *ps, bool object)
 {
     if (++ps->depth > JSON_MAX_DEPTH) return fail(ps, "nesting deeper than %d levels", JSON_MAX_DEPTH);
-    gv_json *v = new_node(ps, object ? GV_JSON_OBJECT : GV_JSON_ARRAY);
+    grove_json *v = new_node(ps, object ? GROVE_JSON_OBJECT : GROVE_JSON_ARRAY);
     if (!v) return NULL;
     char close = object ? '}' : ']';
     ps->p++;
     skip_ws(ps);
-    gv_json **tail = &v->first;
+    grove_json **tail = &v->first;
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         ps->depth--;
@@ -324,7 +326,7 @@ static gv_json *parse_container(parser *ps, bool object)
     for (;;) {
         const char *key = NULL;
         if (object) {
-            size_t klen;
+            int64_t klen;
             if (ps->p >= ps->end || *ps->p != '"') return fail(ps, "expected a string key in an object");
             if (!parse_string(ps, &key, &klen)) return NULL;
             skip_ws(ps);
@@ -332,7 +334,7 @@ static gv_json *parse_container(parser *ps, bool object)
             ps->p++;
             skip_ws(ps);
         }
-        gv_json *child = parse_value(ps);
+        grove_json *child = parse_value(ps);
         if (!child) return NULL;
         child->key = key;
         *tail = child;
@@ -353,7 +355,7 @@ static gv_json *parse_container(parser *ps, bool object)
     }
 }
 
-static gv_json *parse_value(parser *ps)
+static grove_json *parse_value(parser *ps)
 {
     skip_ws(ps);
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input, expected a value");
@@ -361,23 +363,38 @@ static gv_json *parse_value(parser *ps)
     if (c == '{') return parse_container(ps, true);
     if (c == '[') return parse_container(ps, false);
     if (c == '"') {
-        gv_json *v = new_node(ps, GV_JSON_STRING);
+        grove_json *v = new_node(ps, GROVE_JSON_STRING);
         if (!v || !parse_string(ps, &v->str, &v->len)) return NULL;
         return v;
+    }
+    /* Python's json module writes these for non-finite floats (diffusers'
+     * scheduler configs hold -Infinity); accepted only when asked for. */
+    if (ps->flags & GROVE_JSON_ALLOW_NAN) {
+        double special = 0;
+        bool found = true;
+        if (literal(ps, "NaN")) special = __builtin_nan("");
+        else if (literal(ps, "Infinity")) special = __builtin_inf();
+        else if (literal(ps, "-Infinity")) special = -__builtin_inf();
+        else found = false;
+        if (found) {
+            grove_json *v = new_node(ps, GROVE_JSON_NUMBER);
+            if (v) v->number = special;
+            return v;
+        }
     }
     if (c == '-' || is_digit(c)) return parse_number(ps);
     bool truth = literal(ps, "true");
     if (truth || literal(ps, "false")) {
-        gv_json *v = new_node(ps, GV_JSON_BOOL);
+        grove_json *v = new_node(ps, GROVE_JSON_BOOL);
         if (v) v->boolean = truth;
         return v;
     }
-    if (literal(ps, "null")) return new_node(ps, GV_JSON_NULL);
+    if (literal(ps, "null")) return new_node(ps, GROVE_JSON_NULL);
     if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7F) return fail(ps, "unexpected character '%c'", c);
     return fail(ps, "unexpected byte 0x%02x", (unsigned char)c);
 }
 
-gv_json_doc *gv_json_parse(const char *text, size_t len, char *err, size_t errlen)
+grove_json_doc *gv_json_parse(const char *text, size_t len, int32_t flags, char *err, size_t errlen)
 {
     char dummy[1];
     if (!err || !errlen) {
@@ -385,12 +402,12 @@ gv_json_doc *gv_json_parse(const char *text, size_t len, char *err, size_t errle
         errlen = sizeof dummy;
     }
     err[0] = 0;
-    gv_json_doc *doc = calloc(1, sizeof *doc);
+    grove_json_doc *doc = calloc(1, sizeof *doc);
     if (!doc) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    parser ps = {.start = text, .p = text, .end = text + len, .doc = doc, .err = err, .errlen = errlen};
+    parser ps = {.start = text, .p = text, .end = text + len, .doc = doc, .err = err, .errlen = errlen, .flags = flags};
     doc->root = parse_value(&ps);
     if (doc->root) {
         skip_ws(&ps);
@@ -398,22 +415,32 @@ gv_json_doc *gv_json_parse(const char *text, size_t len, char *err, size_t errle
     }
     if (!doc->root || ps.p < ps.end) {
         if (!err[0]) snprintf(err, errlen, "invalid JSON");
-        gv_json_free(doc);
+        grove_json_free(doc);
         return NULL;
     }
     return doc;
 }
 
-const gv_json *gv_json_get(const gv_json *obj, const char *key)
+const grove_json *gv_json_get(const grove_json *obj, const char *key)
 {
-    if (!obj || obj->kind != GV_JSON_OBJECT) return NULL;
-    for (const gv_json *c = obj->first; c; c = c->next)
+    if (!obj || obj->kind != GROVE_JSON_OBJECT) return NULL;
+    for (const grove_json *c = obj->first; c; c = c->next)
         if (strcmp(c->key, key) == 0) return c;
     return NULL;
 }
 
-const char *gv_json_kind_name(gv_json_kind kind)
+const char *gv_json_kind_name(grove_json_kind kind)
 {
     static const char *names[] = {"null", "a boolean", "an integer", "a number", "a string", "an array", "an object"};
     return (unsigned)kind < sizeof names / sizeof names[0] ? names[kind] : "?";
+}
+
+grove_json_doc *grove_json_parse(const char *text, int64_t len, int32_t flags)
+{
+    if (!text || len < 0) return gv_fail_null("json: expected text and a length >= 0");
+    if (flags & ~(int32_t)GROVE_JSON_ALLOW_NAN) return gv_fail_null("json: unknown flags 0x%x", (unsigned)flags);
+    char err[256];
+    grove_json_doc *doc = gv_json_parse(text, (size_t)len, flags, err, sizeof err);
+    if (!doc) return gv_fail_null("%s", err);
+    return doc;
 }

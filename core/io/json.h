@@ -4,12 +4,12 @@
  * It accepts exactly RFC 8259 JSON: one value, optionally surrounded by
  * whitespace, nothing after it. Strings are checked to be valid UTF-8 and
  * their escapes (\uXXXX with surrogate pairs included) decoded; numbers
- * without fraction or exponent that fit in int64 become GV_JSON_INT, every
- * other number GV_JSON_NUMBER (kept as a double), so a caller can say "not an
+ * without fraction or exponent that fit in int64 become GROVE_JSON_INT, every
+ * other number GROVE_JSON_NUMBER (kept as a double), so a caller can say "not an
  * integer" instead of "invalid JSON". Nesting is limited, so a hostile header
  * cannot exhaust the stack.
  *
- * Every node and string lives in one arena owned by the gv_json_doc; freeing
+ * Every node and string lives in one arena owned by the grove_json_doc; freeing
  * the document frees everything at once, which keeps error paths leak-free.
  */
 #ifndef GROVE_IO_JSON_H
@@ -19,41 +19,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum gv_json_kind {
-    GV_JSON_NULL = 0,
-    GV_JSON_BOOL,
-    GV_JSON_INT,
-    GV_JSON_NUMBER,
-    GV_JSON_STRING,
-    GV_JSON_ARRAY,
-    GV_JSON_OBJECT
-} gv_json_kind;
+#include "grove.h"
 
-typedef struct gv_json gv_json;
-struct gv_json {
-    gv_json_kind kind;
-    bool boolean;
-    int64_t integer;     /* GV_JSON_INT */
-    double number;       /* GV_JSON_NUMBER */
-    const char *str;     /* GV_JSON_STRING: NUL-terminated, never contains NUL */
-    size_t len;          /* GV_JSON_STRING: bytes, without the terminator */
-    int64_t count;       /* GV_JSON_ARRAY / GV_JSON_OBJECT: number of children */
-    gv_json *first;      /* first child, in document order */
-    gv_json *next;       /* next sibling */
-    const char *key;     /* member name when the parent is an object */
-};
-
-typedef struct gv_json_doc gv_json_doc;
-
+/* The node and document types are public (grove.h), so Lua reads a parsed
+ * tree through the FFI without a call per field. */
 /* Parses text[0..len). Returns NULL on failure with a message such as
- * "at byte 17: expected ':' after an object key" in err. */
-gv_json_doc *gv_json_parse(const char *text, size_t len, char *err, size_t errlen);
-const gv_json *gv_json_root(const gv_json_doc *doc);
-void gv_json_free(gv_json_doc *doc);
+ * "at byte 17: expected ':' after an object key" in err. flags: 0 for strict
+ * RFC 8259, or GROVE_JSON_ALLOW_NAN. grove_json_root and grove_json_free
+ * (grove.h) read and free the result. */
+grove_json_doc *gv_json_parse(const char *text, size_t len, int32_t flags, char *err, size_t errlen);
 
 /* The first member of an object with the given key, or NULL. */
-const gv_json *gv_json_get(const gv_json *obj, const char *key);
-const char *gv_json_kind_name(gv_json_kind kind);
+const grove_json *gv_json_get(const grove_json *obj, const char *key);
+const char *gv_json_kind_name(grove_json_kind kind);
 
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 bool gv_utf8_valid(const char *s, size_t len);

@@ -26,25 +26,31 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; grove copies it verbatim");
 
+/* The file's dtypes. The first ST_NWRITABLE are grove's own and written as
+ * they are; the rest are read only and converted by get: F64 to f32 (the
+ * float64 reference outputs PyTorch writes), BOOL to u8 (its masks). */
 static const struct {
     const char *name;
-    int32_t dtype;
+    int32_t dtype; /* what get returns */
+    int32_t size;  /* bytes per element in the file */
 } st_dtypes[] = {
-    {"F32", GROVE_F32}, {"F16", GROVE_F16}, {"BF16", GROVE_BF16}, {"U8", GROVE_U8},
-    {"I8", GROVE_I8},   {"I32", GROVE_I32}, {"I64", GROVE_I64},
+    {"F32", GROVE_F32, 4}, {"F16", GROVE_F16, 2}, {"BF16", GROVE_BF16, 2}, {"U8", GROVE_U8, 1},
+    {"I8", GROVE_I8, 1},   {"I32", GROVE_I32, 4}, {"I64", GROVE_I64, 8},  {"F64", GROVE_F32, 8},
+    {"BOOL", GROVE_U8, 1},
 };
-enum { ST_NDTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
+enum { ST_NDTYPES = sizeof st_dtypes / sizeof st_dtypes[0], ST_NWRITABLE = 7, ST_F64 = 7 };
 
 const char *gv_st_dtype_name(int32_t dtype)
 {
-    for (int i = 0; i < ST_NDTYPES; i++)
+    for (int i = 0; i < ST_NWRITABLE; i++)
         if (st_dtypes[i].dtype == dtype) return st_dtypes[i].name;
     return NULL;
 }
 
 typedef struct st_entry {
     const char *name;   /* points into the parsed header */
-    int32_t dtype;
+    int32_t dtype;      /* grove's dtype, as get returns it */
+    int32_t stored;     /* index into st_dtypes: the file's dtype */
     int32_t ndim;
     int64_t shape[GROVE_MAX_DIMS];
     int64_t begin, end; /* byte offsets into the data buffer */
@@ -56,19 +62,19 @@ struct grove_safetensors {
     size_t map_len;
     const unsigned char *buffer; /* the data buffer, after the header */
     int64_t buffer_len;
-    gv_json_doc *doc;            /* owns every name, key and value string */
+    grove_json_doc *doc;            /* owns every name, key and value string */
     int64_t count;
     st_entry *entries;           /* in header order */
     st_entry **by_name;          /* sorted by name, for lookups */
     int64_t nmeta;
-    const gv_json **meta;        /* string members of __metadata__, in header order */
+    const grove_json **meta;        /* string members of __metadata__, in header order */
 };
 
 void grove_safetensors_close(grove_safetensors *f)
 {
     if (!f) return;
     if (f->map) munmap(f->map, f->map_len);
-    gv_json_free(f->doc);
+    grove_json_free(f->doc);
     free(f->entries);
     free(f->by_name);
     free(f->meta);
@@ -92,45 +98,50 @@ static int cmp_entry_offsets(const void *a, const void *b)
 
 static int cmp_json_key(const void *a, const void *b)
 {
-    return strcmp((*(const gv_json *const *)a)->key, (*(const gv_json *const *)b)->key);
+    return strcmp((*(const grove_json *const *)a)->key, (*(const grove_json *const *)b)->key);
 }
 
 /* One required field of a tensor entry, present once and of the given kind. */
-static const gv_json *st_field(const char *path, const gv_json *obj, const char *tensor, const char *field,
-                               gv_json_kind kind)
+static const grove_json *st_field(const char *path, const grove_json *obj, const char *tensor, const char *field,
+                               grove_json_kind kind)
 {
-    const gv_json *found = NULL;
-    for (const gv_json *c = obj->first; c; c = c->next) {
+    const grove_json *found = NULL;
+    for (const grove_json *c = obj->first; c; c = c->next) {
         if (strcmp(c->key, field) != 0) continue;
         if (found) return gv_fail_null("safetensors: %s: tensor '%s': field '%s' appears twice", path, tensor, field);
         found = c;
     }
     if (!found) return gv_fail_null("safetensors: %s: tensor '%s': missing field '%s'", path, tensor, field);
-    if (found->kind != kind)
+    if (found->kind != (int32_t)kind)
         return gv_fail_null("safetensors: %s: tensor '%s': field '%s' is %s, expected %s", path, tensor, field,
                             gv_json_kind_name(found->kind), gv_json_kind_name(kind));
     return found;
 }
 
-static bool st_parse_entry(const char *path, const gv_json *v, int64_t buffer_len, st_entry *e)
+static bool st_parse_entry(const char *path, const grove_json *v, int64_t buffer_len, st_entry *e)
 {
     const char *name = v->key;
     e->name = name;
-    if (v->kind != GV_JSON_OBJECT) {
+    if (v->kind != GROVE_JSON_OBJECT) {
         gv_fail("safetensors: %s: tensor '%s': entry is %s, expected an object with dtype, shape and data_offsets",
                 path, name, gv_json_kind_name(v->kind));
         return false;
     }
-    const gv_json *dt = st_field(path, v, name, "dtype", GV_JSON_STRING);
-    const gv_json *sh = dt ? st_field(path, v, name, "shape", GV_JSON_ARRAY) : NULL;
-    const gv_json *off = sh ? st_field(path, v, name, "data_offsets", GV_JSON_ARRAY) : NULL;
+    const grove_json *dt = st_field(path, v, name, "dtype", GROVE_JSON_STRING);
+    const grove_json *sh = dt ? st_field(path, v, name, "shape", GROVE_JSON_ARRAY) : NULL;
+    const grove_json *off = sh ? st_field(path, v, name, "data_offsets", GROVE_JSON_ARRAY) : NULL;
     if (!off) return false;
 
     e->dtype = -1;
-    for (int i = 0; i < ST_NDTYPES; i++)
-        if (strcmp(dt->str, st_dtypes[i].name) == 0) e->dtype = st_dtypes[i].dtype;
+    for (int i = 0; i < ST_NDTYPES; i++) {
+        if (strcmp(dt->str, st_dtypes[i].name) == 0) {
+            e->dtype = st_dtypes[i].dtype;
+            e->stored = i;
+        }
+    }
     if (e->dtype < 0) {
-        gv_fail("safetensors: %s: tensor '%s': unsupported dtype '%s' (grove reads F32, F16, BF16, U8, I8, I32, I64)",
+        gv_fail("safetensors: %s: tensor '%s': unsupported dtype '%s' (grove reads F32, F16, BF16, U8, I8, I32, I64, "
+                "and F64 as f32, BOOL as u8)",
                 path, name, dt->str);
         return false;
     }
@@ -143,8 +154,8 @@ static bool st_parse_entry(const char *path, const gv_json *v, int64_t buffer_le
     e->ndim = (int32_t)sh->count;
     int64_t numel = 1;
     int32_t d = 0;
-    for (const gv_json *s = sh->first; s; s = s->next, d++) {
-        if (s->kind != GV_JSON_INT) {
+    for (const grove_json *s = sh->first; s; s = s->next, d++) {
+        if (s->kind != GROVE_JSON_INT) {
             gv_fail("safetensors: %s: tensor '%s': shape entry %d is %s, not an integer", path, name, d,
                     gv_json_kind_name(s->kind));
             return false;
@@ -165,8 +176,8 @@ static bool st_parse_entry(const char *path, const gv_json *v, int64_t buffer_le
         numel *= s->integer;
     }
 
-    const gv_json *b = off->first, *en = b ? b->next : NULL;
-    if (off->count != 2 || b->kind != GV_JSON_INT || en->kind != GV_JSON_INT) {
+    const grove_json *b = off->first, *en = b ? b->next : NULL;
+    if (off->count != 2 || b->kind != GROVE_JSON_INT || en->kind != GROVE_JSON_INT) {
         gv_fail("safetensors: %s: tensor '%s': data_offsets must be [begin, end] with two integers", path, name);
         return false;
     }
@@ -182,7 +193,7 @@ static bool st_parse_entry(const char *path, const gv_json *v, int64_t buffer_le
                 path, name, (long long)e->begin, (long long)e->end, (long long)buffer_len);
         return false;
     }
-    int64_t want = numel * grove_dtype_size(e->dtype);
+    int64_t want = numel * st_dtypes[e->stored].size;
     if (e->end - e->begin != want) {
         gv_fail("safetensors: %s: tensor '%s': data_offsets [%lld, %lld] span %lld bytes, but %s shape %s needs %lld",
                 path, name, (long long)e->begin, (long long)e->end, (long long)(e->end - e->begin), dt->str,
@@ -192,9 +203,9 @@ static bool st_parse_entry(const char *path, const gv_json *v, int64_t buffer_le
     return true;
 }
 
-static bool st_parse_metadata(grove_safetensors *f, const gv_json *m)
+static bool st_parse_metadata(grove_safetensors *f, const grove_json *m)
 {
-    if (m->kind != GV_JSON_OBJECT) {
+    if (m->kind != GROVE_JSON_OBJECT) {
         gv_fail("safetensors: %s: __metadata__ is %s, expected an object of strings", f->path,
                 gv_json_kind_name(m->kind));
         return false;
@@ -204,15 +215,15 @@ static bool st_parse_metadata(grove_safetensors *f, const gv_json *m)
         gv_fail("safetensors: %s: out of memory", f->path);
         return false;
     }
-    for (const gv_json *c = m->first; c; c = c->next) {
-        if (c->kind != GV_JSON_STRING) {
+    for (const grove_json *c = m->first; c; c = c->next) {
+        if (c->kind != GROVE_JSON_STRING) {
             gv_fail("safetensors: %s: metadata value for key '%s' is %s, not a string", f->path, c->key,
                     gv_json_kind_name(c->kind));
             return false;
         }
         f->meta[f->nmeta++] = c;
     }
-    const gv_json **sorted = malloc((size_t)(f->nmeta ? f->nmeta : 1) * sizeof *sorted);
+    const grove_json **sorted = malloc((size_t)(f->nmeta ? f->nmeta : 1) * sizeof *sorted);
     if (!sorted) {
         gv_fail("safetensors: %s: out of memory", f->path);
         return false;
@@ -272,13 +283,13 @@ static bool st_check_coverage(grove_safetensors *f)
 static bool st_parse_header(grove_safetensors *f, const char *text, size_t len)
 {
     char err[256];
-    f->doc = gv_json_parse(text, len, err, sizeof err);
+    f->doc = gv_json_parse(text, len, 0, err, sizeof err);
     if (!f->doc) {
         gv_fail("safetensors: %s: header is not valid JSON: %s", f->path, err);
         return false;
     }
-    const gv_json *root = gv_json_root(f->doc);
-    if (root->kind != GV_JSON_OBJECT) {
+    const grove_json *root = grove_json_root(f->doc);
+    if (root->kind != GROVE_JSON_OBJECT) {
         gv_fail("safetensors: %s: header is %s, expected a JSON object", f->path, gv_json_kind_name(root->kind));
         return false;
     }
@@ -288,8 +299,8 @@ static bool st_parse_header(grove_safetensors *f, const char *text, size_t len)
         gv_fail("safetensors: %s: out of memory", f->path);
         return false;
     }
-    const gv_json *meta = NULL;
-    for (const gv_json *c = root->first; c; c = c->next) {
+    const grove_json *meta = NULL;
+    for (const grove_json *c = root->first; c; c = c->next) {
         if (strcmp(c->key, ST_METADATA_KEY) == 0) {
             if (meta) {
                 gv_fail("safetensors: %s: __metadata__ appears twice", f->path);
@@ -443,10 +454,29 @@ grove_tensor *grove_safetensors_get(const grove_safetensors *f, const char *name
     grove_tensor *t = gv_empty(e->ndim, e->shape, e->dtype, GROVE_CPU);
     if (!t) return NULL;
     if (e->end > e->begin) {
-        memcpy(t->data, f->buffer + e->begin, (size_t)(e->end - e->begin));
+        const unsigned char *src = f->buffer + e->begin;
+        if (e->stored == ST_F64) {
+            /* The buffer is only 8-byte aligned at its start; a tensor after
+             * an odd-sized one is not, hence memcpy per element. */
+            float *dst = t->data;
+            int64_t n = (e->end - e->begin) / 8;
+            for (int64_t i = 0; i < n; i++) {
+                double x;
+                memcpy(&x, src + 8 * i, sizeof x);
+                dst[i] = (float)x;
+            }
+        } else {
+            memcpy(t->data, src, (size_t)(e->end - e->begin));
+        }
         st_drop_pages(f, e);
     }
     return t;
+}
+
+const char *grove_safetensors_stored_dtype(const grove_safetensors *f, const char *name)
+{
+    const st_entry *e = st_find(f, name);
+    return e ? st_dtypes[e->stored].name : NULL;
 }
 
 int64_t grove_safetensors_metadata_count(const grove_safetensors *f)

@@ -63,6 +63,7 @@ require "grove.runtime"(grove)
 require "grove.cuda"(grove)
 require "grove.io"(grove)
 require "grove.io_stream"(grove)
+require "grove.json"(grove)
 require "grove.nn"(grove)
 require "grove.ema"(grove)
 require "grove.text"(grove)
@@ -81,6 +82,7 @@ require "grove.grow"(grove)
 require "grove.prune"(grove)
 require "grove.judge"(grove)
 require "grove.search"(grove)
+require "grove.diffusers"(grove)
 -- grove.repl: the REPL's completion, help and printing, usable from scripts
 grove.repl = require "grove.repl"
 

@@ -6,8 +6,9 @@
 --     tensors always give the same bytes) or a list {{name, tensor}, ...}
 --     (saved in list order); metadata: {key = "value", ...} or nil.
 --   grove.load_safetensors(path) -> {name = tensor}, metadata, {names in file order}
---   grove.safetensors_info(path) -> {{name=, dtype=, shape=}, ...}, metadata
---     (reads the header only)
+--   grove.safetensors_info(path) -> {{name=, dtype=, shape=, stored=}, ...}, metadata
+--     (reads the header only; stored is the file's dtype name, "F64" for
+--     a tensor read as f32)
 local ffi = require "ffi"
 
 return function(grove)
@@ -151,7 +152,8 @@ return function(grove)
       end
       local shape = {}
       for d = 0, ndim_a[0] - 1 do shape[d + 1] = tonumber(shape_a[d]) end
-      list[i] = { name = name, dtype = dtype_names[dtype_a[0]], shape = shape }
+      list[i] = { name = name, dtype = dtype_names[dtype_a[0]], shape = shape,
+                  stored = ffi.string(C.grove_safetensors_stored_dtype(f, name)) }
     end
     local meta = read_metadata(f)
     close(f)

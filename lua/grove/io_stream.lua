@@ -2,7 +2,7 @@
 -- (checkpoint surgery: `grove grow`). The whole-file functions are in io.lua.
 --
 --   local r = grove.safetensors_open(path)
---   r.names (file order), r.metadata, r:info(name) -> {dtype=, shape=},
+--   r.names (file order), r.metadata, r:info(name) -> {dtype=, shape=, stored=},
 --   r:get(name) -> a new tensor (a copy), r:close()
 --
 --   local w = grove.safetensors_writer(path, {{name, dtype, shape}, ...}, metadata)
@@ -45,7 +45,8 @@ return function(grove)
     if C.grove_safetensors_info(handle(self), name, dtype_a, ndim_a, shape_a) ~= 0 then error(last_error(), 2) end
     local shape = {}
     for d = 0, ndim_a[0] - 1 do shape[d + 1] = tonumber(shape_a[d]) end
-    return { dtype = dtype_names[dtype_a[0]], shape = shape }
+    -- stored: the file's own name for the dtype ("F64" where dtype is f32)
+    return { dtype = dtype_names[dtype_a[0]], shape = shape, stored = ffi.string(C.grove_safetensors_stored_dtype(self.f, name)) }
   end
 
   function Reader:get(name)

@@ -175,6 +175,74 @@ Test(safetensors, reads_foreign_headers)
     grove_safetensors_close(f);
 }
 
+/* PyTorch's float64 and bool tensors: F64 is rounded to f32 as it is read
+ * (here from an offset that is not 8-byte aligned), BOOL read as u8. */
+Test(safetensors, reads_f64_as_f32_and_bool_as_u8)
+{
+    const char *path = at("f64.safetensors");
+    const char *h = "{\"m\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[0,3]},"
+                    "\"r\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[3,19]}}";
+    size_t hn = strlen(h);
+    unsigned char buf[512];
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+    memcpy(buf + 8, h, hn);
+    unsigned char *data = buf + 8 + hn;
+    data[0] = 1, data[1] = 0, data[2] = 1;
+    double r[2] = {0.1, -3.25};
+    memcpy(data + 3, r, sizeof r);
+    write_bytes(path, buf, 8 + hn + 19);
+    grove_safetensors *f = grove_safetensors_open(path);
+    cr_assert_not_null(f, "%s", grove_last_error());
+    int32_t dtype = -1, ndim = 0;
+    int64_t shape[8];
+    cr_assert_eq(grove_safetensors_info(f, "r", &dtype, &ndim, shape), 0);
+    cr_assert_eq(dtype, GROVE_F32);
+    cr_assert_str_eq(grove_safetensors_stored_dtype(f, "r"), "F64");
+    cr_assert_str_eq(grove_safetensors_stored_dtype(f, "m"), "BOOL");
+    grove_tensor *t = grove_safetensors_get(f, "r");
+    cr_assert_eq(t->dtype, GROVE_F32);
+    cr_assert_eq(((float *)t->data)[0], (float)0.1);
+    cr_assert_eq(((float *)t->data)[1], -3.25f);
+    grove_tensor *m = grove_safetensors_get(f, "m");
+    cr_assert_eq(m->dtype, GROVE_U8);
+    EXPECT_VALUES(m, 0, 1, 0, 1);
+    grove_tensor_release(t);
+    grove_tensor_release(m);
+    grove_safetensors_close(f);
+}
+
+/* The parser behind the headers, as grove.h exposes it to Lua. */
+Test(safetensors, json_api)
+{
+    const char *text = "{\"a\": [1, 2.5, null, true], \"b\": \"x\\u00e9\"}";
+    grove_json_doc *doc = grove_json_parse(text, (int64_t)strlen(text), 0);
+    cr_assert_not_null(doc, "%s", grove_last_error());
+    const grove_json *root = grove_json_root(doc);
+    cr_assert_eq(root->kind, GROVE_JSON_OBJECT);
+    cr_assert_eq(root->count, 2);
+    const grove_json *a = root->first;
+    cr_assert_str_eq(a->key, "a");
+    cr_assert_eq(a->count, 4);
+    cr_assert_eq(a->first->kind, GROVE_JSON_INT);
+    cr_assert_eq(a->first->integer, 1);
+    cr_assert_eq(a->first->next->kind, GROVE_JSON_NUMBER);
+    cr_assert_eq(a->first->next->number, 2.5);
+    cr_assert_eq(a->first->next->next->kind, GROVE_JSON_NULL);
+    cr_assert_eq(a->first->next->next->next->boolean, 1);
+    cr_assert_str_eq(a->next->str, "x\xc3\xa9");
+    cr_assert_eq(a->next->len, 3);
+    grove_json_free(doc);
+    cr_assert_null(grove_json_parse("[1,]", 4, 0));
+    cr_assert(strstr(grove_last_error(), "at byte 3"), "%s", grove_last_error());
+    cr_assert_null(grove_json_parse("-Infinity", 9, 0));
+    doc = grove_json_parse("[NaN, -Infinity]", 16, GROVE_JSON_ALLOW_NAN);
+    cr_assert_not_null(doc, "%s", grove_last_error());
+    const grove_json *n = grove_json_root(doc)->first;
+    cr_assert(n->number != n->number);
+    cr_assert(n->next->number < -1e308);
+    grove_json_free(doc);
+}
+
 /* ---- malformed files ---------------------------------------------------------------- */
 
 typedef struct bad_case {
@@ -219,9 +287,11 @@ static const bad_case bad_cases[] = {
     HDR("[1, 2]", 0, "header is an array, expected a JSON object"),
     HDR("\"str\"", 0, "header is a string, expected a JSON object"),
     HDR("{\"a\":[0, 8]}", 8, "tensor 'a': entry is an array, expected an object"),
-    HDR("{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
-        "tensor 'a': unsupported dtype 'F64'"),
-    HDR("{\"x\":{\"dtype\":\"BOOL\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "tensor 'x': unsupported dtype 'BOOL'"),
+    HDR("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+        "tensor 'a': unsupported dtype 'F8_E4M3'"),
+    HDR("{\"x\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "tensor 'x': unsupported dtype 'C64'"),
+    /* F64 is read as f32, but its size in the file is still 8 bytes */
+    HDR("{\"x\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "F64 shape [2] needs 16"),
     HDR("{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unsupported dtype 'f32'"),
     HDR("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': missing field 'dtype'"),
     HDR("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a': missing field 'shape'"),
