@@ -83,6 +83,8 @@ require "grove.prune"(grove)
 require "grove.judge"(grove)
 require "grove.search"(grove)
 require "grove.diffusers"(grove)
+require "grove.diffusers.transformer"(grove)
+require "grove.diffusers.sample"(grove)
 -- grove.repl: the REPL's completion, help and printing, usable from scripts
 grove.repl = require "grove.repl"
 

@@ -85,7 +85,7 @@ return function(grove)
   local function velocity(model, x, sigma, o)
     local B = x:size(1)
     local t = grove.full({ B }, sigma * 1000, { device = x:device() })
-    if not o.cfg or o.cfg == 1 or not o.null_text then
+    if not o.cfg or o.cfg == 1 then
       return model:forward(x, t, o.text, o.mask)
     end
     local both = model:forward(grove.cat({ x, x }, 1), grove.cat({ t, t }, 1), o.both_text, o.both_mask)
@@ -119,12 +119,26 @@ return function(grove)
 
   -- Samples latents on the model's device (noise given or drawn on the CPU
   -- is moved there; the result stays there). opts: noise (B,H,W,C) or shape + seed; text, mask;
-  -- cfg (4.5; 1 = off); steps (20); sampler "dpm" (default), "euler", a
-  -- registered name or a sampler; shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
+  -- cfg (4.5; 1 = off); negative_text, negative_mask (the unconditional
+  -- side of guidance; default the learned null caption, and without one
+  -- cfg ≠ 1 is an error, never a silently unguided run); steps (20);
+  -- sampler "dpm" (default), "euler", a registered name or a sampler;
+  -- shift (model's flow_shift); callback(i, sigma, x, x0) → nil to go on,
   -- false to stop, or a tensor to replace x. Returns x and {steps = n, stopped = bool}.
+  -- A transformer read from a diffusers folder samples as its pipeline
+  -- does instead (grove.diffusers.sample; text, mask, noise, negative_text
+  -- and negative_mask are its prompt_embeds, mask, latents, negative_embeds
+  -- and negative_mask).
   function Sana:sample(opts)
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
+    if self.diffusers_config and grove.diffusers and grove.diffusers.sample then
+      o.prompt_embeds = o.prompt_embeds or o.text
+      o.latents = o.latents or o.noise
+      o.negative_embeds = o.negative_embeds or o.negative_text
+      o.text, o.noise, o.negative_text = nil, nil, nil
+      return grove.diffusers.sample(self, o)
+    end
     local c = self.config
     o.steps = o.steps or 20
     if o.cfg == nil then o.cfg = 4.5 end
@@ -138,11 +152,22 @@ return function(grove)
     local dev = self:device()
     x = x:to(dev)
     local B = x:size(1)
-    if o.cfg ~= 1 and self.y_embedding then
-      local null, ones = self:null_text(B)
-      o.null_text = null
-      o.both_text = grove.cat({ null, o.text }, 1)
-      o.both_mask = grove.cat({ ones, o.mask or grove.ones({ B, o.text:size(2) }, { device = dev }) }, 1)
+    if o.cfg ~= 1 then
+      local neg, nmask = o.negative_text, o.negative_mask
+      if neg == nil then
+        if not self.y_embedding then
+          error("sample: cfg " .. o.cfg .. " needs opts.negative_text (this model has no learned null caption); " ..
+                "give cfg = 1 for an unguided run", 2)
+        end
+        neg, nmask = self:null_text(B)
+      end
+      local L = o.text:size(2)
+      local function m32(m, n) return m and (m:dtype() == "f32" and m or m:to("f32")):to(dev) or grove.ones({ B, n }, { device = dev }) end
+      if neg:size(2) ~= L then
+        error(string.format("sample: negative_text has %d tokens, text %d (they run as one batch)", neg:size(2), L), 2)
+      end
+      o.both_text = grove.cat({ neg:to(dev), o.text:to(dev) }, 1)
+      o.both_mask = grove.cat({ m32(nmask, L), m32(o.mask, L) }, 1)
     end
     local shift = o.shift or c.flow_shift
     local sig = sampler.sigmas and sampler.sigmas(o.steps, shift, o) or sample.sigmas(o.steps, shift)

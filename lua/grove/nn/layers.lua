@@ -6,6 +6,20 @@ local Module = require "grove.nn.module"
 return function(grove)
   local layers = {}
 
+  -- Weights kept in their stored dtype (bf16/f16 from a diffusers folder)
+  -- are computed in f32: each use converts the tensor exactly, and the copy
+  -- is freed as soon as the op is done with it (unless the tape keeps it for
+  -- a backward), so the model is never held twice in memory.
+  local function f32(w)
+    if w == nil or w.p.dtype == 0 then return w, false end
+    return w:to("f32"), true
+  end
+  local function drop(w, converted, out)
+    if converted and (not grove.is_grad_enabled() or out == nil or out.p.grad_fn == nil) then w:free() end
+    return out
+  end
+  layers.f32, layers.drop_f32 = f32, drop
+
   -- y = x·Wᵀ + b, W (out, in).
   local Linear = Module.class("Linear")
   function Linear:init(make, n_in, n_out, opts)
@@ -16,8 +30,12 @@ return function(grove)
   -- compute_dtype "bf16" (Module:to(device, "bf16")): the GEMM rounds its
   -- inputs to bf16 and sums in f32 (grove.linear_bf16, docs/scale.md).
   function Linear:forward(x)
-    if self.compute_dtype == "bf16" then return grove.linear_bf16(x, self.weight, self.bias) end
-    return x:linear(self.weight, self.bias)
+    local w, cw = f32(self.weight)
+    local b, cb = f32(self.bias)
+    local y
+    if self.compute_dtype == "bf16" then y = grove.linear_bf16(x, w, b) else y = x:linear(w, b) end
+    drop(w, cw, y); drop(b, cb, y)
+    return y
   end
   layers.Linear = Linear
 
@@ -27,8 +45,28 @@ return function(grove)
     self.eps = eps or 1e-5
     self:add_parameter("weight", make({ dim }, init or "ones"))
   end
-  function RMSNorm:forward(x) return x:rms_norm(self.weight, self.eps) end
+  function RMSNorm:forward(x)
+    local w, cw = f32(self.weight)
+    return drop(w, cw, x:rms_norm(w, self.eps))
+  end
   layers.RMSNorm = RMSNorm
+
+  -- LayerNorm over the last dimension with an elementwise weight and bias
+  -- (torch.nn.LayerNorm with elementwise_affine).
+  local LayerNorm = Module.class("LayerNorm")
+  function LayerNorm:init(make, dim, eps)
+    self.eps = eps or 1e-5
+    self:add_parameter("weight", make({ dim }, "ones"))
+    self:add_parameter("bias", make({ dim }, "zeros"))
+  end
+  function LayerNorm:forward(x)
+    local w, cw = f32(self.weight)
+    local b, cb = f32(self.bias)
+    local y = x:layer_norm(w, b, self.eps)
+    drop(w, cw, y); drop(b, cb, y)
+    return y
+  end
+  layers.LayerNorm = LayerNorm
 
   -- A convolution with a PyTorch-layout weight (out, in/groups, k, k) on
   -- NHWC grids. 1×1 ones run as a Linear over tokens (no grid needed).
@@ -41,13 +79,17 @@ return function(grove)
   end
   -- x: tokens (..., in) for 1×1, a grid (B, H, W, C) otherwise.
   function Conv2d:forward(x)
+    local w, cw = f32(self.weight)
+    local b, cb = f32(self.bias)
+    local y
     if self.k == 1 and self.groups == 1 then
-      local w = self.weight
-      w = w:view{ w:size(1), w:size(2) }
-      if self.compute_dtype == "bf16" then return grove.linear_bf16(x, w, self.bias) end
-      return x:linear(w, self.bias)
+      local w2 = w:view{ w:size(1), w:size(2) }
+      if self.compute_dtype == "bf16" then y = grove.linear_bf16(x, w2, b) else y = x:linear(w2, b) end
+    else
+      y = x:conv2d(w, b, { padding = self.padding, groups = self.groups })
     end
-    return x:conv2d(self.weight, self.bias, { padding = self.padding, groups = self.groups })
+    drop(w, cw, y); drop(b, cb, y)
+    return y
   end
   layers.Conv2d = Conv2d
 

@@ -8,7 +8,8 @@ local Module = require "grove.nn.module"
 
 return function(grove)
   local nn = grove.nn
-  local Linear, RMSNorm, Conv2d, Container = nn.Linear, nn.RMSNorm, nn.Conv2d, nn.Container
+  local Linear, RMSNorm, LayerNorm, Conv2d, Container = nn.Linear, nn.RMSNorm, nn.LayerNorm, nn.Conv2d, nn.Container
+  local f32, drop_f32 = nn.f32, nn.drop_f32
 
   nn.presets = {
     -- CPU work: a few minutes of training on 2 cores
@@ -28,8 +29,13 @@ return function(grove)
                    in_channels = 32, out_channels = 32, caption_channels = 2304, text_len = 300 },
   }
 
+  -- The options below the first line are those of diffusers'
+  -- SanaTransformer2DModel configs (docs/model.md, "Config fields"); their
+  -- defaults keep grove's own models as they were.
   local defaults = { head_dim = 32, mlp_ratio = 2.5, patch_size = 1, qk_norm = true, cross_norm = true,
-                     caption_dropout = 0.1, text_len = 300, flow_shift = 3.0 }
+                     caption_dropout = 0.1, text_len = 300, flow_shift = 3.0,
+                     attention_bias = false, norm_elementwise_affine = false, norm_eps = 1e-6,
+                     guidance_embeds = false, guidance_embeds_scale = 0.1, timestep_scale = 1.0 }
 
   local function resolve_config(config)
     if type(config) == "string" then
@@ -45,7 +51,19 @@ return function(grove)
     end
     c.out_channels = c.out_channels or c.in_channels
     if c.width % c.head_dim ~= 0 then error("Sana: width " .. c.width .. " is not a multiple of head_dim " .. c.head_dim, 3) end
-    if c.width % c.cross_heads ~= 0 then error("Sana: width " .. c.width .. " is not a multiple of cross_heads " .. c.cross_heads, 3) end
+    if c.cross_head_dim == nil then
+      if c.width % c.cross_heads ~= 0 then error("Sana: width " .. c.width .. " is not a multiple of cross_heads " .. c.cross_heads, 3) end
+      c.cross_head_dim = c.width / c.cross_heads
+    end
+    if c.interpolation_scale ~= nil then
+      if type(c.interpolation_scale) ~= "number" or c.interpolation_scale <= 0 then
+        error("Sana: config.interpolation_scale must be a positive number, got " .. tostring(c.interpolation_scale), 3)
+      end
+      if type(c.sample_size) ~= "number" or c.sample_size < c.patch_size then
+        error("Sana: config.interpolation_scale needs config.sample_size (the latent size the positions are scaled to)", 3)
+      end
+      if c.width % 4 ~= 0 then error("Sana: the 2-D sincos positional embedding needs a width divisible by 4, got " .. c.width, 3) end
+    end
     c.hidden = math.floor(c.width * c.mlp_ratio)
     return c
   end
@@ -57,28 +75,33 @@ return function(grove)
 
   function SanaBlock:init(make, c)
     local D, Hd = c.width, c.hidden
+    local Dc = c.cross_heads * c.cross_head_dim
     self.config = c
     self:add_parameter("scale_shift_table", make({ 6, D }, "randn_scaled"))
     local attn1 = Container()
-    attn1:add_module("to_q", Linear(make, D, D, { bias = false }))
-    attn1:add_module("to_k", Linear(make, D, D, { bias = false }))
-    attn1:add_module("to_v", Linear(make, D, D, { bias = false }))
+    local qkv_bias = c.attention_bias and true or false
+    attn1:add_module("to_q", Linear(make, D, D, { bias = qkv_bias }))
+    attn1:add_module("to_k", Linear(make, D, D, { bias = qkv_bias }))
+    attn1:add_module("to_v", Linear(make, D, D, { bias = qkv_bias }))
     if c.qk_norm then
       attn1:add_module("norm_q", RMSNorm(make, D, 1e-5))
       attn1:add_module("norm_k", RMSNorm(make, D, 1e-5))
     end
     attn1:add_module("to_out", Container { { "0", Linear(make, D, D) } })
     self:add_module("attn1", attn1)
+    -- cross attention: cross_heads × cross_head_dim wide inside, always with biases
     local attn2 = Container()
-    attn2:add_module("to_q", Linear(make, D, D))
-    attn2:add_module("to_k", Linear(make, D, D))
-    attn2:add_module("to_v", Linear(make, D, D))
+    attn2:add_module("to_q", Linear(make, D, Dc))
+    attn2:add_module("to_k", Linear(make, D, Dc))
+    attn2:add_module("to_v", Linear(make, D, Dc))
     if c.cross_norm then
-      attn2:add_module("norm_q", RMSNorm(make, D, 1e-5))
-      attn2:add_module("norm_k", RMSNorm(make, D, 1e-5))
+      attn2:add_module("norm_q", RMSNorm(make, Dc, 1e-5))
+      attn2:add_module("norm_k", RMSNorm(make, Dc, 1e-5))
     end
-    attn2:add_module("to_out", Container { { "0", Linear(make, D, D) } })
+    attn2:add_module("to_out", Container { { "0", Linear(make, Dc, D) } })
     self:add_module("attn2", attn2)
+    -- the norm before the feed-forward is the only one that may be affine
+    if c.norm_elementwise_affine then self:add_module("norm2", LayerNorm(make, D, c.norm_eps)) end
     local ff = Container()
     ff:add_module("conv_inverted", Conv2d(make, D, 2 * Hd, 1))
     -- depthwise 3×3 keeps PyTorch's default init (uniform ±1/√fan_in, fan_in = 9)
@@ -112,12 +135,20 @@ return function(grove)
   function SanaBlock:forward(x, t0, text, mask, h, w)
     local c = self.config
     local B, D = x:size(1), c.width
-    local m = t0:view { B, 6, D } + self.scale_shift_table
+    local sst, conv = f32(self.scale_shift_table)
+    local m = drop_f32(sst, conv, t0:view { B, 6, D } + sst)
     local shift1, scale1, gate1 = m:select(2, 1), m:select(2, 2), m:select(2, 3)
     local shift2, scale2, gate2 = m:select(2, 4), m:select(2, 5), m:select(2, 6)
-    x = x:gated_residual(gate1, self_attention(self.attn1, x:norm_modulate(shift1, scale1, 1e-6), c))
+    local eps = c.norm_eps
+    x = x:gated_residual(gate1, self_attention(self.attn1, x:norm_modulate(shift1, scale1, eps), c))
     x = x + cross_attention(self.attn2, x, text, mask, c)
-    x = x:gated_residual(gate2, mix_ffn(self.ff, x:norm_modulate(shift2, scale2, 1e-6), h, w))
+    local n2
+    if self.norm2 then
+      n2 = self.norm2:forward(x) * (scale2:unsqueeze(2) + 1) + shift2:unsqueeze(2)
+    else
+      n2 = x:norm_modulate(shift2, scale2, eps)
+    end
+    x = x:gated_residual(gate2, mix_ffn(self.ff, n2, h, w))
     return x
   end
 
@@ -136,9 +167,17 @@ return function(grove)
     local D, p = c.width, c.patch_size
     self:add_module("patch_embed", Container { { "proj", Conv2d(make, c.in_channels, D, p) } })
     local te = Container()
-    te:add_module("emb", Container { { "timestep_embedder", Container {
-      { "linear_1", Linear(make, 256, D, { init = "normal:0.02" }) },
-      { "linear_2", Linear(make, D, D, { init = "normal:0.02" }) } } } })
+    local function embedder()
+      return Container { { "linear_1", Linear(make, 256, D, { init = "normal:0.02" }) },
+                         { "linear_2", Linear(make, D, D, { init = "normal:0.02" }) } }
+    end
+    if c.guidance_embeds then
+      -- diffusers' SanaCombinedTimestepGuidanceEmbeddings (Sprint): no `.emb.` level
+      te:add_module("timestep_embedder", embedder())
+      te:add_module("guidance_embedder", embedder())
+    else
+      te:add_module("emb", Container { { "timestep_embedder", embedder() } })
+    end
     te:add_module("linear", Linear(make, D, 6 * D))
     self:add_module("time_embed", te)
     self:add_module("caption_projection", Container {
@@ -180,51 +219,152 @@ return function(grove)
     return x:reshape { B, h, w, p, p, C }:permute { 1, 2, 4, 3, 5, 6 }:reshape { B, h * p, w * p, C }
   end
 
-  -- The conditioning shared by all blocks: temb (B, D), t0 (B, 6D), text (B, L, D).
-  function Sana:condition(timestep, text)
+  local function embed_scalar(m, t)
+    local emb = grove.timestep_embedding(t, 256, 10000)
+    return m.linear_2:forward(m.linear_1:forward(emb):silu())
+  end
+
+  -- The conditioning shared by all blocks: temb (B, D), t0 (B, 6D), text
+  -- (B, L, D). With config.guidance_embeds, temb is the timestep's
+  -- embedding plus the guidance's (Sprint); guidance is what the
+  -- transformer receives (the pipeline has already scaled it).
+  function Sana:condition(timestep, text, guidance, inter)
     local te = self.time_embed
-    local emb = grove.timestep_embedding(timestep, 256, 10000)
-    local tmlp = te.emb.timestep_embedder
-    local temb = tmlp.linear_2:forward(tmlp.linear_1:forward(emb):silu())
+    local temb
+    if self.config.guidance_embeds then
+      if guidance == nil then error("Sana: this model embeds the guidance scale (config.guidance_embeds): give opts.guidance", 3) end
+      temb = embed_scalar(te.timestep_embedder, timestep) + embed_scalar(te.guidance_embedder, guidance)
+    else
+      if guidance ~= nil then error("Sana: opts.guidance given, but this model has no guidance embedding (config.guidance_embeds is off)", 3) end
+      temb = embed_scalar(te.emb.timestep_embedder, timestep)
+    end
     local t0 = te.linear:forward(temb:silu())
     local cp = self.caption_projection
     local y = cp.linear_2:forward(cp.linear_1:forward(text):gelu())
-    return temb, t0, self.caption_norm:forward(y)
+    local yn = self.caption_norm:forward(y)
+    if inter then
+      inter["time_embed.0"], inter["time_embed.1"] = t0, temb
+      inter["caption_projection"], inter["caption_norm"] = y, yn
+    end
+    return temb, t0, yn
+  end
+
+  -- diffusers' 2-D sincos positional embedding (PatchEmbed with
+  -- interpolation_scale) of an h×w token grid, (h·w, D): for each token the
+  -- sin and cos of its column position, then of its row position, over D/4
+  -- frequencies 10000^(−i/(D/4)); a position is index · base / size /
+  -- interpolation_scale with base = sample_size / patch, so every resolution
+  -- spans the same range. Computed in double, rounded once to f32.
+  local function sincos_table(n, base, scale, D4)
+    local out, k = {}, 0
+    for i = 0, n - 1 do
+      local pos = i / (n / base) / scale
+      for j = 0, D4 - 1 do out[k + j + 1] = math.sin(pos / 10000 ^ (j / D4)) end
+      for j = 0, D4 - 1 do out[k + D4 + j + 1] = math.cos(pos / 10000 ^ (j / D4)) end
+      k = k + 2 * D4
+    end
+    return grove.tensor(out):view { n, 2 * D4 }
+  end
+  function Sana:pos_embed(h, w, device)
+    local c = self.config
+    self._pos_cache = self._pos_cache or {}
+    local key = h .. "x" .. w .. "@" .. device
+    local pe = self._pos_cache[key]
+    if pe then return pe end
+    local base, s, D = math.floor(c.sample_size / c.patch_size), c.interpolation_scale, c.width
+    local cols = sincos_table(w, base, s, D / 4):view { 1, w, D / 2 }:expand { h, w, D / 2 }
+    local rows = sincos_table(h, base, s, D / 4):view { h, 1, D / 2 }:expand { h, w, D / 2 }
+    pe = grove.cat({ cols, rows }, 3):reshape { 1, h * w, D }:to(device)
+    self._pos_cache = { [key] = pe }   -- one grid at a time: a sampler reuses it every step
+    return pe
   end
 
   function Sana:embed(x)
     local c = self.config
     local pe = self.patch_embed.proj
-    local w = pe.weight
-    return patchify(x, c.patch_size):linear(w:view { w:size(1), -1 }, pe.bias)
+    local w, cw = f32(pe.weight)
+    local b, cb = f32(pe.bias)
+    local y = patchify(x, c.patch_size):linear(w:view { w:size(1), -1 }, b)
+    drop_f32(w, cw, y); drop_f32(b, cb, y)
+    if c.interpolation_scale then
+      y = y + self:pos_embed(x:size(2) / c.patch_size, x:size(3) / c.patch_size, x:device())
+    end
+    return y
   end
 
-  function Sana:final(x, temb, h, w)
+  function Sana:final(x, temb, h, w, inter)
     local c = self.config
     local B, D = x:size(1), c.width
-    local m = temb:view { B, 1, D } + self.scale_shift_table
+    local sst, conv = f32(self.scale_shift_table)
+    local m = drop_f32(sst, conv, temb:view { B, 1, D } + sst)
     x = x:norm_modulate(m:select(2, 1), m:select(2, 2), 1e-6)
-    return unpatchify(self.proj_out:forward(x), h, w, c.patch_size, c.out_channels)
+    local y = self.proj_out:forward(x)
+    if inter then inter["norm_out"], inter["proj_out"] = x, y end
+    return unpatchify(y, h, w, c.patch_size, c.out_channels)
   end
 
-  -- x (B, H, W, C) latents; timestep (B) (σ·1000); text (B, L, caption_channels);
-  -- mask (B, L) (1 = token, 0 = padding) or nil. opts.hook(i, x_in, x_out)
-  -- sees every block's input and output tokens.
+  -- A mask of any integer or float dtype as the attention takes it
+  -- (u8 or f32, nonzero = a real token): a nonzero integer stays nonzero in f32.
+  local function attention_mask(mask, B, L)
+    if mask == nil then return nil end
+    if not grove.is_tensor(mask) then error("Sana: the text mask must be a tensor (B, L) or nil, got " .. type(mask), 3) end
+    if mask:dim() ~= 2 or mask:size(1) ~= B or mask:size(2) ~= L then
+      error(string.format("Sana: the text mask must be (%d, %d) like the text features, got %s", B, L, mask:shape_str()), 3)
+    end
+    local dt = mask:dtype()
+    if dt == "u8" or dt == "f32" then return mask end
+    return mask:to("f32")
+  end
+
+  -- A timestep or guidance as a (B) f32 tensor on the latents' device.
+  local function per_sample(v, B, device, what)
+    if type(v) == "number" then return grove.full({ B }, v, { device = device }) end
+    if not grove.is_tensor(v) then error("Sana: " .. what .. " must be a number or a tensor (B), got " .. type(v), 3) end
+    if v:dim() == 0 then v = v:view { 1 } end
+    if v:dim() ~= 1 or (v:size(1) ~= B and v:size(1) ~= 1) then
+      error("Sana: " .. what .. " must be (" .. B .. "), got " .. v:shape_str(), 3)
+    end
+    if v:size(1) ~= B then v = v:expand { B } end
+    if v:dtype() ~= "f32" then v = v:to("f32") end
+    return v
+  end
+
+  -- x (B, H, W, C) latents; timestep (B) exactly what the transformer
+  -- receives (σ·1000 for grove's models; the pipeline's scaling is the
+  -- sampler's business); text (B, L, caption_channels); mask (B, L) of any
+  -- integer or float dtype (nonzero = token, 0 = padding) or nil.
+  -- opts.guidance (B) or a number: the guidance a Sprint model embeds.
+  -- opts.hook(i, x_in, x_out) sees every block's input and output tokens;
+  -- opts.inter, a table, receives the intermediates under diffusers' module
+  -- names (patch_embed, time_embed.0, time_embed.1, caption_projection,
+  -- caption_norm, transformer_blocks.0 …, norm_out, proj_out).
   function Sana:forward(x, timestep, text, mask, opts)
     local c = self.config
-    if x:dim() ~= 4 or x:size(4) ~= c.in_channels then
-      error("Sana: latents must be (B, H, W, " .. c.in_channels .. "), got " .. x:shape_str(), 2)
+    if not grove.is_tensor(x) or x:dim() ~= 4 or x:size(4) ~= c.in_channels then
+      error("Sana: latents must be (B, H, W, " .. c.in_channels .. "), got " .. (grove.is_tensor(x) and x:shape_str() or type(x)), 2)
     end
+    if not grove.is_tensor(text) or text:dim() ~= 3 or text:size(1) ~= x:size(1) or text:size(3) ~= c.caption_channels then
+      error("Sana: text features must be (" .. x:size(1) .. ", L, " .. c.caption_channels .. "), got " ..
+            (grove.is_tensor(text) and text:shape_str() or type(text)), 2)
+    end
+    local B = x:size(1)
     local h, w = x:size(2) / c.patch_size, x:size(3) / c.patch_size
-    local temb, t0, y = self:condition(timestep, text)
+    local guidance = opts and opts.guidance
+    timestep = per_sample(timestep, B, x:device(), "the timestep")
+    if guidance ~= nil then guidance = per_sample(guidance, B, x:device(), "opts.guidance") end
+    mask = attention_mask(mask, B, text:size(2))
+    local inter = opts and opts.inter
+    local temb, t0, y = self:condition(timestep, text, guidance, inter)
     local tokens = self:embed(x)
+    if inter then inter["patch_embed"] = tokens end
     local hook = opts and opts.hook
     for i, block in ipairs(self.blocks) do
       local out = block:forward(tokens, t0, y, mask, h, w)
       if hook then hook(i, tokens, out) end
+      if inter then inter["transformer_blocks." .. (i - 1)] = out end
       tokens = out
     end
-    return self:final(tokens, temb, h, w)
+    return self:final(tokens, temb, h, w, inter)
   end
 
   function Sana:describe()

@@ -1,0 +1,259 @@
+-- The transformer of a diffusers folder (SanaTransformer2DModel) as a
+-- grove.nn.Sana: config.json read key by key, weights checked against the
+-- shapes the config implies and kept in their stored dtype (docs/diffusers.md,
+-- "Transformer").
+--
+--   local T = grove.diffusers.transformer(dir, { meta = false })
+--   local y = T:forward(x, t, text, mask, { guidance = g })
+--   grove.diffusers.save(out_dir, T)
+return function(grove)
+  local diffusers = grove.diffusers or {}
+  grove.diffusers = diffusers
+  local nn = grove.nn
+
+  local CLASS = "SanaTransformer2DModel"
+
+  -- diffusers' own defaults for keys a config.json leaves out (the
+  -- signature of SanaTransformer2DModel.__init__): a folder written by an
+  -- older diffusers omits the keys added since, and means these.
+  local DEFAULTS = {
+    in_channels = 32, out_channels = 32, num_attention_heads = 70, attention_head_dim = 32, num_layers = 20,
+    num_cross_attention_heads = 20, cross_attention_head_dim = 112, cross_attention_dim = 2240,
+    caption_channels = 2304, mlp_ratio = 2.5, dropout = 0.0, attention_bias = false, sample_size = 32,
+    patch_size = 1, norm_elementwise_affine = false, norm_eps = 1e-6, interpolation_scale = "null",
+    guidance_embeds = false, guidance_embeds_scale = 0.1, qk_norm = "null", timestep_scale = 1.0,
+  }
+  -- Keys that change nothing grove computes.
+  local INERT = { _class_name = true, _diffusers_version = true, _name_or_path = true }
+
+  local function is_null(v) return v == nil or v == "null" or (grove.json and v == grove.json.null) end
+
+  -- grove.nn.Sana's config from a SanaTransformer2DModel config (a table as
+  -- decoded from config.json). where names the file in errors.
+  function diffusers.transformer_config(config, where)
+    where = where or "transformer config"
+    if type(config) ~= "table" then error(where .. ": expected a config table, got " .. type(config), 2) end
+    local known = {}
+    for k in pairs(DEFAULTS) do known[k] = true end
+    for k in pairs(INERT) do known[k] = true end
+    if diffusers.check_config then
+      diffusers.check_config(config, known, where)
+    else
+      for k in pairs(config) do
+        if not known[k] then error(where .. ": key '" .. tostring(k) .. "' is not implemented by grove", 0) end
+      end
+    end
+    if config._class_name ~= nil and config._class_name ~= CLASS then
+      error(where .. ": _class_name is '" .. tostring(config._class_name) .. "', grove reads " .. CLASS .. " here", 0)
+    end
+    local function get(k)
+      local v = config[k]
+      if v == nil then v = DEFAULTS[k] end
+      return v
+    end
+    local function bad(k, want)
+      error(string.format("%s: key '%s' is %s; grove needs %s", where, k, tostring(config[k] == nil and DEFAULTS[k] or config[k]), want), 0)
+    end
+    local function int(k, min)
+      local v = get(k)
+      if type(v) ~= "number" or v % 1 ~= 0 or v < (min or 1) then bad(k, "an integer of at least " .. (min or 1)) end
+      return v
+    end
+    local function num(k, positive)
+      local v = get(k)
+      if type(v) ~= "number" or v ~= v or (positive and v <= 0) then bad(k, positive and "a positive number" or "a number") end
+      return v
+    end
+    local function bool(k)
+      local v = get(k)
+      if type(v) ~= "boolean" then bad(k, "true or false") end
+      return v
+    end
+
+    local c = {}
+    c.depth = int("num_layers", 0)
+    local heads, head_dim = int("num_attention_heads"), int("attention_head_dim")
+    c.width, c.head_dim = heads * head_dim, head_dim
+    c.cross_heads, c.cross_head_dim = int("num_cross_attention_heads"), int("cross_attention_head_dim")
+    local cad = get("cross_attention_dim")
+    if cad ~= c.width then
+      -- the caption projection is num_attention_heads × attention_head_dim wide,
+      -- so diffusers' forward can only run when the two agree
+      bad("cross_attention_dim", "num_attention_heads × attention_head_dim = " .. c.width .. " (the caption projection's width)")
+    end
+    c.in_channels = int("in_channels")
+    local oc = get("out_channels")
+    c.out_channels = is_null(oc) and c.in_channels or int("out_channels")
+    c.caption_channels = int("caption_channels")
+    c.mlp_ratio = num("mlp_ratio", true)
+    if get("dropout") ~= 0 then bad("dropout", "0 (grove's transformer has no dropout)") end
+    c.attention_bias = bool("attention_bias")
+    c.sample_size = int("sample_size")
+    c.patch_size = int("patch_size")
+    c.norm_elementwise_affine = bool("norm_elementwise_affine")
+    c.norm_eps = num("norm_eps", true)
+    local is = get("interpolation_scale")
+    if not is_null(is) then c.interpolation_scale = num("interpolation_scale", true) end
+    c.guidance_embeds = bool("guidance_embeds")
+    c.guidance_embeds_scale = num("guidance_embeds_scale")
+    c.timestep_scale = num("timestep_scale")
+    local qk = get("qk_norm")
+    if is_null(qk) then c.qk_norm, c.cross_norm = false, false
+    elseif qk == "rms_norm_across_heads" then c.qk_norm, c.cross_norm = true, true
+    else bad("qk_norm", "null or \"rms_norm_across_heads\"") end
+    c.caption_dropout = 0 -- no learned null caption in a diffusers transformer
+    c.text_len = 300
+    return c
+  end
+
+  -- The diffusers config (every key, sorted on writing) of a grove.nn.Sana.
+  function diffusers.transformer_diffusers_config(model)
+    local c = model.config
+    if c.qk_norm ~= c.cross_norm then
+      error("diffusers.save: qk-norm on one attention only (qk_norm " .. tostring(c.qk_norm) .. ", cross_norm " ..
+            tostring(c.cross_norm) .. ") has no diffusers config", 3)
+    end
+    local null = grove.json and grove.json.null
+    return {
+      _class_name = CLASS, _diffusers_version = "0.33.0",
+      in_channels = c.in_channels, out_channels = c.out_channels,
+      num_attention_heads = c.width / c.head_dim, attention_head_dim = c.head_dim,
+      num_layers = #model.blocks,
+      num_cross_attention_heads = c.cross_heads, cross_attention_head_dim = c.cross_head_dim,
+      cross_attention_dim = c.width, caption_channels = c.caption_channels, mlp_ratio = c.mlp_ratio,
+      dropout = 0.0, attention_bias = c.attention_bias and true or false,
+      sample_size = c.sample_size or 32, patch_size = c.patch_size,
+      norm_elementwise_affine = c.norm_elementwise_affine and true or false, norm_eps = c.norm_eps,
+      interpolation_scale = c.interpolation_scale or null,
+      guidance_embeds = c.guidance_embeds and true or false, guidance_embeds_scale = c.guidance_embeds_scale,
+      qk_norm = c.qk_norm and "rms_norm_across_heads" or null, timestep_scale = c.timestep_scale,
+    }
+  end
+
+  -- Calls fn(name, owner, key) for every parameter slot of a module tree.
+  local function each_slot(mod, prefix, fn)
+    for _, k in ipairs(mod._param_names) do
+      if mod[k] ~= nil then fn(prefix .. k, mod, k) end
+    end
+    for _, ch in ipairs(mod:children()) do each_slot(ch[2], prefix .. ch[1] .. ".", fn) end
+  end
+
+  local function shape_str(s) return "(" .. table.concat(s, ", ") .. ")" end
+
+  -- Builds the model of a diffusers config and fills it from a source of
+  -- tensors (names(), info(name) -> {dtype, shape}, load(name)). Every
+  -- name the model has must be there with its shape; any other name is an
+  -- error, except grove's own learned null caption `y_embedding` (L,
+  -- caption_channels), which turns it on.
+  function diffusers.transformer_from(config, source, opts)
+    opts = opts or {}
+    local where = opts.where or "transformer"
+    local c = diffusers.transformer_config(config, opts.config_where or where .. "/config.json")
+    local extra = {}
+    if source then
+      for _, n in ipairs(source:names()) do extra[n] = true end
+      if extra.y_embedding then
+        local s = source:info("y_embedding").shape
+        if #s ~= 2 or s[2] ~= c.caption_channels then
+          error(string.format("%s: tensor 'y_embedding' has shape %s; grove's null caption is (L, %d)", where,
+                              shape_str(s), c.caption_channels), 0)
+        end
+        c.text_len, c.caption_dropout = s[1], 0.1
+      end
+    end
+    local model = nn.Sana(c, { meta = true })
+    if opts.meta or not source then
+      if not opts.meta then error("diffusers.transformer: no weights to load (give opts.meta = true for shapes only)", 2) end
+      model.diffusers_config = config
+      return model
+    end
+    -- check every name and shape before reading any data
+    local slots = {}
+    each_slot(model, "", function(name, owner, key)
+      if not extra[name] then error(where .. ": tensor '" .. name .. "' is missing (the config asks for it)", 0) end
+      extra[name] = nil
+      local info = source:info(name)
+      local want = owner[key]:shape()
+      local ok = #info.shape == #want
+      for i = 1, #want do ok = ok and info.shape[i] == want[i] end
+      if not ok then
+        error(string.format("%s: tensor '%s' has shape %s, but config.json implies %s", where, name,
+                            shape_str(info.shape), shape_str(want)), 0)
+      end
+      if info.dtype ~= "f32" and info.dtype ~= "bf16" and info.dtype ~= "f16" then
+        error(where .. ": tensor '" .. name .. "' is stored as " .. tostring(info.dtype) .. "; grove reads F32, BF16 and F16 weights", 0)
+      end
+      slots[#slots + 1] = { name, owner, key }
+    end)
+    local left = {}
+    for n in pairs(extra) do left[#left + 1] = n end
+    if #left > 0 then
+      table.sort(left)
+      error(where .. ": tensor '" .. left[1] .. "' is not part of a " .. CLASS .. " with this config" ..
+            (#left > 1 and (" (nor " .. (#left - 1) .. " more: " .. table.concat(left, ", ", 2, math.min(#left, 6)) .. ")") or ""), 0)
+    end
+    for _, s in ipairs(slots) do
+      local t = source:load(s[1])
+      if t:dtype() == "f32" then t:requires_grad_(true) end
+      s[2]:add_parameter(s[3], t)
+    end
+    model.make = nn.param_factory { generator = opts.generator }  -- new blocks (growth) are real
+    model.diffusers_config = config
+    return model
+  end
+
+  -- grove.diffusers.transformer(dir, opts): dir is a pipeline folder (its
+  -- transformer/ is read) or the transformer folder itself. opts.meta
+  -- builds shapes only (config.json alone is read); opts.variant picks
+  -- variant weight files ("bf16", "fp16").
+  function diffusers.transformer(dir, opts)
+    opts = opts or {}
+    if opts.meta then
+      -- shapes only: config.json is all that is read
+      if type(dir) ~= "string" then error("diffusers.transformer: expected a folder path, got " .. type(dir), 2) end
+      local path
+      for _, p in ipairs { dir .. "/transformer/config.json", dir .. "/config.json" } do
+        local f = io.open(p, "r")
+        if f then f:close(); path = p; break end
+      end
+      if not path then error("diffusers.transformer: " .. dir .. " has no transformer/config.json nor config.json", 2) end
+      return diffusers.transformer_from(grove.json.read(path), nil, { meta = true, config_where = path })
+    end
+    if not diffusers.component then error("diffusers.transformer: grove.diffusers.component is not available", 2) end
+    local comp = diffusers.component(dir, "transformer", { variant = opts.variant })
+    local ok, model = pcall(diffusers.transformer_from, comp.config, comp,
+                            { where = comp.dir, config_where = comp.config_path, generator = opts.generator })
+    if comp.close then comp:close() end
+    if not ok then error(model, 0) end
+    return model
+  end
+
+  -- Writes a grove.nn.Sana as a diffusers transformer folder: config.json
+  -- with diffusers' keys, the weights under diffusers' names in their
+  -- dtype (sharded above opts.max_shard_bytes). grove's learned null
+  -- caption, when the model has one, is saved as `y_embedding`.
+  function diffusers.save_transformer(dir, model, opts)
+    if not diffusers.write_component then error("diffusers.save: grove.diffusers.write_component is not available", 2) end
+    local config = diffusers.transformer_diffusers_config(model)
+    local tensors = {}
+    for _, np in ipairs(model:named_parameters()) do
+      if nn.is_meta(np[2]) then error("diffusers.save: the model was built with meta = true (shapes only)", 2) end
+      tensors[np[1]] = np[2]:detach()
+    end
+    return diffusers.write_component(dir, config, tensors, opts)
+  end
+
+  -- grove.diffusers.save(dir, module, opts): a component folder. A module
+  -- class that can be written as one has a method
+  -- diffusers_save(module, dir, opts) (grove.nn.Sana: the transformer).
+  function diffusers.save(dir, module, opts)
+    if type(module) ~= "table" or type(module.diffusers_save) ~= "function" then
+      error("diffusers.save: expected a module grove writes as a diffusers component (one with :diffusers_save), got " ..
+            (type(module) == "table" and tostring(module.__name or "a table") or type(module)), 2)
+    end
+    return module:diffusers_save(dir, opts)
+  end
+  nn.SanaModel.diffusers_save = function(model, dir, opts) return diffusers.save_transformer(dir, model, opts) end
+
+  return diffusers
+end
