@@ -344,7 +344,7 @@ spec.describe("diffusers-sana fixtures", function()
       negative_embeds = i.negative_prompt_embeds, negative_mask = i.negative_prompt_attention_mask,
       latents = nhwc(i.latents), steps = 4 })
     -- σ = 6s / (1 + 5s) on s = 1 − linspace(1, 0.001, 5)
-    spec.eq(spec.join(info.timesteps), "999,947,857,666")
+    spec.eq(spec.join(info.timesteps), "999,947,856,666")
     spec.near(info.sigmas[1], 6 * 0.999 / (1 + 5 * 0.999), 1e-7)
     rm_rf(dir)
   end)
@@ -375,6 +375,27 @@ spec.describe("diffusers-sana fixtures", function()
     local x = diffusers.sample(T, { prompt_embeds = i.prompt_embeds, mask = i.prompt_attention_mask,
                                     latents = nhwc(i.latents), steps = 2, cfg = 1 })
     spec.eq(x:shape_str(), "[1,4,6,4]")
+  end)
+
+  spec.it("a scheduler is a Lua file + register", function()
+    local T = diffusers.transformer(sana .. "/b_sana15")
+    local i = grove.load_safetensors(sana .. "/b_sana15/sample_euler_in.safetensors")
+    local mine = {}
+    for k, v in pairs(diffusers.schedulers.euler) do mine[k] = v end
+    mine.class = "MyFlowEuler"
+    local calls = 0
+    mine.step = function(ctx, k, x, v) calls = calls + 1; return diffusers.schedulers.euler.step(ctx, k, x, v) end
+    diffusers.register_scheduler("my_euler", mine)
+    local function run(sc)
+      return diffusers.sample(T, { scheduler = sc, prompt_embeds = i.prompt_embeds, mask = i.prompt_attention_mask,
+        negative_embeds = i.negative_prompt_embeds, negative_mask = i.negative_prompt_attention_mask,
+        latents = nhwc(i.latents), steps = 3 })
+    end
+    local a = run { _class_name = "MyFlowEuler", shift = 3.0 }
+    local b = run { _class_name = "FlowMatchEulerDiscreteScheduler", shift = 3.0 }
+    spec.eq(calls, 3); spec.eq(spec.max_diff(a, b), 0)
+    diffusers.schedulers.my_euler = nil
+    spec.raises(function() diffusers.register_scheduler("bad", { class = "X" }) end, "scheduler 'bad' needs a table used")
   end)
 
   spec.it("model:sample of a folder's transformer runs its pipeline", function()

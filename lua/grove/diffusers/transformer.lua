@@ -233,8 +233,8 @@ return function(grove)
   -- dtype (sharded above opts.max_shard_bytes). grove's learned null
   -- caption, when the model has one, is saved as `y_embedding`.
   function diffusers.save_transformer(dir, model, opts)
-    if not diffusers.write_component then error("diffusers.save: grove.diffusers.write_component is not available", 2) end
     local config = diffusers.transformer_diffusers_config(model)
+    if not diffusers.write_component then error("diffusers.save: grove.diffusers.write_component is not available", 2) end
     local tensors = {}
     for _, np in ipairs(model:named_parameters()) do
       if nn.is_meta(np[2]) then error("diffusers.save: the model was built with meta = true (shapes only)", 2) end
