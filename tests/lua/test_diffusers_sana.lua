@@ -35,10 +35,12 @@ local function close_to(what, a, ref)
 end
 
 -- ---- released configs --------------------------------------------------------------
--- The transformer/config.json of each released folder (Efficient-Large-Model/…
--- _diffusers on the Hugging Face hub); the 600M and 1600M folders were
--- written by diffusers 0.32, before qk_norm, guidance_embeds and
--- timestep_scale existed, and so leave them out.
+-- The transformer configs of the released folders (Efficient-Large-Model/…
+-- _diffusers on the Hugging Face hub), with the sizes of diffusers'
+-- conversion script (scripts/convert_sana_to_diffusers.py). The Sana 1.0
+-- entries have the key set of a folder written before qk_norm,
+-- guidance_embeds and timestep_scale existed: a missing key means
+-- diffusers' default.
 local RELEASED = {
   { "Sana_600M_1024px_diffusers", 591747872, [[{
   "_class_name": "SanaTransformer2DModel", "_diffusers_version": "0.32.0.dev0",
@@ -428,7 +430,15 @@ spec.describe("diffusers-sana fixtures", function()
     spec.raises(function() diffusers.transformer(dir .. "/t") end, "time_embed")
     with("caption_channels", 24)
     spec.assert(diffusers.transformer(dir .. "/t"), "the original config reads")
-    rm_rf(dir)
+    -- b_sana15's weights under a config without qk-norm: its norms are extra tensors
+    local dir2 = spec.tmpdir()
+    os.execute("cp -r '" .. sana .. "/b_sana15/transformer' '" .. dir2 .. "/t' && chmod u+w '" .. dir2 .. "/t/config.json'")
+    local c = json.read(dir2 .. "/t/config.json")
+    c.qk_norm = json.null
+    spec.write_all(dir2 .. "/t/config.json", json.encode(c))
+    spec.raises(function() diffusers.transformer(dir2 .. "/t") end,
+                "tensor 'transformer_blocks.0.attn1.norm_k.weight' is not part of a SanaTransformer2DModel with this config")
+    rm_rf(dir); rm_rf(dir2)
   end)
 
   spec.it("a transformer saved as a folder reads back bit for bit (sharded, BF16)", function()
