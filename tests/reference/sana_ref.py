@@ -44,6 +44,11 @@ CONFIG_DEFAULTS = {
     "mlp_ratio": 2.5,
     "qk_norm": True,      # RMSNorm on attn1 q/k (SANA 1.5)
     "cross_norm": True,   # RMSNorm on attn2 q/k (SANA 1.5)
+    # options of diffusers' SanaTransformer2DModel configs
+    "cross_head_dim": None,            # None: width / cross_heads
+    "attention_bias": False,           # biases on attn1's q, k, v
+    "norm_elementwise_affine": False,  # weight and bias on the norm before the FF (norm2)
+    "norm_eps": 1e-6,                  # the two block norms
 }
 CONFIG_REQUIRED = ("depth", "width", "cross_heads", "patch_size", "in_channels", "caption_channels")
 CONFIG_KEYS = set(CONFIG_REQUIRED) | set(CONFIG_DEFAULTS) | {"out_channels"}
@@ -65,14 +70,20 @@ def make_config(cfg):
         if int(c[k]) != c[k] or c[k] < (0 if k == "depth" else 1):
             raise ValueError("config: %s must be a positive integer (got %r)" % (k, c[k]))
         c[k] = int(c[k])
+    c["attention_bias"] = bool(c["attention_bias"])
+    c["norm_elementwise_affine"] = bool(c["norm_elementwise_affine"])
+    c["norm_eps"] = float(c["norm_eps"])
     c["qk_norm"] = bool(c["qk_norm"])
     c["cross_norm"] = bool(c["cross_norm"])
     c["mlp_ratio"] = float(c["mlp_ratio"])
     D = c["width"]
     if D % c["head_dim"]:
         raise ValueError("config: width %d is not a multiple of head_dim %d" % (D, c["head_dim"]))
-    if D % c["cross_heads"]:
-        raise ValueError("config: width %d is not a multiple of cross_heads %d" % (D, c["cross_heads"]))
+    if c["cross_head_dim"] is None:
+        if D % c["cross_heads"]:
+            raise ValueError("config: width %d is not a multiple of cross_heads %d" % (D, c["cross_heads"]))
+        c["cross_head_dim"] = D // c["cross_heads"]
+    c["cross_head_dim"] = int(c["cross_head_dim"])
     return c
 
 
@@ -84,6 +95,20 @@ def layer_norm_no_affine(x, eps=1e-6):
     mean = x.mean(dim=-1, keepdim=True)
     var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an elementwise weight and bias (norm2 with
+    norm_elementwise_affine)."""
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return layer_norm_no_affine(x, self.eps) * self.weight + self.bias
 
 
 def rms_norm(x, weight, eps=1e-5):
@@ -216,13 +241,13 @@ class CaptionProjection(nn.Module):             # diffusers: PixArtAlphaTextProj
 class LinearAttention(nn.Module):
     """attn1: ReLU linear attention, heads of head_dim."""
 
-    def __init__(self, dim, head_dim, qk_norm, mode="naive"):
+    def __init__(self, dim, head_dim, qk_norm, mode="naive", bias=False):
         super().__init__()
         self.heads = dim // head_dim
         self.mode = mode
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(dim, dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_q = nn.Linear(dim, dim, bias=bias)
+        self.to_k = nn.Linear(dim, dim, bias=bias)
+        self.to_v = nn.Linear(dim, dim, bias=bias)
         if qk_norm:
             self.norm_q = RMSNorm(dim, eps=1e-5)
             self.norm_k = RMSNorm(dim, eps=1e-5)
@@ -245,24 +270,27 @@ class LinearAttention(nn.Module):
 class CrossAttention(nn.Module):
     """attn2: softmax attention from image tokens to caption tokens."""
 
-    def __init__(self, dim, heads, cross_norm):
+    def __init__(self, dim, heads, cross_norm, head_dim=None):
         super().__init__()
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=True)
-        self.to_k = nn.Linear(dim, dim, bias=True)
-        self.to_v = nn.Linear(dim, dim, bias=True)
+        self.head_dim = head_dim or dim // heads
+        inner = heads * self.head_dim            # may differ from dim
+        self.to_q = nn.Linear(dim, inner, bias=True)
+        self.to_k = nn.Linear(dim, inner, bias=True)
+        self.to_v = nn.Linear(dim, inner, bias=True)
         if cross_norm:
-            self.norm_q = RMSNorm(dim, eps=1e-5)
-            self.norm_k = RMSNorm(dim, eps=1e-5)
+            self.norm_q = RMSNorm(inner, eps=1e-5)
+            self.norm_k = RMSNorm(inner, eps=1e-5)
         else:
             self.norm_q = self.norm_k = None
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim, bias=True)])
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim, bias=True)])
 
     def forward(self, x, y, mask_bias):
         """x (B, N, D), y (B, L, D), mask_bias (B, L) additive or None."""
-        B, N, D = x.shape
+        B, N, _ = x.shape
         L = y.shape[1]
-        h, dh = self.heads, D // self.heads
+        h, dh = self.heads, self.head_dim
+        D = h * dh
         q, k, v = self.to_q(x), self.to_k(y), self.to_v(y)
         if self.norm_q is not None:
             q, k = self.norm_q(q), self.norm_k(k)
@@ -301,17 +329,20 @@ class SanaBlock(nn.Module):
         super().__init__()
         D = c["width"]
         self.scale_shift_table = nn.Parameter(torch.randn(6, D) / D ** 0.5)
-        self.attn1 = LinearAttention(D, c["head_dim"], c["qk_norm"], attn_mode)
-        self.attn2 = CrossAttention(D, c["cross_heads"], c["cross_norm"])
+        self.eps = c["norm_eps"]
+        self.attn1 = LinearAttention(D, c["head_dim"], c["qk_norm"], attn_mode, bias=c["attention_bias"])
+        self.attn2 = CrossAttention(D, c["cross_heads"], c["cross_norm"], c["cross_head_dim"])
+        self.norm2 = LayerNorm(D, self.eps) if c["norm_elementwise_affine"] else None
         self.ff = MixFFN(D, c["mlp_ratio"])
 
     def forward(self, x, y, mask_bias, t0, height, width):
         B, N, D = x.shape
         mod = self.scale_shift_table[None] + t0.reshape(B, 6, D)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)  # each (B, 1, D)
-        x = x + gate1 * self.attn1(layer_norm_no_affine(x) * (1 + scale1) + shift1)
+        x = x + gate1 * self.attn1(layer_norm_no_affine(x, self.eps) * (1 + scale1) + shift1)
         x = x + self.attn2(x, y, mask_bias)
-        x = x + gate2 * self.ff(layer_norm_no_affine(x) * (1 + scale2) + shift2, height, width)
+        n2 = self.norm2(x) if self.norm2 is not None else layer_norm_no_affine(x, self.eps)
+        x = x + gate2 * self.ff(n2 * (1 + scale2) + shift2, height, width)
         return x
 
 
