@@ -27,7 +27,7 @@ return function(grove)
   function grove.matmul_bf16(a, b)
     if not grove.is_tensor(a) or not grove.is_tensor(b) then error("matmul_bf16: expected two tensors", 2) end
     local p = C.grove_matmul_bf16(a.p, b.p)
-    if p == nil then error(ffi.string(C.grove_last_error()), 2) end
+    if p == nil then grove.fail() end
     return grove._wrap(p)
   end
 

@@ -28,7 +28,7 @@ return function(grove)
   local entries = {}      -- handle → what the node's backward needs besides its saved tensors
   local next_handle = 0
 
-  local function fail(level) error(ffi.string(C.grove_last_error()), level + 1) end
+  local fail = grove.fail
 
   -- A Lua handle to a borrowed C tensor (takes its own reference).
   local function borrow(p)

@@ -8,7 +8,7 @@ return function(grove)
   local cuda = {}
   grove.cuda = cuda
 
-  local function fail() error(ffi.string(C.grove_last_error()), 3) end
+  local fail = grove.fail  -- fail(): the error at the public function's caller
 
   function cuda.device_count() return tonumber(C.grove_cuda_device_count()) end
   function cuda.is_available() return cuda.device_count() > 0 end
@@ -28,7 +28,7 @@ return function(grove)
   -- blocks the caching allocator keeps for reuse.
   local stats = ffi.new("grove_memory_stats")
   function cuda.memory()
-    if C.grove_memory(1, stats) ~= 0 then fail() end
+    if C.grove_memory(C.GROVE_CUDA, stats) ~= 0 then fail() end
     return { live = tonumber(stats.live_bytes), peak = tonumber(stats.peak_bytes), cached = tonumber(stats.cached_bytes) }
   end
   function cuda.reset_peak() C.grove_memory_reset_peak(1) end

@@ -18,7 +18,7 @@ return function(grove)
   local dist = {}
   grove.dist = dist
 
-  local function fail(level) error(ffi.string(C.grove_last_error()), level + 1) end
+  local fail = grove.fail
 
   local function env_int(name)
     local v = os.getenv(name)

@@ -29,7 +29,7 @@ return function(grove)
   local image = {}
   grove.image = image
 
-  local function fail(level) error(ffi.string(C.grove_last_error()), level + 1) end
+  local fail = grove.fail
 
   local function check_tensor(x, op, what)
     if not grove.is_tensor(x) then
@@ -41,7 +41,7 @@ return function(grove)
   -- a CUDA tensor given to these functions is copied to the CPU first, and
   -- what they return is on the CPU.
   local function host(x)
-    if x.p.device ~= 0 then return x:cpu() end
+    if x.p.device ~= C.GROVE_CPU then return x:cpu() end
     return x
   end
 
@@ -135,7 +135,7 @@ return function(grove)
 
   function image.draw_text(img, x, y, text, opts)
     check_tensor(img, "image.draw_text")
-    if img.p.device ~= 0 then
+    if img.p.device ~= C.GROVE_CPU then
       error("image.draw_text: the image is on " .. img:device() .. "; text is drawn on the host (move it with :cpu())", 2)
     end
     opts = opts or {}

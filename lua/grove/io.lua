@@ -13,11 +13,11 @@ local ffi = require "ffi"
 
 return function(grove)
   local C = grove.C
-  local dtype_names = { [0] = "f32", "f16", "bf16", "u8", "i8", "i32", "i64" }
+  local dtype_names = grove.dtype_names
   local shape_a = ffi.new("int64_t[8]")
   local dtype_a, ndim_a = ffi.new("int32_t[1]"), ffi.new("int32_t[1]")
 
-  local function last_error() return ffi.string(C.grove_last_error()) end
+  local last_error = grove.c_error
 
   -- level: how far up the caller of the public function is.
   local function sorted_keys(t, op, what, level)

@@ -47,7 +47,7 @@ return function(grove)
     local stopped = C.grove_profile_stop() == 0
     local wall = (grove.now() - t0) * 1e3
     if not res[1] then error(res[2], 0) end
-    if not stopped then error(ffi.string(C.grove_last_error()), 2) end
+    if not stopped then grove.fail() end
     local report, total = setmetatable({}, Report), 0
     for i = 0, C.grove_profile_rows() - 1 do
       C.grove_profile_row(i, name, backward, calls, ms)

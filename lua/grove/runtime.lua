@@ -7,7 +7,7 @@ return function(grove)
   function grove.num_threads() return C.grove_num_threads() end
 
   function grove.set_num_threads(n)
-    if C.grove_set_num_threads(n) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(C.grove_set_num_threads(n))
   end
 
   function grove.blas_info() return ffi.string(C.grove_blas_info()) end
@@ -21,7 +21,7 @@ return function(grove)
     return t
   end
 
-  local device_ids = { cpu = 0, cuda = 1 }
+  local device_ids = { cpu = C.GROVE_CPU, cuda = C.GROVE_CUDA }
   local stats = ffi.new("grove_memory_stats")
 
   -- Live, peak and cached bytes of a device plus live tensor and tape-node
@@ -29,7 +29,7 @@ return function(grove)
   function grove.memory(device)
     local id = device_ids[device or "cpu"]
     if not id then error("memory: unknown device '" .. tostring(device) .. "'", 2) end
-    if C.grove_memory(id, stats) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(C.grove_memory(id, stats))
     return {
       live_bytes = tonumber(stats.live_bytes), peak_bytes = tonumber(stats.peak_bytes),
       cached_bytes = tonumber(stats.cached_bytes), live_tensors = tonumber(stats.live_tensors),
@@ -37,8 +37,8 @@ return function(grove)
     }
   end
 
-  function grove.reset_peak_memory(device) C.grove_memory_reset_peak(device_ids[device or "cpu"] or 0) end
-  function grove.empty_cache(device) C.grove_memory_empty_cache(device_ids[device or "cpu"] or 0) end
+  function grove.reset_peak_memory(device) C.grove_memory_reset_peak(device_ids[device or "cpu"] or C.GROVE_CPU) end
+  function grove.empty_cache(device) C.grove_memory_empty_cache(device_ids[device or "cpu"] or C.GROVE_CPU) end
 
   -- Runs the collector until finalizers have released every unreachable tensor.
   function grove.collect()

@@ -17,17 +17,39 @@ return function(grove)
   local shape_a = ffi.new("int64_t[8]")
   local dims_a = ffi.new("int32_t[8]")
 
-  local dtype_ids = { f32 = 0, f16 = 1, bf16 = 2, u8 = 3, i8 = 4, i32 = 5, i64 = 6,
-                      float = 0, float32 = 0, half = 1, float16 = 1, bfloat16 = 2, uint8 = 3,
-                      int8 = 4, int32 = 5, int64 = 6, long = 6, int = 5, byte = 3 }
-  local dtype_names = { [0] = "f32", "f16", "bf16", "u8", "i8", "i32", "i64" }
+  -- dtypes and devices by name, from the C enums: grove_dtype_name gives
+  -- each dtype's short name, the long ones (torch's) are aliases.
+  local dtype_ids, dtype_names = {}, {}
+  for id = 0, C.GROVE_DTYPE_COUNT - 1 do
+    local name = ffi.string(C.grove_dtype_name(id))
+    dtype_ids[name], dtype_names[id] = id, name
+  end
+  for alias, name in pairs { float = "f32", float32 = "f32", half = "f16", float16 = "f16", bfloat16 = "bf16",
+                             uint8 = "u8", int8 = "i8", int32 = "i32", int64 = "i64", long = "i64", int = "i32",
+                             byte = "u8" } do
+    dtype_ids[alias] = dtype_ids[name]
+  end
   grove.dtypes = dtype_ids
+  grove.dtype_names = dtype_names  -- [id] = "f32", ...
   -- Devices by name (grove uses CUDA device 0: "cuda:0" is "cuda").
-  local device_ids = { cpu = 0, cuda = 1, ["cuda:0"] = 1 }
-  local device_names = { [0] = "cpu", "cuda" }
+  local device_ids = { cpu = C.GROVE_CPU, cuda = C.GROVE_CUDA, ["cuda:0"] = C.GROVE_CUDA }
+  local device_names = { [C.GROVE_CPU] = "cpu", [C.GROVE_CUDA] = "cuda" }
+  grove.devices, grove.device_names = device_ids, device_names
 
+  -- The message of the C call that just failed (grove_last_error).
+  local function c_error() return ffi.string(C.grove_last_error()) end
+  grove.c_error = c_error
+  -- Raises the C error at `level` as error() counts it from the function
+  -- calling fail (2, the default: that function's caller).
   local function fail(level)
-    error(ffi.string(C.grove_last_error()), (level or 2) + 1)
+    error(c_error(), (level or 2) + 1)
+  end
+  grove.fail = fail
+  -- Raises the C error when a call returned a failure status (nonzero);
+  -- level as fail's. Returns the status otherwise.
+  function grove.check(rc, level)
+    if rc ~= 0 then error(c_error(), (level or 2) + 1) end
+    return rc
   end
 
   local release = C.grove_handle_release
@@ -65,7 +87,7 @@ return function(grove)
   grove.is_tensor = is_tensor
 
   local function dtype_id(d, op)
-    if d == nil then return 0 end
+    if d == nil then return C.GROVE_F32 end
     if type(d) == "number" then return d end
     local id = dtype_ids[d]
     if not id then error((op or "dtype") .. ": unknown dtype '" .. tostring(d) .. "'", 3) end
@@ -219,13 +241,13 @@ return function(grove)
     local shape, opts = shape_args(...)
     opts = options(opts)
     local nd, sh = fill_shape(shape, "empty")
-    return finish_new(wrap(C.grove_tensor_empty(nd, sh, dtype_id(opts.dtype, "empty"), device_id(opts.device, "empty") or 0)), opts)
+    return finish_new(wrap(C.grove_tensor_empty(nd, sh, dtype_id(opts.dtype, "empty"), device_id(opts.device, "empty") or C.GROVE_CPU)), opts)
   end
 
   function grove.full(shape, value, opts)
     opts = options(opts)
     local nd, sh = fill_shape(shape, "full")
-    return finish_new(wrap(C.grove_tensor_full(nd, sh, value, dtype_id(opts.dtype, "full"), device_id(opts.device, "full") or 0)), opts)
+    return finish_new(wrap(C.grove_tensor_full(nd, sh, value, dtype_id(opts.dtype, "full"), device_id(opts.device, "full") or C.GROVE_CPU)), opts)
   end
   function grove.zeros(...)
     local shape, opts = shape_args(...)
@@ -261,11 +283,11 @@ return function(grove)
     local shape, opts = shape_args(...)
     opts = options(opts)
     local nd, sh = fill_shape(shape, op)
-    local dev = device_id(opts.device, op) or 0
-    if dev == 0 then
+    local dev = device_id(opts.device, op) or C.GROVE_CPU
+    if dev == C.GROVE_CPU then
       return finish_new(wrap(normal and C.grove_randn(nd, sh, opts.generator) or C.grove_rand(nd, sh, opts.generator)), opts)
     end
-    local t = wrap(C.grove_tensor_empty(nd, sh, 0, dev))
+    local t = wrap(C.grove_tensor_empty(nd, sh, C.GROVE_F32, dev))
     local st = normal and C.grove_normal_(t.p, opts.generator, 0, 1) or C.grove_uniform_(t.p, opts.generator, 0, 1)
     if st ~= 0 then fail(3) end
     return finish_new(t, opts)
@@ -478,13 +500,14 @@ return function(grove)
       return ffi.gc(handle_ct(g), release)
     end,
     requires_grad = function(t) return t.p.requires_grad ~= 0 end,
-    is_cuda = function(t) return t.p.device == 1 end,
+    is_cuda = function(t) return t.p.device == C.GROVE_CUDA end,
     is_leaf = function(t) return t.p.is_leaf ~= 0 end,
   }
 
   -- ---- elementwise ------------------------------------------------------------------------
-  local U = { neg = 0, exp = 1, log = 2, sqrt = 3, rsqrt = 4, abs = 5, relu = 6, silu = 7, gelu = 8,
-              sigmoid = 9, tanh = 10 }
+  local U = { neg = C.GROVE_NEG, exp = C.GROVE_EXP, log = C.GROVE_LOG, sqrt = C.GROVE_SQRT, rsqrt = C.GROVE_RSQRT,
+              abs = C.GROVE_ABS, relu = C.GROVE_RELU, silu = C.GROVE_SILU, gelu = C.GROVE_GELU_TANH,
+              sigmoid = C.GROVE_SIGMOID, tanh = C.GROVE_TANH }
   for name, op in pairs(U) do
     M[name] = function(t) return wrap(C.grove_unary(t.p, op)) end
   end
@@ -500,7 +523,8 @@ return function(grove)
       error(opname .. ": expected tensors or numbers, got " .. type(a) .. " and " .. type(b), 2)
     end
   end
-  M.add, M.sub, M.mul, M.div = binary(0, "add"), binary(1, "sub"), binary(2, "mul"), binary(3, "div")
+  M.add, M.sub, M.mul, M.div = binary(C.GROVE_ADD, "add"), binary(C.GROVE_SUB, "sub"), binary(C.GROVE_MUL, "mul"),
+                                binary(C.GROVE_DIV, "div")
 
   function M.pow(t, e)
     if type(e) ~= "number" then error("pow: exponent must be a number", 2) end
@@ -510,11 +534,11 @@ return function(grove)
   function M.square(t) return M.mul(t, t) end
 
   -- ---- reductions ---------------------------------------------------------------------------
-  local R = { sum = 0, mean = 1, max = 2, min = 3 }
+  local R = { sum = C.GROVE_SUM, mean = C.GROVE_MEAN, max = C.GROVE_MAX, min = C.GROVE_MIN }
   local function reduce(op, name)
     return function(t, d, keepdim)
       if d == nil then return wrap(C.grove_reduce(t.p, op, 0, nil, false)) end
-      if (op == 2 or op == 3) and type(d) == "number" then
+      if (op == C.GROVE_MAX or op == C.GROVE_MIN) and type(d) == "number" then
         local idx = ffi.new("grove_tensor *[1]")
         local v = C.grove_reduce_arg(t.p, op, cdim(d, name), keepdim and true or false, idx)
         if v == nil then fail() end
@@ -627,57 +651,11 @@ return function(grove)
     return "[" .. table.concat(s, ",") .. "]"
   end
 
-  local function fmt_number(v, integer)
-    if integer then return string.format("%d", v) end
-    if v ~= v then return "nan" end
-    if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
-    local a = math.abs(v)
-    if a ~= 0 and (a >= 1e5 or a < 1e-4) then return string.format("%.4e", v) end
-    return string.format("%.4f", v)
-  end
-
-  -- torch-like text: values (abbreviated beyond 1000 elements), then dtype and shape.
+  -- One printer for tensors: the REPL's (repl/pretty.lua: Torch7's layout,
+  -- only the shown entries read), for print(t) and tostring(t) too.
   function Tensor.__tostring(t)
-    if t.p == nil or C.grove_tensor_is_freed(t.p) then return "tensor(<freed>)" end
-    local shape = M.shape(t)
-    local dt = M.dtype(t)
-    local integer = dt == "u8" or dt == "i8" or dt == "i32" or dt == "i64"
-    local buf, n = read_all(t)
-    local summarize = n > 1000
-    local width = 0
-    local strs = {}
-    for i = 0, n - 1 do
-      local s = fmt_number(buf[i], integer)
-      strs[i] = s
-      if #s > width then width = #s end
-    end
-    local suffix = ", dtype=" .. dt .. ", shape=" .. M.shape_str(t) .. (t.p.device ~= 0 and (", device=" .. M.device(t)) or "") ..
-      (t.p.requires_grad ~= 0 and (t.p.grad_fn ~= nil and ", grad_fn=" .. ffi.string(C.grove_grad_fn_name(t.p)) or ", requires_grad=true") or "") .. ")"
-    if #shape == 0 then return "tensor(" .. strs[0] .. suffix end
-    local strides = {}
-    local acc = 1
-    for d = #shape, 1, -1 do strides[d] = acc; acc = acc * shape[d] end
-    local function render(d, base, indent)
-      local parts = {}
-      local len = shape[d]
-      local function item(i)
-        if d == #shape then
-          local s = strs[base + (i - 1) * strides[d]]
-          return string.rep(" ", width - #s) .. s
-        end
-        return render(d + 1, base + (i - 1) * strides[d], indent .. " ")
-      end
-      if summarize and len > 6 then
-        for i = 1, 3 do parts[#parts + 1] = item(i) end
-        parts[#parts + 1] = "..."
-        for i = len - 2, len do parts[#parts + 1] = item(i) end
-      else
-        for i = 1, len do parts[#parts + 1] = item(i) end
-      end
-      local sep = d == #shape and ", " or (",\n" .. string.rep("\n", #shape - d - 1) .. indent .. " ")
-      return "[" .. table.concat(parts, sep) .. "]"
-    end
-    return "tensor(" .. render(1, 0, "       ") .. suffix
+    if t.p == nil then return "<freed tensor>" end
+    return require("grove.repl.pretty").tensor(t)
   end
 
   -- ---- metamethods --------------------------------------------------------------------------------

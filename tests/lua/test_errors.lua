@@ -137,3 +137,33 @@ spec.describe("stock luajit", function()
     spec.assert(out:find("chosen by grove from cpuid", 1, true) or out:find("no AVX2", 1, true), out)
   end)
 end)
+
+spec.describe("the C error in Lua", function()
+  spec.it("grove.check raises grove_last_error at the caller's line; grove.fail and c_error are the same message", function()
+    local ffi = require "ffi"
+    local stats = ffi.new("grove_memory_stats")
+    spec.eq(grove.check(grove.C.grove_memory(grove.C.GROVE_CPU, stats)), 0)
+    local function public() grove.check(grove.C.grove_memory(99, stats)) end
+    local ok, err = pcall(function()
+      public()   -- the line the error names
+    end)
+    spec.assert(not ok)
+    spec.assert(err:find("test_errors.lua:%d+: memory: no device 99$"), err)
+    spec.eq(grove.c_error(), "memory: no device 99")
+    local function public2() grove.fail() end
+    ok, err = pcall(function() public2() end)
+    spec.assert(err:find("test_errors.lua:%d+: memory: no device 99$"), err)
+  end)
+
+  spec.it("dtype and device names come from the C enums", function()
+    for id = 0, grove.C.GROVE_DTYPE_COUNT - 1 do
+      local name = grove.dtype_names[id]
+      spec.eq(name, require("ffi").string(grove.C.grove_dtype_name(id)))
+      spec.eq(grove.dtypes[name], id)
+      spec.eq(grove.zeros({ 1 }, { dtype = name }):dtype(), name)
+    end
+    spec.eq(grove.dtypes.long, grove.C.GROVE_I64)
+    spec.eq(grove.devices.cuda, grove.C.GROVE_CUDA)
+    spec.eq(grove.device_names[grove.C.GROVE_CPU], "cpu")
+  end)
+end)

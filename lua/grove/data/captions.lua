@@ -41,11 +41,10 @@ return function(grove)
     end
     return list, index
   end
-  -- kinds: GROVE_SHAPES_SHAPE, _COLOR, _CATEGORY, _RELATION
-  M.shapes, M.shape_index = names(0)
-  M.colors, M.color_index = names(1)
-  M.categories, M.category_index = names(2)
-  M.relations, M.relation_index = names(3)
+  M.shapes, M.shape_index = names(C.GROVE_SHAPES_SHAPE)
+  M.colors, M.color_index = names(C.GROVE_SHAPES_COLOR)
+  M.categories, M.category_index = names(C.GROVE_SHAPES_CATEGORY)
+  M.relations, M.relation_index = names(C.GROVE_SHAPES_RELATION)
   M.max_count = 4
 
   local plural, singular = {}, {}

@@ -68,7 +68,7 @@ return function(grove)
     end
 
     local list = C.grove_list_images(dir, self.recursive)
-    if list == nil then error("data.folder: " .. ffi.string(C.grove_last_error()), 2) end
+    if list == nil then error("data.folder: " .. grove.c_error(), 2) end
     local found = {}
     for i = 0, tonumber(C.grove_file_list_count(list)) - 1 do found[#found + 1] = ffi.string(C.grove_file_list_get(list, i)) end
     C.grove_file_list_free(list)

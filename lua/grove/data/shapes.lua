@@ -32,9 +32,9 @@ return function(grove)
   local spec_ct = ffi.typeof("grove_shapes_spec")
   local rgb = ffi.new("uint8_t[3]")
   local splits = { train = 0, heldout = 1 }
-  local dtypes = { f32 = 0, u8 = 3 }
+  local dtypes = { f32 = C.GROVE_F32, u8 = C.GROVE_U8 }
 
-  local function last_error() return ffi.string(C.grove_last_error()) end
+  local last_error = grove.c_error
 
   local S = {}
 

@@ -35,7 +35,7 @@ return function(grove)
     if not grove.is_tensor(images) then error("shapes.detect: expected an image tensor, got " .. type(images), level + 1) end
     i = i or 1
     local n = C.grove_shapes_detect(images.p, i - 1, dets_c, max_det)
-    if n < 0 then error(ffi.string(C.grove_last_error()), level + 1) end
+    if n < 0 then grove.fail(level + 1) end
     local out = {}
     for k = 0, n - 1 do
       local d = dets_c[k]

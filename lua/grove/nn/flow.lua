@@ -22,7 +22,7 @@ return function(grove)
   --- Σ cs[i]·ts[i] written into dst (contiguous, not requiring grad; a term
   -- may be dst itself): one kernel, no new tensor. Returns dst.
   function grove.lincomb_into(dst, ts, cs)
-    if C.grove_lincomb_into(dst.p, terms(ts, cs), arr, co) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(C.grove_lincomb_into(dst.p, terms(ts, cs), arr, co))
     return dst
   end
 

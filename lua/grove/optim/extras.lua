@@ -31,7 +31,7 @@ return function(grove, optim)
     local n, arr, keep = tensor_list(params, "clip_grad_norm")
     local rc = C.grove_clip_grad_norm(n, arr, max_norm or 0, norm_out)
     local _ = keep  -- the tensors stay alive through the call
-    if rc ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(rc)
     return norm_out[0]
   end
 
@@ -90,7 +90,7 @@ return function(grove, optim)
     local codes = grove.empty({ n }, { dtype = "u8" })
     local scales = grove.empty(kind == "affine" and { nb, 2 } or { nb })
     if x:device() ~= "cpu" then codes, scales = codes:cuda(), scales:cuda() end
-    if C.grove_quantize_blockwise(x.p, id, block, codes.p, scales.p) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(C.grove_quantize_blockwise(x.p, id, block, codes.p, scales.p))
     return codes, scales
   end
 
@@ -100,7 +100,7 @@ return function(grove, optim)
     if not grove.is_tensor(codes) or not grove.is_tensor(scales) then error("dequantize: expected codes and scales tensors", 2) end
     local out = grove.empty({ codes:numel() })
     if codes:device() ~= "cpu" then out = out:cuda() end
-    if C.grove_dequantize_blockwise(codes.p, scales.p, id, block, out.p) ~= 0 then error(ffi.string(C.grove_last_error()), 2) end
+    grove.check(C.grove_dequantize_blockwise(codes.p, scales.p, id, block, out.p))
     if o and o.shape then return out:view(o.shape) end
     return out
   end

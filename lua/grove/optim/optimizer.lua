@@ -32,7 +32,7 @@ return function(grove, optim, kinds)
   optim.Optimizer = Optimizer
 
   local FORMAT = "1"
-  local dtype_size = { f32 = 4, f16 = 2, bf16 = 2, u8 = 1, i8 = 1, i32 = 4, i64 = 8 }
+  local function dtype_size(name) return tonumber(C.grove_dtype_size(grove.dtypes[name])) end
   local byte_kinds = { "first_moment", "second_moment", "instability", "scales", "momentum" }
 
   -- Runs fn(...) and re-raises its error at the public function's caller.
@@ -201,13 +201,13 @@ return function(grove, optim, kinds)
         local failed = kind.step_group(due, o)
         if failed then
           for _, e in ipairs(due) do e.step = e.step - 1 end
-          error(ffi.string(C.grove_last_error()) .. (due[failed] and (" (parameter '" .. due[failed].name .. "')") or ""), 2)
+          error(grove.c_error() .. (due[failed] and (" (parameter '" .. due[failed].name .. "')") or ""), 2)
         end
       else
         for i, e in ipairs(due) do
           if kind.step(e, e.param.p, o) ~= 0 then
             for j = i, #due do due[j].step = due[j].step - 1 end
-            error(ffi.string(C.grove_last_error()) .. " (parameter '" .. e.name .. "')", 2)
+            error(grove.c_error() .. " (parameter '" .. e.name .. "')", 2)
           end
         end
       end
@@ -242,7 +242,7 @@ return function(grove, optim, kinds)
     for _, e in ipairs(self.entries) do
       r.params = r.params + e.param:numel()
       for _, l in ipairs(e.layout) do
-        local b = numel(l[2]) * dtype_size[l[3]]
+        local b = numel(l[2]) * dtype_size(l[3])
         if self.meta or e.allocated then
           r[l[4]] = r[l[4]] + b
           r.total = r.total + b

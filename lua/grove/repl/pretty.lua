@@ -93,7 +93,7 @@ local function read_shown(t, shape, sel)
     if d > nd then
       local n = view:numel()
       local buf = ffi.new("double[?]", math.max(n, 1))
-      if g.C.grove_tensor_read_doubles(view.p, buf, n) ~= 0 then error(ffi.string(g.C.grove_last_error()), 0) end
+      if g.C.grove_tensor_read_doubles(view.p, buf, n) ~= 0 then error(g.c_error(), 0) end
       -- scatter the block into the reduced array
       local idx = {}
       for k = 1, nd do idx[k] = 0 end
