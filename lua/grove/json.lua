@@ -84,7 +84,7 @@ return function(grove)
     local source = opts.source or "json"
     if type(text) ~= "string" then error("json.decode: expected a string, got " .. type(text), 2) end
     local doc = C.grove_json_parse(text, #text, opts.allow_nan and C.GROVE_JSON_ALLOW_NAN or 0)
-    if doc == nil then error(source .. ": invalid JSON " .. ffi.string(C.grove_last_error()), 0) end
+    if doc == nil then error(source .. ": invalid JSON " .. grove.c_error(), 0) end
     doc = ffi.gc(doc, C.grove_json_free)
     local ok, value = pcall(convert, C.grove_json_root(doc), source, "")
     ffi.gc(doc, nil)

@@ -17,7 +17,7 @@ return function(grove, diffusers)
   local C = grove.C
   local json = grove.json
 
-  local function last_error() return ffi.string(C.grove_last_error()) end
+  local last_error = grove.c_error
 
   local function kind(path) return C.grove_path_kind(path) end
 
