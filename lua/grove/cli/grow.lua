@@ -2,16 +2,21 @@
 -- (SANA 1.5 growth), streamed one tensor at a time without building the model.
 --   grove grow --in base.safetensors --out grown.safetensors --depth 60 \
 --              --strategy partial --init identity [--noise 1e-3] [--seed 0]
+-- --in may be a diffusers transformer folder (or a pipeline folder holding
+-- transformer/): then --out is a new folder (grove.grow.folder).
 local args = require "grove.cli.args"
 
 local spec = {
-  { "in", "string", nil, "source checkpoint (safetensors, diffusers names transformer_blocks.<i>.*)", required = true },
-  { "out", "string", nil, "grown checkpoint to write", required = true },
+  { "in", "string", nil, "source checkpoint (safetensors, diffusers names transformer_blocks.<i>.*), or a diffusers " ..
+    "transformer folder or pipeline folder", required = true },
+  { "out", "string", nil, "grown checkpoint to write (a new folder when --in is a folder)", required = true },
   { "depth", "number", nil, "number of blocks to grow to", required = true },
   { "strategy", "string", "partial", "partial, cyclic, block, a registered name, or a .lua file returning {map = fn(N, M)}" },
   { "init", "string", "identity", "identity, random or noise: how new and repeated blocks start" },
   { "noise", "number", nil, "scale of the Gaussian noise (--init noise)" },
   { "seed", "number", 0, "seed of the random and noise draws" },
+  { "max_shard_size", "string", "10GB", "folders: largest shard file (bytes, or 500MB, 5GB, 2GiB)" },
+  { "variant", "string", nil, "folders: read and write the <name>.<variant>.safetensors weights (bf16, fp16)" },
   { "quiet", "boolean", false, "print nothing but errors" },
 }
 
@@ -23,7 +28,10 @@ return function(argv)
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove grow --help)", 0) end
   local strategy = grove.grow.load_strategy(o.strategy)
   local last = grove.now()
-  local ok, res = pcall(grove.grow.file, o["in"], o.out, { depth = o.depth, strategy = strategy, init = o.init,
+  local folder = grove.grow.is_folder(o["in"])
+  if not folder and o.variant then error("--variant applies to folders; " .. o["in"] .. " is a file", 0) end
+  local ok, res = pcall(folder and grove.grow.folder or grove.grow.file, o["in"], o.out, {
+    max_shard_bytes = folder and o.max_shard_size or nil, variant = o.variant, depth = o.depth, strategy = strategy, init = o.init,
     noise = o.noise, seed = o.seed, log = not o.quiet and function(i, M)
       if grove.now() - last > 5 then
         io.stderr:write(string.format("  block %d/%d\n", i, M))
@@ -36,6 +44,12 @@ return function(argv)
     local size = res.bytes >= 1e9 and string.format("%.2f GB", res.bytes / 1e9) or string.format("%.1f MB", res.bytes / 1e6)
     print(string.format("%s: %d -> %d blocks (%s, %s init: %d kept, %d repeated, %d new); %d tensors, %s in %.1f s -> %s",
       o["in"], res.source_depth, res.depth, o.strategy, o.init, res.keep, res.repeats, res.new, res.tensors, size,
-      res.seconds, o.out))
+      res.seconds, res.dir or o.out))
+    if res.files then
+      print(string.format("  %d files: %s", #res.files, table.concat(res.files, ", ")))
+      if res.pipeline then
+        print("  only the transformer is written: copy or link the other components of " .. o["in"] .. " (docs/growth.md)")
+      end
+    end
   end
 end

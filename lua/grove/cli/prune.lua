@@ -2,16 +2,24 @@
 -- depth pruning), with the per-block importance chart.
 --   grove prune --in model.safetensors --out pruned.safetensors --depth K \
 --               [--calib prompts.txt] [--metric cosine] [--schedule oneshot] [--chart importance.png] [--seed 0]
+-- A diffusers transformer folder (or a pipeline folder) as --in is pruned
+-- as files into a new folder, given the blocks (grove.prune.folder):
+--   grove prune --in Sana_1600M --out pruned --remove 3
 local args = require "grove.cli.args"
 
 local spec = {
-  { "in", "string", nil, "grove training checkpoint or weights file (grove.train.save_weights)", required = true },
-  { "out", "string", nil, "weights file to write (loads with grove.train.load_for_inference, starts grove.train.run{init =})",
-    required = true },
-  { "depth", "number", nil, "number of blocks to keep", required = true },
+  { "in", "string", nil, "grove training checkpoint or weights file (grove.train.save_weights), or a diffusers " ..
+    "transformer or pipeline folder", required = true },
+  { "out", "string", nil, "weights file to write (loads with grove.train.load_for_inference, starts grove.train.run{init =});" ..
+    " a new folder when --in is one", required = true },
+  { "depth", "number", nil, "number of blocks to keep (checkpoints: required)" },
+  { "remove", "string", nil, "folders: blocks to remove, comma-separated 1-based indices (e.g. 3,7)" },
+  { "max_shard_size", "string", "10GB", "folders: largest shard file (bytes, or 500MB, 5GB, 2GiB)" },
+  { "variant", "string", nil, "folders: read and write the <name>.<variant>.safetensors weights (bf16, fp16)" },
   { "metric", "string", "cosine", "cosine, loss, a registered name, or a .lua file returning fn(model, calib, opts)" },
   { "schedule", "string", "oneshot", "oneshot, iterative, random, last, a registered name, or a .lua file returning fn(ctx)" },
-  { "keep", "string", nil, "blocks never removed, comma-separated 1-based indices (e.g. 1,12)" },
+  { "keep", "string", nil, "blocks never removed, comma-separated 1-based indices (e.g. 1,12); folders without " ..
+    "--depth: exactly the blocks that stay" },
   { "calib", "string", nil, "calibration prompts, one per line (default: a seeded sample of the shapes evaluation prompts)" },
   { "prompts", "number", 64, "number of shapes evaluation prompts when no --calib is given" },
   { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule" },
@@ -25,13 +33,38 @@ local spec = {
   args.device_option(),
 }
 
+local USAGE = "grove prune --in FILE --out FILE --depth K [options]\n" ..
+              "       grove prune --in FOLDER --out FOLDER (--remove LIST | --keep LIST)"
+
+-- A diffusers folder, pruned as files with the given blocks.
+local function prune_folder(o)
+  local ok, res = pcall(grove.prune.folder, o["in"], o.out, { keep = o.keep, remove = o.remove, depth = o.depth,
+    max_shard_bytes = o.max_shard_size, variant = o.variant })
+  if not ok then error((tostring(res):gsub("^prune: ", "")), 0) end
+  if not o.quiet then
+    local zero_based = {}
+    for k, j in ipairs(res.removed) do zero_based[k] = j - 1 end
+    local size = res.bytes >= 1e9 and string.format("%.2f GB", res.bytes / 1e9) or string.format("%.1f MB", res.bytes / 1e6)
+    print(string.format("%s: %d -> %d blocks; removed blocks %s (transformer_blocks.{%s}); %d tensors, %s in %.1f s -> %s",
+      o["in"], res.source_depth, res.depth, #res.removed > 0 and table.concat(res.removed, ",") or "none",
+      table.concat(zero_based, ","), res.tensors, size, res.seconds, res.dir))
+    print(string.format("  %d files: %s", #res.files, table.concat(res.files, ", ")))
+    if res.pipeline then
+      print("  only the transformer is written: copy or link the other components of " .. o["in"] .. " (docs/pruning.md)")
+    end
+  end
+end
+
 return function(argv)
-  local o, rest = args.parse(argv, spec, { usage = "grove prune --in FILE --out FILE --depth K [options]",
+  local o, rest = args.parse(argv, spec, { usage = USAGE,
     description = "Removes the least important blocks of a grove checkpoint (EMA weights when present) and writes the\n" ..
                   "model and text encoder weights; see docs/pruning.md." })
   if not o then print(rest); return end
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove prune --help)", 0) end
   if o["in"] == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
+  if grove.grow.is_folder(o["in"]) then return prune_folder(o) end
+  if o.remove or o.variant then error("--remove and --variant apply to folders; " .. o["in"] .. " is a file", 0) end
+  if o.depth == nil then error("option --depth is required\n\n" .. args.usage(spec, { usage = USAGE }), 0) end
   local keep
   if o.keep then
     keep = {}

@@ -25,7 +25,7 @@ return function(grove, grow)
         local b = blocks[i + 1] or { names = {}, info = {} }
         blocks[i + 1] = b
         b.names[#b.names + 1] = rel
-        b.info[rel] = r:info(name)
+        b.info[rel] = r.info(name)
         last = math.max(last, i)
       else
         others[#others + 1] = name
@@ -62,7 +62,7 @@ return function(grove, grow)
   -- The block config for new blocks: the file's grove.config, or what the
   -- shapes of block 0 say.
   local function block_config(r, ref, path)
-    local cfg = r.metadata["grove.config"]
+    local cfg = r.metadata and r.metadata["grove.config"]
     if cfg then return nn.resolve_config(nn._decode_config(cfg)) end
     local sst, cp = ref.info["scale_shift_table"], ref.info["ff.conv_point.weight"]
     if not sst or not cp then
@@ -109,43 +109,140 @@ return function(grove, grow)
     end
   end
 
-  local function surgery(r, in_path, out_path, o, log)
-    local t0 = grove.now()
-    local others, ref, N = layout(r, in_path)
-    local M = o.depth
-    local map = o.strategy.map(N, M)
-    if type(map) ~= "table" then error("grow: strategy " .. o.strategy.name .. ": map gave a " .. type(map), 0) end
+  local function numel(shape)
+    local n = 1
+    for _, s in ipairs(shape) do n = n * s end
+    return n
+  end
+  -- Philox counters a draw of n values advances its generator by (core/copy.c).
+  local function counters(n) return math.ceil(n / 4) end
+  local DRAWS = { normal = true, uniform = true, randn_scaled = true, xavier = true }
+
+  -- The streaming plan of a surgery: the target tensors, each made on demand
+  -- from the source and the init, in any order. src: {path, names (a list),
+  -- info(name) -> {dtype, shape}, load(name) -> a new tensor, metadata
+  -- (safetensors metadata, may be empty), order = "specs" (block tensors in
+  -- grove's parameter order when the blocks are grove's, as a folder's sorted
+  -- names are not)}. map(N) -> target block -> source block or false; name
+  -- names the strategy. Returns {N, M, kinds, map, entries = {{name, dtype,
+  -- shape}, ...} (non-block tensors, then the blocks in order), bytes,
+  -- make(name) -> a new tensor}. Every random draw is placed at its own
+  -- counter (the block's offset plus the draws before it in the block's
+  -- order), so tensors come out the same whatever order they are made in.
+  function grow.stream(src, o, map_of, name)
+    local others, ref, N = layout(src, src.path)
+    local map = map_of(N)
+    if type(map) ~= "table" then error("grow: strategy " .. name .. ": map gave a " .. type(map), 0) end
+    local M = o.depth or #map
     for i = 1, M do if map[i] == nil then map[i] = false end end
     if #map ~= M then
-      error(string.format("grow: strategy %s mapped %d target blocks for depth %d", o.strategy.name, #map, M), 0)
+      error(string.format("grow: strategy %s mapped %d target blocks for depth %d", name, #map, M), 0)
     end
-    local kinds = grow.plan(map, N, M, o.strategy.name)
+    local kinds = grow.plan(map, N, M, name)
     grow.check_block_names(function(_, n) return ref.info[n] ~= nil end, kinds, o,
-                           function(i) return "target block " .. i .. " (blocks of " .. in_path .. ")" end)
+                           function(i) return "target block " .. i .. " (blocks of " .. src.path .. ")" end)
 
     -- Block tensors go in the order the default init draws them when new
-    -- blocks are drawn, so the draws match grove.grow's; otherwise in block 0's file order.
+    -- blocks are drawn, so the draws match grove.grow's; otherwise in block
+    -- 0's order (a folder's: grove's order when its blocks are grove's).
     local order, spec_of = ref.names, {}
     local need_default = false
     for _, k in ipairs(kinds) do need_default = need_default or grow.base(k, o.init) == "default" end
+    local specs
     if need_default then
-      local specs = default_specs(block_config(r, ref, in_path))
-      check_specs(specs, ref, in_path)
+      specs = default_specs(block_config(src, ref, src.path))
+      check_specs(specs, ref, src.path)
+    elseif src.order == "specs" then
+      local ok, s = pcall(function()
+        local sp = default_specs(block_config(src, ref, src.path))
+        check_specs(sp, ref, src.path)
+        return sp
+      end)
+      if ok then specs = s end
+    end
+    if specs then
       order = {}
       for i, s in ipairs(specs) do order[i], spec_of[s.name] = s.name, s end
     end
+    -- each tensor's counter offset inside its block: default init, noise
+    local init_at, noise_at = {}, {}
+    local ia, na = 0, 0
+    for _, rel in ipairs(order) do
+      local n = numel(ref.info[rel].shape)
+      init_at[rel], noise_at[rel] = ia, na
+      local s = spec_of[rel]
+      if s and DRAWS[s.init:match("^(%a[%w_]*)")] then ia = ia + counters(n) end
+      na = na + counters(n)
+    end
 
-    local entries, bytes = {}, 0
-    local function add(name, inf)
-      entries[#entries + 1] = { name, inf.dtype, inf.shape }
-      local n = 1
-      for _, s in ipairs(inf.shape) do n = n * s end
-      bytes = bytes + n * tonumber(grove.C.grove_dtype_size(grove._dtype_id(inf.dtype)))
+    local entries, bytes, target = {}, 0, {}
+    local function add(tname, inf, where)
+      entries[#entries + 1] = { tname, inf.dtype, inf.shape }
+      target[tname] = where
+      bytes = bytes + numel(inf.shape) * tonumber(grove.C.grove_dtype_size(grove._dtype_id(inf.dtype)))
     end
-    for _, name in ipairs(others) do add(name, r:info(name)) end
+    for _, n in ipairs(others) do add(n, src.info(n), { name = n }) end
     for i = 1, M do
-      for _, rel in ipairs(order) do add(PREFIX .. (i - 1) .. "." .. rel, ref.info[rel]) end
+      for _, rel in ipairs(order) do add(PREFIX .. (i - 1) .. "." .. rel, ref.info[rel], { block = i, rel = rel }) end
     end
+
+    local init_gen, noise_gen = grove.Generator(o.seed), grove.Generator(o.seed + 1)
+    local factory = nn.param_factory { generator = init_gen }
+    local last_block
+    local function make(tname)
+      local where = target[tname]
+      if not where then error("grow: the plan has no tensor '" .. tostring(tname) .. "'", 2) end
+      if not where.block then return src.load(where.name) end
+      local i, rel = where.block, where.rel
+      -- freed blocks stay in grove's allocator cache; hand them back per block
+      if last_block and last_block ~= i then
+        grove.empty_cache()
+        if o.log then o.log(last_block, M, kinds[last_block]) end
+      end
+      last_block = i
+      local kind = kinds[i]
+      local t, default = nil, grow.base(kind, o.init) == "default"
+      if default then
+        local s = spec_of[rel]
+        grow.position(init_gen, o.seed, i)
+        init_gen.offset = init_gen.offset + init_at[rel]
+        t = factory(s.shape, s.init):requires_grad_(false)
+      else
+        t = src.load(PREFIX .. (map[i] - 1) .. "." .. rel)
+      end
+      grow.position(noise_gen, o.seed + 1, i)
+      noise_gen.offset = noise_gen.offset + noise_at[rel]
+      grow.init_tensor(rel, t, kind, o, noise_gen)
+      -- a new block is drawn and initialised in f32, then rounded once to
+      -- the stored dtype, as a model grown in memory and saved would be
+      local dtype = ref.info[rel].dtype
+      if default and dtype ~= "f32" then
+        local c = t:to(dtype)
+        t:free()
+        t = c
+      end
+      return t
+    end
+    local count = { keep = 0, ["repeat"] = 0, new = 0 }
+    for _, k in ipairs(kinds) do count[k] = (count[k] or 0) + 1 end
+    return { N = N, M = M, kinds = kinds, map = map, entries = entries, bytes = bytes, make = make,
+             keep = count.keep, repeats = count["repeat"], new = count.new }
+  end
+
+  local function file_source(r, path)
+    return { path = path, names = r.names, metadata = r.metadata, info = function(n) return r:info(n) end,
+             load = function(n) return r:get(n) end }
+  end
+
+  -- The strategy's map for N source blocks, checked.
+  function grow.strategy_map(o)
+    return function(N) return o.strategy.map(N, o.depth) end
+  end
+
+  local function surgery(r, in_path, out_path, o)
+    local t0 = grove.now()
+    local plan = grow.stream(file_source(r, in_path), o, grow.strategy_map(o), o.strategy.name)
+    local N, M = plan.N, plan.M
     local meta = {}
     for k, v in pairs(r.metadata) do meta[k] = v end
     if meta["grove.config"] then
@@ -153,54 +250,31 @@ return function(grove, grow)
       c.depth = M
       meta["grove.config"] = nn._encode_config(c)
     end
-    meta["grove.grow"] = string.format("strategy=%s init=%s%s seed=%d source_depth=%d depth=%d", o.strategy.name,
-                                       o.init, o.init == "noise" and (" noise=" .. o.noise) or "", o.seed, N, M)
+    meta["grove.grow"] = grow.describe(o, N, M)
 
-    local w = grove.safetensors_writer(out_path, entries, meta)
+    local w = grove.safetensors_writer(out_path, plan.entries, meta)
     local ok, err = pcall(function()
-      for _, name in ipairs(others) do
-        local t = r:get(name)
-        w:write(name, t)
+      for _, e in ipairs(plan.entries) do
+        local t = plan.make(e[1])
+        w:write(e[1], t)
         t:free()
       end
-      local init_gen, noise_gen = grove.Generator(o.seed), grove.Generator(o.seed + 1)
-      local make = nn.param_factory { generator = init_gen }
-      for i, kind in ipairs(kinds) do
-        local from_default = grow.base(kind, o.init) == "default"
-        grow.position(init_gen, o.seed, i)
-        grow.position(noise_gen, o.seed + 1, i)
-        for _, rel in ipairs(order) do
-          local t
-          if from_default then
-            local s = spec_of[rel]
-            t = make(s.shape, s.init)
-            local dtype = ref.info[rel].dtype
-            if dtype ~= "f32" then
-              local c = t:to(dtype)
-              t:free()
-              t = c
-            end
-          else
-            t = r:get(PREFIX .. (map[i] - 1) .. "." .. rel)
-          end
-          grow.init_tensor(rel, t, kind, o, noise_gen)
-          w:write(PREFIX .. (i - 1) .. "." .. rel, t)
-          t:free()
-        end
-        -- freed blocks stay in grove's allocator cache; hand them back per block
-        grove.empty_cache()
-        if log then log(i, M, kind) end
-      end
+      grove.empty_cache()
+      if o.log then o.log(M, M, plan.kinds[M]) end
     end)
     if not ok then
       w:abort()
       error(err, 0)
     end
     w:finish()
-    local count = { keep = 0, ["repeat"] = 0, new = 0 }
-    for _, k in ipairs(kinds) do count[k] = count[k] + 1 end
-    return { source_depth = N, depth = M, kinds = kinds, tensors = #entries, bytes = bytes, seconds = grove.now() - t0,
-             keep = count.keep, repeats = count["repeat"], new = count.new }
+    return { source_depth = N, depth = M, kinds = plan.kinds, tensors = #plan.entries, bytes = plan.bytes,
+             seconds = grove.now() - t0, keep = plan.keep, repeats = plan.repeats, new = plan.new }
+  end
+
+  -- One line for a file's metadata: what growth did.
+  function grow.describe(o, N, M)
+    return string.format("strategy=%s init=%s%s seed=%d source_depth=%d depth=%d", o.strategy.name,
+                         o.init, o.init == "noise" and (" noise=" .. o.noise) or "", o.seed, N, M)
   end
 
   -- opts: grove.grow's (strategy, depth, init, noise, seed) and log(i, M, kind),
@@ -216,7 +290,7 @@ return function(grove, grow)
             "(a strategy that is only a function works on models in memory: grove.grow)", 0)
     end
     local r = grove.safetensors_open(in_path)
-    local ok, res = pcall(surgery, r, in_path, out_path, o, opts.log)
+    local ok, res = pcall(surgery, r, in_path, out_path, o)
     r:close()
     if not ok then error(res, 0) end
     return res

@@ -274,6 +274,7 @@ return function(grove)
   end
 
   require "grove.grow.file"(grove, grow)
+  require "grove.grow.folder"(grove, grow)
 
   grove.grow = setmetatable(grow, { __call = function(_, model, opts) return grow_model(model, opts) end })
 end

@@ -30,6 +30,7 @@ return function(grove)
   prune.load_metric, prune.load_schedule = metrics.load, schedules.load
 
   require "grove.prune.calib"(grove, prune)
+  require "grove.prune.folder"(grove, prune)
 
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2 ^ 53 end
 
