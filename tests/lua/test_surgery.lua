@@ -59,17 +59,10 @@ local function write_folder(dir, model, max_shard_bytes)
   return diffusers.write_component(dir, c, tensors, { max_shard_bytes = max_shard_bytes })
 end
 
--- A grove model from a folder grove wrote (f32 compute from the stored dtype).
+-- The folder's model (BF16 weights, f32 compute), checked to have depth blocks.
 local function load_model(dir, depth)
-  local comp = diffusers.component(dir, "transformer")
-  local c = {}
-  for k, v in pairs(cfg) do c[k] = v end
-  c.depth = depth
-  local m = grove.nn.Sana(c, { seed = 1 })
-  local state = {}
-  for _, n in ipairs(comp:names()) do state[n] = comp:load(n):float() end
-  comp:close()
-  m:load_state_dict(state)
+  local m = diffusers.transformer(dir)
+  spec.eq(#m.blocks, depth, "blocks of the loaded model")
   return m
 end
 

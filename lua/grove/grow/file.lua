@@ -64,13 +64,17 @@ return function(grove, grow)
   local function block_config(r, ref, path)
     local cfg = r.metadata and r.metadata["grove.config"]
     if cfg then return nn.resolve_config(nn._decode_config(cfg)) end
-    local sst, cp = ref.info["scale_shift_table"], ref.info["ff.conv_point.weight"]
-    if not sst or not cp then
-      error("grow: " .. path .. " has no grove.config metadata, and its blocks lack scale_shift_table or " ..
-            "ff.conv_point.weight to read the width from, so new blocks cannot be made", 0)
+    -- (a diffusers folder's blocks: the block's init depends on the shapes
+    -- and on which parameters exist, not on the head split)
+    local sst, cp, cq = ref.info["scale_shift_table"], ref.info["ff.conv_point.weight"], ref.info["attn2.to_q.weight"]
+    if not sst or not cp or not cq then
+      error("grow: " .. path .. " has no grove.config metadata, and its blocks lack scale_shift_table, " ..
+            "ff.conv_point.weight or attn2.to_q.weight to read the widths from, so new blocks cannot be made", 0)
     end
     return { width = sst.shape[2], hidden = cp.shape[2], qk_norm = ref.info["attn1.norm_q.weight"] ~= nil,
-             cross_norm = ref.info["attn2.norm_q.weight"] ~= nil }
+             cross_norm = ref.info["attn2.norm_q.weight"] ~= nil, cross_heads = 1, cross_head_dim = cq.shape[1],
+             attention_bias = ref.info["attn1.to_q.bias"] ~= nil,
+             norm_elementwise_affine = ref.info["norm2.weight"] ~= nil, norm_eps = 1e-6 }
   end
 
   -- A block's default init as {name, shape, init} in the order the model
