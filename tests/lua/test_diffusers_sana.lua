@@ -348,6 +348,16 @@ spec.describe("diffusers-sana fixtures", function()
     -- σ = 6s / (1 + 5s) on s = 1 − linspace(1, 0.001, 5)
     spec.eq(spec.join(info.timesteps), "999,947,856,666")
     spec.near(info.sigmas[1], 6 * 0.999 / (1 + 5 * 0.999), 1e-7)
+    -- a transformer read from that pipeline folder samples with its scheduler
+    os.execute("cp -r '" .. sana .. "/b_sana15/transformer' '" .. dir .. "/transformer'")
+    local T2 = diffusers.transformer(dir)
+    local _, info2 = diffusers.sample(T2, { prompt_embeds = i.prompt_embeds, mask = i.prompt_attention_mask,
+      negative_embeds = i.negative_prompt_embeds, latents = nhwc(i.latents), steps = 4 })
+    spec.eq(spec.join(info2.timesteps), "999,947,856,666")
+    -- another sampler asked for by name takes its own official config
+    local _, info3 = diffusers.sample(T2, { sampler = "euler", prompt_embeds = i.prompt_embeds,
+      negative_embeds = i.negative_prompt_embeds, latents = nhwc(i.latents), steps = 4 })
+    spec.near(info3.sigmas[4], 0.0089285718277097, 1e-9)
     rm_rf(dir)
   end)
 
@@ -477,6 +487,17 @@ spec.describe("grove models as diffusers folders", function()
     local a = grove.no_grad(function() return m:forward(x, t, text, nil) end)
     local b = grove.no_grad(function() return back:forward(x, t, text, nil) end)
     spec.eq(spec.max_diff(a, b), 0)
+    -- the same folder in bf16: text features of any float dtype, and the
+    -- learned null caption, compute in f32
+    local tensors = {}
+    for _, np in ipairs(back:named_parameters()) do tensors[np[1]] = np[2]:detach():to("bf16") end
+    diffusers.write_component(dir .. "/bf16", json.read(dir .. "/config.json"), tensors)
+    local half = diffusers.transformer(dir .. "/bf16")
+    spec.eq(half.y_embedding:dtype(), "bf16")
+    local c = grove.no_grad(function() return half:forward(x, t, text:to("bf16"), nil) end)
+    spec.assert(rel_err(c, a) < 2e-2, "bf16 weights: " .. rel_err(c, a))
+    local s1 = half:sample { noise = x, text = text, steps = 2 }   -- CFG against the null caption
+    spec.eq(s1:shape_str(), "[1,4,6,4]")
     rm_rf(dir)
   end)
   spec.it("refuses a model diffusers cannot describe", function()

@@ -63,6 +63,12 @@ return function(grove)
     end
   end
 
+  local function exists(p)
+    local f = io.open(p, "r")
+    if f then f:close() end
+    return f ~= nil
+  end
+
   local function read_scheduler(dir)
     for _, p in ipairs { dir .. "/scheduler/scheduler_config.json", dir .. "/scheduler_config.json" } do
       local f = io.open(p, "r")
@@ -135,6 +141,10 @@ return function(grove)
     local config, where
     if type(sc) == "string" then config, where = read_scheduler(sc)
     elseif type(sc) == "table" then config, where = sc, "scheduler config"
+    elseif sc == nil and T.diffusers_pipeline and exists(T.diffusers_pipeline .. "/scheduler/scheduler_config.json") and
+           (o.sampler == nil or o.sampler == diffusers.scheduler_settings(read_scheduler(T.diffusers_pipeline)).kind) then
+      -- the transformer's own pipeline folder names its scheduler
+      config, where = read_scheduler(T.diffusers_pipeline)
     elseif sc == nil then
       local name = o.sampler or (T.config.guidance_embeds and "scm" or "dpm")
       local ok, e = pcall(schedulers.get, name)
@@ -228,8 +238,9 @@ return function(grove)
   -- grove's learned null caption); latents (B, H, W, C) or shape with
   -- seed / generator; steps (20; SCM 2); cfg (4.5; 1 = off); scheduler: a
   -- pipeline folder, a scheduler folder or a scheduler config table
-  -- (default: SanaPipeline's DPM-Solver++, or SCM for a Sprint
-  -- transformer); sampler: a registered scheduler ("dpm", "euler", "scm"; checked against the
+  -- (default: the scheduler of the pipeline folder T was read from, else
+  -- SanaPipeline's DPM-Solver++, or SCM for a Sprint transformer); sampler:
+  -- a registered scheduler ("dpm", "euler", "scm"; checked against the
   -- scheduler, or picks its official config); flow_shift overrides the
   -- config's shift. Sprint: guidance_scale (4.5), max_timesteps (1.5708),
   -- intermediate_timesteps (1.3 with 2 steps), timesteps, noise (a list

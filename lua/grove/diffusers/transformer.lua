@@ -225,6 +225,8 @@ return function(grove)
                             { where = comp.dir, config_where = comp.config_path, generator = opts.generator })
     if comp.close then comp:close() end
     if not ok then error(model, 0) end
+    -- read from a pipeline folder: its scheduler is the sampler's default
+    if comp.dir:gsub("/+$", "") ~= dir:gsub("/+$", "") then model.diffusers_pipeline = dir end
     return model
   end
 

@@ -37,8 +37,10 @@ return function(grove)
   -- ones, on the model's device.
   function Sana:null_text(B)
     if not self.y_embedding then error("Sana: this model has no null caption (config.caption_dropout = 0)", 2) end
-    local L, Cc = self.y_embedding:size(1), self.y_embedding:size(2)
-    return self.y_embedding:unsqueeze(1):expand { B, L, Cc }, grove.ones({ B, L }, { device = self.y_embedding:device() })
+    local y = self.y_embedding
+    if y:dtype() ~= "f32" then y = y:to("f32") end   -- stored as bf16/f16 in a folder
+    local L, Cc = y:size(1), y:size(2)
+    return y:unsqueeze(1):expand { B, L, Cc }, grove.ones({ B, L }, { device = y:device() })
   end
 
   -- loss = mean ‖v(x_σ, σ) − (ε − x0)‖² with σ from a shifted logit-normal.

@@ -347,6 +347,9 @@ return function(grove)
       error("Sana: text features must be (" .. x:size(1) .. ", L, " .. c.caption_channels .. "), got " ..
             (grove.is_tensor(text) and text:shape_str() or type(text)), 2)
     end
+    -- latents and features of another float dtype (a bf16 text encoder's) compute in f32
+    if x:dtype() ~= "f32" then x = x:to("f32") end
+    if text:dtype() ~= "f32" then text = text:to("f32") end
     local B = x:size(1)
     local h, w = x:size(2) / c.patch_size, x:size(3) / c.patch_size
     local guidance = opts and opts.guidance
