@@ -361,6 +361,29 @@ spec.describe("diffusers-sana fixtures", function()
     rm_rf(dir)
   end)
 
+  spec.it("DPM-Solver++ second order step, midpoint and heun, as diffusers writes it", function()
+    local T = diffusers.transformer(sana .. "/b_sana15")
+    local i = grove.load_safetensors(sana .. "/b_sana15/sample_dpm_in.safetensors")
+    for _, solver in ipairs { "midpoint", "heun" } do
+      local xs, outs = { nhwc(i.latents) }, {}
+      local _, info = diffusers.sample(T, { prompt_embeds = i.prompt_embeds, mask = i.prompt_attention_mask, cfg = 1,
+        latents = nhwc(i.latents), steps = 3,
+        scheduler = { _class_name = "DPMSolverMultistepScheduler", use_flow_sigmas = true, flow_shift = 3.0,
+                      prediction_type = "flow_prediction", solver_type = solver },
+        callback = function(k, inf) xs[k + 1] = inf.latents; outs[k] = inf.model_out end })
+      -- step 2 from the model outputs: x_t = (σ_t/σ_s0)·x − α_t(e^{−h} − 1)·D0 + c·D1
+      local sg = info.sigmas
+      local lam = function(z) return math.log(1 - z) - math.log(z) end
+      local h, h0 = lam(sg[3]) - lam(sg[2]), lam(sg[2]) - lam(sg[1])
+      local a_t, e = 1 - sg[3], math.exp(-h)
+      local D0 = xs[2] - outs[2] * sg[2]
+      local D1 = (D0 - (xs[1] - outs[1] * sg[1])) * (h / h0)
+      local c = solver == "midpoint" and -0.5 * a_t * (e - 1) or a_t * ((e - 1) / h + 1)
+      local want = xs[2] * (sg[3] / sg[2]) - D0 * (a_t * (e - 1)) + D1 * c
+      spec.assert(rel_err(xs[3], want) < 1e-5, solver .. ": " .. rel_err(xs[3], want))
+    end
+  end)
+
   spec.it("scheduler configs are read key by key", function()
     local T = diffusers.transformer(sana .. "/b_sana15")
     local i = grove.load_safetensors(sana .. "/b_sana15/sample_dpm_in.safetensors")

@@ -71,7 +71,8 @@ return {
     else
       local h, h0 = lam(sn) - lam(sg), lam(sg) - lam(ctx.sigmas[i - 1])
       local r0 = h0 / h
-      local c1 = s.solver_type == "midpoint" and 0.5 * k or -a_t * ((eh - 1) / h + 1)
+      -- the coefficient of D1 = (x̂0 − x̂0_prev) / r0: midpoint −½α_t(e^{−h} − 1), heun α_t((e^{−h} − 1)/h + 1)
+      local c1 = s.solver_type == "midpoint" and 0.5 * k or a_t * ((eh - 1) / h + 1)
       nx = ctx.lincomb({ x, x0, st.prev_x0 }, { sn / sg, k + c1 / r0, -c1 / r0 })
     end
     if lower < s.solver_order then st.lower_nums = lower + 1 end
