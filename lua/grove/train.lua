@@ -76,9 +76,10 @@ return function(grove)
     end
   end
 
-  -- One file with everything a run needs to continue: weights, EMA,
-  -- optimizer state, data position, generator, step. Written atomically.
-  function train.save_checkpoint(path, st)
+  -- The training state (a run's checkpoint, the one thing grove calls a
+  -- checkpoint): one file with everything a run needs to continue: weights,
+  -- EMA, optimizer state, data position, generator, step. Written atomically.
+  function train.save_state(path, st)
     local tensors = {}
     for _, np in ipairs(st.parts.both:named_parameters()) do tensors[np[1]] = np[2]:detach() end
     for name, t in pairs(st.ema:state_dict("ema.")) do tensors[name] = t end
@@ -97,6 +98,7 @@ return function(grove)
     flat_meta("train.", st.options, meta)
     grove.save_safetensors(path, tensors, meta)
   end
+  train.save_checkpoint = train.save_state -- the old name, for one release
 
   -- Model and text-encoder weights with their configs: what o.init starts
   -- a run from (a grown or pruned model, say). parts as train.build gives.
@@ -327,7 +329,7 @@ return function(grove)
     local function save()
       if not writer then return end
       state.step, state.data_position = step, data.position
-      train.save_checkpoint(ckpt, state)
+      train.save_state(ckpt, state)
       write_curve(o, losses)
     end
     local show = progress(o)

@@ -57,7 +57,7 @@ return function(grove)
   local layers = require "grove.nn.layers"(grove)
   for k, v in pairs(layers) do nn[k] = v end
   require "grove.nn.sana"(grove)
-  require "grove.nn.checkpoint"(grove)
+  require "grove.nn.serialize"(grove)
 
   -- Scales all gradients so that their global L2 norm is at most max_norm;
   -- returns the norm before clipping (computed in C: grove.optim).

@@ -1,4 +1,4 @@
--- Activation checkpointing (grove.checkpoint, model:checkpoint): the same
+-- Activation recomputation (grove.recompute, model:recompute): the same
 -- gradients as without, less peak memory, nothing leaked.
 local spec = require "spec"
 
@@ -20,7 +20,7 @@ end
 -- One forward + backward; the loss, every parameter's gradient (cloned)
 -- and the gradient of the latents.
 local function grads(model, d, which)
-  model:checkpoint(which)
+  model:recompute(which)
   model:zero_grad()
   local x = d.x:clone():requires_grad_(true)
   local loss = (model:forward(x, d.t, d.text, d.mask) * d.w):sum()
@@ -34,7 +34,7 @@ end
 
 local max_diff = spec.max_diff
 
-spec.describe("activation checkpointing", function()
+spec.describe("activation recomputation", function()
   spec.it("gives the gradients of the plain model", function()
     local model = grove.nn.Sana(config(3), { seed = 3 })
     local d = inputs(5)
@@ -45,7 +45,7 @@ spec.describe("activation checkpointing", function()
     local n_exact, n = 0, 0
     for name, a in pairs(g0) do
       n = n + 1
-      spec.assert(g1[name] ~= nil, name .. " has no gradient with checkpointing")
+      spec.assert(g1[name] ~= nil, name .. " has no gradient with recomputation")
       local diff = max_diff(g1[name], a)
       if name:find("^transformer_blocks") or name:find("^proj_out") or name:find("^patch_embed")
         or name == "scale_shift_table" then
@@ -63,24 +63,34 @@ spec.describe("activation checkpointing", function()
 
   spec.it("selects blocks one by one", function()
     local model = grove.nn.Sana(config(4), { seed = 4 })
-    model:checkpoint { 1, 3 }
-    spec.eq(table.concat(model:checkpointed(), ","), "1,3")
-    spec.eq(model.blocks[2].checkpoint, false)
-    model.blocks[2].checkpoint = true
-    spec.eq(table.concat(model:checkpointed(), ","), "1,2,3")
-    model:checkpoint(true)
-    spec.eq(#model:checkpointed(), 4)
-    model:checkpoint(false)
-    spec.eq(#model:checkpointed(), 0)
-    spec.raises(function() model:checkpoint { 9 } end, "no block 9")
-    -- the selected blocks are recorded as one checkpoint node each
+    model:recompute { 1, 3 }
+    spec.eq(table.concat(model:recomputed(), ","), "1,3")
+    spec.eq(model.blocks[2].recompute, false)
+    model.blocks[2].recompute = true
+    spec.eq(table.concat(model:recomputed(), ","), "1,2,3")
+    model:recompute(true)
+    spec.eq(#model:recomputed(), 4)
+    model:recompute(false)
+    spec.eq(#model:recomputed(), 0)
+    spec.raises(function() model:recompute { 9 } end, "recompute: no block 9")
+    -- the old names, for one release: the same functions, and a block's .checkpoint still counts
+    spec.eq(grove.checkpoint, grove.recompute); spec.eq(grove.checkpoint_with, grove.recompute_with)
+    spec.eq(grove.checkpoint_stats, grove.recompute_stats)
+    spec.eq(model.checkpoint, model.recompute); spec.eq(model.checkpointed, model.recomputed)
+    spec.eq(grove.train.save_checkpoint, grove.train.save_state)
+    spec.eq(require "grove.nn.checkpoint", require "grove.nn.serialize")
+    model.blocks[3].checkpoint = true
+    spec.eq(table.concat(model:checkpointed(), ","), "3")
+    model:recompute(false)
+    spec.eq(model.blocks[3].checkpoint, nil)
+    -- the selected blocks are recorded as one recompute node each
     local d = inputs(6)
-    model:checkpoint { 2, 4 }
+    model:recompute { 2, 4 }
     local seen = {}
     local out = model:forward(d.x, d.t, d.text, d.mask, { hook = function(i, _, y) seen[i] = y:grad_fn() end })
-    spec.eq(seen[2], "checkpoint")
-    spec.eq(seen[4], "checkpoint")
-    spec.assert(seen[1] ~= "checkpoint" and seen[3] ~= "checkpoint", "blocks 1 and 3 are recorded op by op")
+    spec.eq(seen[2], "recompute")
+    spec.eq(seen[4], "recompute")
+    spec.assert(seen[1] ~= "recompute" and seen[3] ~= "recompute", "blocks 1 and 3 are recorded op by op")
     spec.assert(out.requires_grad, "output on the tape")
     -- partial selection: same gradients of the blocks as the plain model
     local l0, g0 = grads(model, d, false)
@@ -92,7 +102,7 @@ spec.describe("activation checkpointing", function()
   end)
 
   spec.it("records nothing under no_grad and matches the forward", function()
-    local model = grove.nn.Sana(config(2), { seed = 8 }):checkpoint(true)
+    local model = grove.nn.Sana(config(2), { seed = 8 }):recompute(true)
     local d = inputs(9)
     local y1 = grove.no_grad(function() return model:forward(d.x, d.t, d.text, d.mask) end)
     spec.eq(y1.requires_grad, false)
@@ -110,7 +120,7 @@ spec.describe("activation checkpointing", function()
     local gx0, gw0 = x.grad:clone(), w.grad:clone()
     x:zero_grad(); w:zero_grad()
     grove.manual_seed(11)
-    local y1 = grove.checkpoint(noisy, x)
+    local y1 = grove.recompute(noisy, x)
     spec.eq(max_diff(y0:detach(), y1:detach()), 0, "forward")
     grove.randn { 100 } -- moves the default generator on before backward
     y1:sum():backward()
@@ -121,20 +131,20 @@ spec.describe("activation checkpointing", function()
   spec.it("reports a failing recompute as an error", function()
     local calls = 0
     local x = grove.randn { 3 }:requires_grad_(true)
-    local y = grove.checkpoint(function(a)
+    local y = grove.recompute(function(a)
       calls = calls + 1
       if calls > 1 then error("boom") end
       return a * 2
     end, x)
     spec.raises(function() y:sum():backward() end, "boom")
-    spec.raises(function() grove.checkpoint(function() return 1 end, x) end, "must return one tensor")
+    spec.raises(function() grove.recompute(function() return 1 end, x) end, "recompute: the function must return one tensor")
   end)
 
   spec.it("lowers peak memory of a deep model", function()
     local model = grove.nn.Sana(config(8, 128), { seed = 12 })
     local d = inputs(13, 16)
     local function peak(which)
-      model:checkpoint(which)
+      model:recompute(which)
       model:zero_grad()
       grove.collect()
       grove.reset_peak_memory()
@@ -147,13 +157,13 @@ spec.describe("activation checkpointing", function()
     end
     peak(false) -- warm the allocator and the gradients
     local plain, ck = peak(false), peak(true)
-    print(string.format("    depth 8, width 128, 256 tokens: peak above the model %.2f MiB plain, %.2f MiB checkpointed",
+    print(string.format("    depth 8, width 128, 256 tokens: peak above the model %.2f MiB plain, %.2f MiB recomputed",
       plain / 2 ^ 20, ck / 2 ^ 20))
-    spec.assert(ck < plain, "checkpointing lowers the peak")
+    spec.assert(ck < plain, "recomputation lowers the peak")
   end)
 
   spec.it("leaks no tensors, nodes or records", function()
-    local model = grove.nn.Sana(config(2), { seed = 14 }):checkpoint(true)
+    local model = grove.nn.Sana(config(2), { seed = 14 }):recompute(true)
     local d = inputs(15)
     spec.no_leaks(function()
       model:zero_grad()
@@ -163,7 +173,7 @@ spec.describe("activation checkpointing", function()
       local _ = model:forward(d.x, d.t, d.text, d.mask)
     end)
     grove.collect()
-    local s = grove.checkpoint_stats()
+    local s = grove.recompute_stats()
     spec.eq(s.nodes, 0, "custom nodes alive")
     spec.eq(s.records, 0, "records kept on the Lua side")
   end)
