@@ -2,8 +2,8 @@
  * fills. A CUDA tensor's copies stay on CUDA; copy_ moves values between
  * devices (source made contiguous on its side, one transfer, then the
  * strided copy on the destination's device). */
+#include "backend.h"
 #include "gpu.h"
-#include "../kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -113,9 +113,8 @@ mismatch:
 grove_status grove_fill_(grove_tensor *t, double value)
 {
     if (!check_writable("fill_", t)) return -1;
-    if (t->device != GROVE_CPU) return gv_gpu_fill("fill_", t->ndim, t->shape, t->data, t->stride, t->dtype, value);
-    gv_cpu_fill(t->ndim, t->shape, t->data, t->stride, t->dtype, value);
-    return 0;
+    const gv_kernels *k = gv_kernels_for("fill_", t);
+    return k ? GV_KCALL("fill_", k, fill, t->ndim, t->shape, t->data, t->stride, t->dtype, value) : -1;
 }
 
 static grove_status random_fill(const char *op, grove_tensor *t, grove_generator *gen, double a, double b, bool normal)
@@ -126,15 +125,11 @@ static grove_status random_fill(const char *op, grove_tensor *t, grove_generator
     if (normal && b < 0) return gv_fail("%s: standard deviation %g is negative", op, b);
     if (!gen) gen = grove_default_generator();
     int64_t n = grove_tensor_numel(t);
-    grove_tensor *c = gv_contiguous_data(t);
+    const gv_kernels *k = gv_kernels_for(op, t);
+    grove_tensor *c = k ? gv_contiguous_data(t) : NULL;
     if (!c) return -1;
-    grove_status st = 0;
-    if (t->device != GROVE_CPU)
-        st = gv_gpu_philox(op, c->data, n, gen->seed, gen->offset, (float)a, (float)b, normal);
-    else if (normal)
-        gv_cpu_philox_normal(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
-    else
-        gv_cpu_philox_uniform(c->data, n, gen->seed, gen->offset, (float)a, (float)b);
+    grove_status st = normal ? GV_KCALL(op, k, philox_normal, c->data, n, gen->seed, gen->offset, (float)a, (float)b)
+                             : GV_KCALL(op, k, philox_uniform, c->data, n, gen->seed, gen->offset, (float)a, (float)b);
     gen->offset += (uint64_t)(n + 3) / 4;
     if (c != t && st == 0) st = grove_copy_(t, c);
     grove_tensor_release(c);

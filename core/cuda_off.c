@@ -54,28 +54,6 @@ grove_status gv_gpu_download(const char *op, void *dst, const void *src, int64_t
     return gv_gpu_require(op) ? 0 : -1;
 }
 
-grove_status gv_gpu_copy(const char *op, int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride,
-                         int32_t dst_dtype, const void *src, const int64_t *src_stride, int32_t src_dtype)
-{
-    GV_UNUSED(ndim), GV_UNUSED(shape), GV_UNUSED(dst), GV_UNUSED(dst_stride), GV_UNUSED(dst_dtype);
-    GV_UNUSED(src), GV_UNUSED(src_stride), GV_UNUSED(src_dtype);
-    return gv_gpu_require(op) ? 0 : -1;
-}
-
-grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, void *data, const int64_t *stride,
-                         int32_t dtype, double value)
-{
-    GV_UNUSED(ndim), GV_UNUSED(shape), GV_UNUSED(data), GV_UNUSED(stride), GV_UNUSED(dtype), GV_UNUSED(value);
-    return gv_gpu_require(op) ? 0 : -1;
-}
-
-grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
-                           bool normal)
-{
-    GV_UNUSED(out), GV_UNUSED(n), GV_UNUSED(seed), GV_UNUSED(offset), GV_UNUSED(a), GV_UNUSED(b), GV_UNUSED(normal);
-    return gv_gpu_require(op) ? 0 : -1;
-}
-
 void *gv_gpu_event_record(void)
 {
     gv_gpu_require("profile");

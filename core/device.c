@@ -1,10 +1,11 @@
 /*
- * device.c — what is the same for every device: copies on one device,
- * moving values between devices, and grove_tensor_to_device, whose
+ * device.c — what is the same for every device: copies on one device
+ * (the kernel table's copy), moving values between devices (the runtime's
+ * transfers, core/gpu.h), and grove_tensor_to_device, whose
  * gradient flows back to the source device.
  */
+#include "backend.h"
 #include "gpu.h"
-#include "../kernels/cpu/cpu.h"
 
 const char *gv_device_name(int32_t device)
 {
@@ -15,12 +16,8 @@ grove_status gv_copy_strided(const char *op, int32_t device, int32_t ndim, const
                              const int64_t *dst_stride, int32_t dst_dtype, const void *src,
                              const int64_t *src_stride, int32_t src_dtype)
 {
-    gv_profile_op(op, device);
-    if (device == GROVE_CPU) {
-        gv_cpu_copy(ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype);
-        return 0;
-    }
-    return gv_gpu_copy(op, ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype);
+    const gv_kernels *k = gv_kernels_on(op, device);
+    return k ? GV_KCALL(op, k, copy, ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype) : -1;
 }
 
 grove_tensor *gv_on_device(const char *op, const grove_tensor *t, int32_t device)

@@ -1,6 +1,7 @@
 /*
- * gpu.h — the CUDA runtime as the core sees it: device memory, transfers,
- * strided copies and fills, without a CUDA type in sight, so that the core files
+ * gpu.h — the CUDA runtime as the core sees it: device memory, transfers
+ * and events, without a CUDA type in sight (kernels, copies and fills on a
+ * device go through the kernel table, core/backend.h), so that the core files
  * compile the same with and without CUDA. kernels/cuda/runtime.c implements
  * it on the CUDA runtime; core/cuda_off.c, in a build without CUDA, fails
  * every call with "this build has no CUDA". Functions returning a status set
@@ -29,16 +30,6 @@ void gv_gpu_empty_cache(void);
  * the host may read dst on return. */
 grove_status gv_gpu_upload(const char *op, void *dst, const void *src, int64_t nbytes);
 grove_status gv_gpu_download(const char *op, void *dst, const void *src, int64_t nbytes);
-
-/* The twins of gv_cpu_copy / gv_cpu_fill on device pointers, reporting a
- * failed launch. */
-grove_status gv_gpu_copy(const char *op, int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride,
-                         int32_t dst_dtype, const void *src, const int64_t *src_stride, int32_t src_dtype);
-grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, void *data, const int64_t *stride,
-                         int32_t dtype, double value);
-/* Philox fills of n contiguous floats (the draws of gv_cpu_philox_*). */
-grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
-                           bool normal);
 
 /* Events on the stream, for the profiler: a recorded event (NULL with the
  * error set), the milliseconds from a to b (waits for b; negative with the

@@ -1,20 +1,13 @@
 /*
  * matmul_bf16.c — grove_matmul_bf16: the GEMM of bf16 mixed precision.
- * Both operands are rounded to bf16 and the products summed in f32. On the
- * CPU this is the reference the CUDA path (cublasGemmEx, bf16 inputs, f32
- * compute) is checked against: round copies of the operands, then the f32
- * GEMM of the kernel table. Its gradients are bf16 GEMMs as well, as under
- * PyTorch's autocast.
+ * Both operands are rounded to bf16 and the products summed in f32 (the
+ * kernel list's gemm_bf16: on the CPU round copies of the operands, then
+ * the f32 GEMM, the reference CUDA's cublasGemmEx is checked against). Its
+ * gradients are bf16 GEMMs as well, as under PyTorch's autocast.
  */
 #include "backend.h"
-#include "round_bf16.h"
 
 #include <limits.h>
-#include <string.h>
-
-#ifdef GROVE_HAVE_CUDA
-#include "gemm_bf16.h"
-#endif
 
 static grove_status matmul_bf16_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
@@ -39,34 +32,12 @@ static grove_status run(const gv_kernels *k, grove_tensor *ac, grove_tensor *bc,
                         int kk)
 {
     const char *op = "matmul_bf16";
-#ifdef GROVE_HAVE_CUDA
-    if (ac->device == GROVE_CUDA) {
-        int64_t shape = (int64_t)m * kk + (int64_t)kk * n;
-        grove_tensor *scratch = gv_empty(1, &shape, GROVE_BF16, GROVE_CUDA);
-        if (!scratch) return -1;
-        gv_cuda_gemm_bf16(m, n, kk, ac->data, bc->data, out->data, scratch->data);
-        grove_status st = gv_kernels_check(k);
-        grove_tensor_release(scratch);
-        return st;
-    }
-#endif
-    if (ac->device != GROVE_CPU) {
-        gv_no_backend(op, ac);
-        return -1;
-    }
-    if (kk == 0 || m == 0 || n == 0) { /* an empty sum: zeros */
-        memset(out->data, 0, (size_t)m * (size_t)n * sizeof(float));
-        return 0;
-    }
-    grove_tensor *ar = gv_empty_like(ac), *br = gv_empty_like(bc);
-    grove_status st = -1;
-    if (ar && br) {
-        gv_cpu_round_bf16(ac->data, ar->data, grove_tensor_numel(ac));
-        gv_cpu_round_bf16(bc->data, br->data, grove_tensor_numel(bc));
-        st = GV_KCALL(op, k, gemm, false, false, m, n, kk, ar->data, kk, br->data, n, NULL, out->data);
-    }
-    grove_tensor_release(ar);
-    grove_tensor_release(br);
+    if (!gv_kernel_ready(op, k, gemm_bf16_scratch)) return -1;
+    int64_t nbytes = k->gemm_bf16_scratch(m, n, kk);
+    grove_tensor *scratch = gv_empty(1, &nbytes, GROVE_U8, ac->device);
+    if (!scratch) return -1;
+    grove_status st = GV_KCALL(op, k, gemm_bf16, m, n, kk, ac->data, bc->data, out->data, scratch->data);
+    grove_tensor_release(scratch);
     return st;
 }
 

@@ -1,35 +1,82 @@
 /*
- * cpu.h — the CPU kernels. Kernels trust their arguments (the op front-ends
- * in core/ validate them) and only do arithmetic. Each family has its own
- * header; this one gathers them.
+ * cpu.h — the CPU kernels: the types the kernel list uses, the host-only
+ * helpers, and a gv_cpu_<name> declaration for every entry of the kernel
+ * list (kernels/kernels.def, where each kernel's contract is written).
+ * The CUDA kernels (kernels/cuda/cuda.h) share these types.
  */
 #ifndef GROVE_KERNELS_CPU_H
 #define GROVE_KERNELS_CPU_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-/* Strided copy with dtype conversion (dtype codes as grove_dtype). */
-void gv_cpu_copy(int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride, int32_t dst_dtype,
-                 const void *src, const int64_t *src_stride, int32_t src_dtype);
-void gv_cpu_fill(int32_t ndim, const int64_t *shape, void *data, const int64_t *stride, int32_t dtype, double value);
+/* ---- types of the kernel list ------------------------------------------ */
 
-/* Philox4x32-10: one block, and fills where element i uses counter
- * (offset + i/4), lane i%4 (normals: Box-Muller on lane pairs (0,1), (2,3)). */
+/* cblas_sgemm's signature; the CPU table passes OpenBLAS's (core/blas.c). */
+typedef void (*gv_cpu_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha,
+                                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* A reduction: the input's dimensions split into kept ones (which index
+ * the output, row-major, in their original order) and reduced ones (walked
+ * row-major for each output element). */
+typedef struct gv_reduce_plan {
+    int32_t nkeep, nred;
+    int64_t keep_shape[8], keep_stride[8]; /* strides into the input */
+    int64_t red_shape[8], red_stride[8];
+} gv_reduce_plan;
+
+/* A (B, N, D) attention operand whose channels are adjacent: element
+ * (b, i, c) is data[b·sb + i·sn + c]. Views of a wider projection (a
+ * (B, N, 3D) qkv output narrowed to one third) are read in place this way. */
+typedef struct gv_attn_rows {
+    const float *data;
+    int64_t sb, sn;
+} gv_attn_rows;
+
+/* One tensor of a grouped AdamW step: its buffers, length and the scalars
+ * that depend on its step count. */
+typedef struct gv_adamw_task {
+    float *p;
+    const float *g;
+    float *m, *v;
+    int64_t n;
+    float step_size, bc2_sqrt;
+} gv_adamw_task;
+
+/* CAME hyperparameters; decay = lr·weight_decay. */
+typedef struct gv_came_hyper {
+    float lr, decay, clip;
+    float beta1, one_minus_beta1, beta2, one_minus_beta2, beta3, one_minus_beta3;
+    float eps1, eps2;
+} gv_came_hyper;
+
+/* The largest depthwise kernel side the weight-gradient kernel keeps
+ * per-tap accumulators for. */
+enum { GV_DW_MAX_K = 31 };
+
+/* ---- host-only helpers (no table entry: fixed tables, test vectors, the
+ * launch planning the CUDA kernels share) ------------------------------- */
+
+/* One Philox4x32-10 block (philox.c). */
 void gv_cpu_philox_block(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
-void gv_cpu_philox_uniform(float *out, int64_t n, uint64_t seed, uint64_t offset, float lo, float hi);
-void gv_cpu_philox_normal(float *out, int64_t n, uint64_t seed, uint64_t offset, float mean, float std);
+/* bitsandbytes' signed dynamic code map: 256 ascending values in [−1, 1] (optim.c). */
+void gv_cpu_dynamic_map(float map[256]);
+/* Drops size-1 dimensions of a shape walked with two stride lists and
+ * merges neighbours both step through as one run; returns the new rank
+ * (elementwise.c). */
+int32_t gv_cpu_coalesce2(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb);
+/* Drops size-1 dimensions and merges neighbours that step through memory
+ * as one run; returns the new rank (reduce.c). */
+int32_t gv_cpu_merge_dims(int32_t n, int64_t *shape, int64_t *stride);
 
-/* out[i] = Σ_k coeffs[k]·src[k][i] for n ≤ 4 sources. */
-void gv_cpu_lincomb(int32_t n, const float *const *src, const float *coeffs, float *out, int64_t count);
+/* ---- the kernels ---------------------------------------------------------- */
 
-#include "elementwise.h"
-#include "reduce.h"
-#include "linalg.h"
-#include "nn.h"
-#include "shape.h"
-#include "loss.h"
-#include "attention.h"
-#include "sana.h"
-#include "optim.h"
+/* (sgemm, params...) and (sgemm, args...) for the kernels that take it. */
+#define GV_SGEMM_PARAMS(...) (gv_cpu_sgemm_fn sgemm, __VA_ARGS__)
+#define GV_SGEMM_ARGS(...) (sgemm, __VA_ARGS__)
+
+#define GV_KERNEL(ret, name, params) ret gv_cpu_##name params;
+#define GV_KERNEL_SGEMM(ret, name, params, args) ret gv_cpu_##name GV_SGEMM_PARAMS params;
+#include "../kernels.def"
 
 #endif

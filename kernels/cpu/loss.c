@@ -1,5 +1,5 @@
 /* loss.c — CPU kernels for mse, cross entropy, dropout and cosine similarity. */
-#include "loss.h"
+#include "cpu.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -1,6 +1,6 @@
 /* optim.c — CPU kernels for SGD, AdamW and CAME updates and for blockwise
- * 8-bit quantization (see optim.h for the contracts). */
-#include "optim.h"
+ * 8-bit quantization (contracts in kernels/kernels.def). */
+#include "cpu.h"
 #include "optim_rules.h"
 
 #include <math.h>

@@ -1,11 +1,11 @@
 /*
  * linalg_bf16.cu — the GEMM of bf16 mixed precision: f32 operands rounded
  * to bf16 (nearest, ties to even, as the CPU reference in
- * kernels/cpu/round_bf16.c), multiplied by cuBLAS on tensor cores with f32
+ * kernels/cpu/linalg_bf16.c), multiplied by cuBLAS on tensor cores with f32
  * accumulation and an f32 result.
  */
+#include "cuda.h"
 #include "context.h"
-#include "gemm_bf16.h"
 
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -16,6 +16,12 @@ __global__ void to_bf16(const float *x, __nv_bfloat16 *y, long long n)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         y[i] = __float2bfloat16(x[i]);
+}
+
+/* The rounded operands: m·k + k·n bf16 values. */
+extern "C" int64_t gv_cuda_gemm_bf16_scratch(int m, int n, int k)
+{
+    return ((int64_t)m * k + (int64_t)k * n) * (int64_t)sizeof(__nv_bfloat16);
 }
 
 extern "C" void gv_cuda_gemm_bf16(int m, int n, int k, const float *a, const float *b, float *c, void *scratch)

@@ -5,11 +5,6 @@
 #include "gpu.h"
 
 #include "context.h"
-/* Weak references: the Philox kernels live in random.cu; without them,
- * noise is drawn on the host and uploaded (the same numbers: the generator
- * is counter-based). */
-#define GV_CUDA_DECL __attribute__((weak))
-#include "cuda.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -97,43 +92,6 @@ grove_status gv_gpu_download(const char *op, void *dst, const void *src, int64_t
         return -1;
     /* the host reads dst next: wait for the copy (and everything before it) */
     return check(op, cudaStreamSynchronize(s), "copy to the host");
-}
-
-grove_status gv_gpu_copy(const char *op, int32_t ndim, const int64_t *shape, void *dst, const int64_t *dst_stride,
-                         int32_t dst_dtype, const void *src, const int64_t *src_stride, int32_t src_dtype)
-{
-    gv_cuda_copy(ndim, shape, dst, dst_stride, dst_dtype, src, src_stride, src_dtype);
-    return check(op, cudaSuccess, NULL);
-}
-
-grove_status gv_gpu_fill(const char *op, int32_t ndim, const int64_t *shape, void *data, const int64_t *stride,
-                         int32_t dtype, double value)
-{
-    gv_cuda_fill(ndim, shape, data, stride, dtype, value);
-    return check(op, cudaSuccess, NULL);
-}
-
-grove_status gv_gpu_philox(const char *op, float *out, int64_t n, uint64_t seed, uint64_t offset, float a, float b,
-                           bool normal)
-{
-    if (n <= 0) return 0;
-    if (normal && gv_cuda_philox_normal) {
-        gv_cuda_philox_normal(out, n, seed, offset, a, b);
-        return check(op, cudaSuccess, NULL);
-    }
-    if (!normal && gv_cuda_philox_uniform) {
-        gv_cuda_philox_uniform(out, n, seed, offset, a, b);
-        return check(op, cudaSuccess, NULL);
-    }
-    float *host = malloc((size_t)n * sizeof *host);
-    if (!host) return gv_fail("%s: out of memory drawing %lld values", op, (long long)n);
-    if (normal) gv_cpu_philox_normal(host, n, seed, offset, a, b);
-    else gv_cpu_philox_uniform(host, n, seed, offset, a, b);
-    grove_status st = gv_gpu_upload(op, out, host, n * (int64_t)sizeof *host);
-    /* the upload from pageable memory has left host by now, but wait to be plain */
-    if (st == 0) st = check(op, cudaStreamSynchronize(gv_cuda_stream()), "random fill");
-    free(host);
-    return st;
 }
 
 void *gv_gpu_event_record(void)
