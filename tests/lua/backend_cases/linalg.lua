@@ -1,6 +1,6 @@
 -- Parity cases (CPU vs CUDA) of the linalg family: gemm, batched matmul
 -- with broadcasting, transposed (non-contiguous) operands read in place,
--- linear with a bias (whose gradient is a sum over rows). Transposes are
+-- linear with a bias (whose gradient is a sum over rows), the bf16 GEMM. Transposes are
 -- taken inside fn, so both devices see the same strided views.
 local grove = grove or require "grove"
 
@@ -44,6 +44,12 @@ return {
   { name = "matmul [4,7,33] @ vector [33]",
     fn = function(a, b) return grove.matmul(a, b) end,
     inputs = { { 4, 7, 33 }, { 33 } }, grad = true },
+  { name = "matmul_bf16 [37,45] @ [45,29] (bf16 operands, f32 sums)",
+    fn = function(a, b) return grove.matmul_bf16(a, b) end,
+    inputs = { { 37, 45 }, { 45, 29 } }, grad = true },
+  { name = "matmul_bf16 [45,37]^T @ [45,0] (an empty product)",
+    fn = function(a, b) return grove.matmul_bf16(a:t(), b) end,
+    inputs = { { 45, 37 }, { 45, 0 } } },
   { name = "linear [5,7,40] x [24,40] + bias",
     fn = function(x, w, b) return grove.linear(x, w, b) end,
     inputs = { { 5, 7, 40 }, { 24, 40 }, { 24 } }, grad = true },
