@@ -521,6 +521,20 @@ spec.describe("grove models as diffusers folders", function()
     spec.assert(rel_err(c, a) < 2e-2, "bf16 weights: " .. rel_err(c, a))
     local s1 = half:sample { noise = x, text = text, steps = 2 }   -- CFG against the null caption
     spec.eq(s1:shape_str(), "[1,4,6,4]")
+    -- f16: the same exact conversion (each weight is what its f32 copy rounds to)
+    for _, np in ipairs(back:named_parameters()) do tensors[np[1]] = np[2]:detach():to("f16") end
+    diffusers.write_component(dir .. "/f16", json.read(dir .. "/config.json"), tensors)
+    local h16 = diffusers.transformer(dir .. "/f16")
+    spec.eq(h16.proj_out.weight:dtype(), "f16")
+    local f32s = {}
+    for n, t in pairs(tensors) do f32s[n] = t:to("f32") end
+    local r16 = diffusers.transformer_from(json.read(dir .. "/config.json"), {
+      names = function() local l = {} for n in pairs(f32s) do l[#l + 1] = n end return l end,
+      info = function(_, n) return { dtype = "f32", shape = f32s[n]:shape() } end,
+      load = function(_, n) return f32s[n] end })
+    local y16 = grove.no_grad(function() return h16:forward(x, t, text, nil) end)
+    local y32 = grove.no_grad(function() return r16:forward(x, t, text, nil) end)
+    spec.eq(spec.max_diff(y16, y32), 0)
     rm_rf(dir)
   end)
   spec.it("refuses a model diffusers cannot describe", function()
