@@ -308,3 +308,88 @@ spec.describe("surgery on the b_sana15 fixture (3 F32 shards)", function()
   end)
   os.execute("rm -rf '" .. dir .. "'")
 end)
+
+spec.describe("grove.prune.folder with calibration features", function()
+  local dir = spec.tmpdir()
+  local src = source_model(8)
+  src = round_bf16(grove.grow(src, { depth = 5, strategy = "partial", init = "random", seed = 4 }))
+  local base = dir .. "/base"
+  write_folder(base, src, 50000)
+  -- 3 prompts of 6 tokens (the last two padded in the first), NCHW latents
+  local g = grove.Generator(77)
+  local text = grove.randn({ 3, 6, 16 }, { generator = g })
+  local mask = grove.tensor { { 1, 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0 } }:to("i64")
+  local latents = grove.randn({ 3, 4, 8, 8 }, { generator = g })
+  local feats = dir .. "/calib.safetensors"
+  grove.save_safetensors(feats, { { "prompt_embeds", text:to("bf16") }, { "prompt_attention_mask", mask },
+                                  { "latents", latents } })
+  local function write(path, list) grove.save_safetensors(path, list); return path end
+
+  spec.it("scores the loaded folder as grove.prune scores the model, and streams the kept blocks", function()
+    local res = grove.prune.folder(base, dir .. "/scored", { depth = 3, calib_features = feats, timesteps = 3, seed = 5,
+                                                             batch = 2 })
+    -- the same calibration built by hand from the same numbers: NHWC latents, f32 features
+    local rows = text:to("bf16"):float()
+    local calib = grove.prune.calibration(src, function(chunk)
+      local first = tonumber(chunk[1])
+      return rows:narrow(1, first, #chunk):contiguous(), mask:narrow(1, first, #chunk):contiguous()
+    end, { prompts = { "1", "2", "3" }, x0 = latents:permute { 1, 3, 4, 2 }:contiguous(), timesteps = 3, seed = 5,
+           batch = 2 })
+    local want = grove.prune.importance(src, calib)
+    spec.eq(#res.scores, 5)
+    for i = 1, 5 do spec.near(res.scores[i], want[i], 1e-6, "score of block " .. i) end
+    local _, info = grove.prune(src, { depth = 3, calib = calib })
+    spec.eq(join(res.kept), join(info.kept))
+    spec.eq(res.metric, "cosine")
+    local comp = check_folder(dir .. "/scored", 3)
+    local source = diffusers.component(base)
+    for k, j in ipairs(res.kept) do
+      same(comp:load("transformer_blocks." .. (k - 1) .. ".attn2.to_k.weight"),
+           source:load("transformer_blocks." .. (j - 1) .. ".attn2.to_k.weight"), "kept block " .. j)
+    end
+  end)
+
+  spec.it("takes the file's sigmas, protects --keep blocks, and runs from the command line", function()
+    local with_sigmas = write(dir .. "/sig.safetensors", { { "prompt_embeds", text }, { "prompt_attention_mask", mask },
+                                                           { "latents", latents }, { "sigmas", grove.tensor { 0.9, 0.3 } } })
+    local res = grove.prune.folder(base, dir .. "/sig", { depth = 2, calib_features = with_sigmas, keep = { 2 } })
+    spec.assert(join(res.kept):find("2", 1, true), "block 2 protected: " .. join(res.kept))
+    local calib = grove.prune.calibration(src, function(chunk)
+      local first = tonumber(chunk[1])
+      return text:narrow(1, first, #chunk):contiguous(), mask:narrow(1, first, #chunk):contiguous()
+    end, { prompts = { "1", "2", "3" }, x0 = latents:permute { 1, 3, 4, 2 }:contiguous(), timesteps = { 0.9, 0.3 } })
+    local want = grove.prune.importance(src, calib)
+    for i = 1, 5 do spec.near(res.scores[i], want[i], 1e-6, "score of block " .. i) end
+    local text_out, status = run(exe .. " prune --in " .. base .. " --out " .. dir .. "/cli --depth 4 --calib-features " ..
+                                 with_sigmas)
+    spec.eq(status, 0, text_out)
+    spec.assert(text_out:find("5 -> 4 blocks (cosine metric, oneshot schedule)", 1, true), text_out)
+    spec.assert(text_out:find("importance: 1:", 1, true), text_out)
+    check_folder(dir .. "/cli", 4)
+  end)
+
+  spec.it("refuses features that do not fit the model, naming the file and tensor", function()
+    local function fails(list, pattern, o)
+      local path = write(dir .. "/bad.safetensors", list)
+      local opts = { depth = 3, calib_features = path }
+      for k, v in pairs(o or {}) do opts[k] = v end
+      spec.raises(function() grove.prune.folder(base, dir .. "/bad", opts) end, pattern)
+      spec.assert(not exists(dir .. "/bad"), "nothing written")
+    end
+    fails({ { "prompt_embeds", text }, { "latents", latents } }, "no tensor 'prompt_attention_mask'")
+    fails({ { "prompt_embeds", text }, { "prompt_attention_mask", mask }, { "latents", latents }, { "noise", latents } },
+          "bad.safetensors: tensor 'noise' is not a calibration feature")
+    fails({ { "prompt_embeds", grove.randn { 3, 6, 8 } }, { "prompt_attention_mask", mask }, { "latents", latents } },
+          "prompt_embeds is [3,6,8], but the model takes 16 caption channels")
+    fails({ { "prompt_embeds", text }, { "prompt_attention_mask", mask }, { "latents", grove.randn { 3, 8, 8, 4 } } },
+          "latents is [3,8,8,4]; expected (3, 4, H, W)")
+    fails({ { "prompt_embeds", text }, { "prompt_attention_mask", grove.ones { 2, 6 } }, { "latents", latents } },
+          "prompt_attention_mask is [2,6], but prompt_embeds is [3,6,16]")
+    fails({ { "prompt_embeds", text }, { "prompt_attention_mask", mask }, { "latents", latents },
+            { "sigmas", grove.tensor { 0.5, 1.5 } } }, "sigmas[2] is 1.5; noise levels are in (0, 1]")
+    spec.raises(function() grove.prune.folder(base, dir .. "/bad", { calib_features = feats }) end, "needs depth")
+    spec.raises(function() grove.prune.folder(base, dir .. "/bad", { depth = 3, calib_features = dir .. "/none" }) end,
+                "calibration features")
+  end)
+  os.execute("rm -rf '" .. dir .. "'")
+end)

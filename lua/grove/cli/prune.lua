@@ -14,6 +14,8 @@ local spec = {
     " a new folder when --in is one", required = true },
   { "depth", "number", nil, "number of blocks to keep (checkpoints: required)" },
   { "remove", "string", nil, "folders: blocks to remove, comma-separated 1-based indices (e.g. 3,7)" },
+  { "calib_features", "string", nil, "folders: score blocks on these calibration features (safetensors: prompt_embeds, " ..
+    "prompt_attention_mask, latents [, sigmas]; docs/pruning.md) and keep --depth" },
   { "max_shard_size", "string", "10GB", "folders: largest shard file (bytes, or 500MB, 5GB, 2GiB)" },
   { "variant", "string", nil, "folders: read and write the <name>.<variant>.safetensors weights (bf16, fp16)" },
   { "metric", "string", "cosine", "cosine, loss, a registered name, or a .lua file returning fn(model, calib, opts)" },
@@ -34,20 +36,35 @@ local spec = {
 }
 
 local USAGE = "grove prune --in FILE --out FILE --depth K [options]\n" ..
-              "       grove prune --in FOLDER --out FOLDER (--remove LIST | --keep LIST)"
+              "       grove prune --in FOLDER --out FOLDER (--remove LIST | --keep LIST | --depth K --calib-features FILE)"
 
 -- A diffusers folder, pruned as files with the given blocks.
 local function prune_folder(o)
+  local scored = o.calib_features ~= nil
   local ok, res = pcall(grove.prune.folder, o["in"], o.out, { keep = o.keep, remove = o.remove, depth = o.depth,
-    max_shard_bytes = o.max_shard_size, variant = o.variant })
+    max_shard_bytes = o.max_shard_size, variant = o.variant, calib_features = o.calib_features,
+    metric = scored and grove.prune.load_metric(o.metric) or nil,
+    schedule = scored and grove.prune.load_schedule(o.schedule) or nil, seed = o.seed, batch = o.batch,
+    timesteps = scored and o.timesteps or nil })
   if not ok then error((tostring(res):gsub("^prune: ", "")), 0) end
   if not o.quiet then
     local zero_based = {}
     for k, j in ipairs(res.removed) do zero_based[k] = j - 1 end
     local size = res.bytes >= 1e9 and string.format("%.2f GB", res.bytes / 1e9) or string.format("%.1f MB", res.bytes / 1e6)
-    print(string.format("%s: %d -> %d blocks; removed blocks %s (transformer_blocks.{%s}); %d tensors, %s in %.1f s -> %s",
-      o["in"], res.source_depth, res.depth, #res.removed > 0 and table.concat(res.removed, ",") or "none",
+    print(string.format("%s: %d -> %d blocks%s; removed blocks %s (transformer_blocks.{%s}); %d tensors, %s in %.1f s -> %s",
+      o["in"], res.source_depth, res.depth,
+      scored and string.format(" (%s metric, %s schedule)", res.metric, res.schedule) or "",
+      #res.removed > 0 and table.concat(res.removed, ",") or "none",
       table.concat(zero_based, ","), res.tensors, size, res.seconds, res.dir))
+    if res.scores then
+      local s = {}
+      for i, v in ipairs(res.scores) do s[i] = string.format("%d:%.4g", i, v) end
+      print("importance: " .. table.concat(s, " "))
+    end
+    if o.chart and res.scores then
+      grove.prune.chart(o.chart, res.scores, res.removed, { metric = res.metric })
+      print("chart: " .. o.chart)
+    end
     print(string.format("  %d files: %s", #res.files, table.concat(res.files, ", ")))
     if res.pipeline then
       print("  only the transformer is written: copy or link the other components of " .. o["in"] .. " (docs/pruning.md)")
@@ -63,7 +80,9 @@ return function(argv)
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove prune --help)", 0) end
   if o["in"] == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
   if grove.grow.is_folder(o["in"]) then return prune_folder(o) end
-  if o.remove or o.variant then error("--remove and --variant apply to folders; " .. o["in"] .. " is a file", 0) end
+  if o.remove or o.variant or o.calib_features then
+    error("--remove, --variant and --calib-features apply to folders; " .. o["in"] .. " is a file", 0)
+  end
   if o.depth == nil then error("option --depth is required\n\n" .. args.usage(spec, { usage = USAGE }), 0) end
   local keep
   if o.keep then

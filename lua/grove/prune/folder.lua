@@ -5,6 +5,11 @@
 --
 --   grove.prune.folder("Sana_1600M", "pruned", {remove = {3}})       -- 1-based
 --   grove.prune.folder("Sana_1600M", "pruned", {keep = {1, 2, 4, 5}}) -- exactly these stay
+--   grove.prune.folder("Sana_1600M", "pruned", {depth = 16, calib_features = "calib.safetensors"})
+--
+-- With depth and calibration features the blocks are scored first, the
+-- model loaded once (prune/features.lua); keep then protects blocks from
+-- removal, as in grove.prune.
 return function(grove, prune)
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 end
 
@@ -59,9 +64,11 @@ return function(grove, prune)
   end
 
   -- Prunes a transformer folder. opts: keep / remove (1-based block lists, or
-  -- comma-separated strings); max_shard_bytes and variant as
-  -- grove.grow.folder. Returns {source_depth, depth, kept, removed,
-  -- tensors, bytes, files, dir, seconds}.
+  -- comma-separated strings), or depth with calib_features (and metric,
+  -- schedule, keep, seed, batch, timesteps: prune.score_folder);
+  -- max_shard_bytes and variant as grove.grow.folder. Returns
+  -- {source_depth, depth, kept, removed, scores (when scored), metric,
+  -- schedule, tensors, bytes, files, dir, seconds}.
   function prune.folder(in_dir, out_dir, opts)
     local t0 = grove.now()
     opts = opts or {}
@@ -76,7 +83,14 @@ return function(grove, prune)
       local plan = grow.stream(src, { init = "identity", seed = 0 }, function(N)
         grow.check_layers(comp, N, "prune")
         info.source_depth = N
-        info.kept = prune.given_blocks(opts, N, comp.dir)
+        if opts.calib_features then
+          for k, v in pairs(prune.score_folder(in_dir, opts)) do info[k] = v end
+          -- the scored model is garbage now: give its memory back before writing
+          grove.collect()
+          grove.empty_cache()
+        else
+          info.kept = prune.given_blocks(opts, N, comp.dir)
+        end
         return info.kept
       end, "prune")
       info.depth = #info.kept

@@ -31,6 +31,7 @@ return function(grove)
 
   require "grove.prune.calib"(grove, prune)
   require "grove.prune.folder"(grove, prune)
+  require "grove.prune.features"(grove, prune)
 
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2 ^ 53 end
 
@@ -176,7 +177,10 @@ return function(grove)
     return out
   end
 
-  local function prune_model(model, opts)
+  -- Which blocks stay: runs the schedule (scoring as it likes) and returns
+  -- info {kept (ascending), removed, scores, rounds, calib, ...} without
+  -- building anything (folder pruning streams the kept blocks instead).
+  function prune.select(model, opts)
     local N = check_model(model)
     local o = prune.options(opts, N)
     local info = { source_depth = N, depth = o.depth, metric = o.metric_name, schedule = o.schedule_name, rounds = {} }
@@ -201,7 +205,12 @@ return function(grove)
     table.sort(sorted)
     info.kept, info.removed = sorted, {}
     for j = 1, N do if not seen[j] then info.removed[#info.removed + 1] = j end end
-    return prune.build(model, sorted), info
+    return info
+  end
+
+  local function prune_model(model, opts)
+    local info = prune.select(model, opts)
+    return prune.build(model, info.kept), info
   end
 
   -- The pruned model with the source's text encoder and tokenizer, as
