@@ -1,8 +1,9 @@
 -- A small HTML writer for reports: one self-contained page, plain and
 -- readable, inline CSS, a table of contents built from the sections, tables
 -- and images (embedded as data: URIs by default, so the page is one file
--- that needs no network; or linked as files beside the page). Pure Lua: no
--- tensors, no grove.
+-- that needs no network; or linked as files beside the page). The writer is
+-- pure Lua (no tensors, no grove); report.pipeline(grove, run) builds the
+-- pipeline recipe's page with it (lua/grove/report/pipeline.lua).
 --
 --   local report = require "grove.report"
 --   local doc = report.new { title = "Pipeline", dir = "runs/quick" }   -- dir: where relative image paths start
@@ -206,5 +207,8 @@ function Doc:write(path)
   require("grove.files").write_atomic(path, self:render())
   return path
 end
+
+-- The pipeline's report: doc, score rows, total seconds (report/pipeline.lua).
+function report.pipeline(grove, run) return require("grove.report.pipeline")(grove, run) end
 
 return report

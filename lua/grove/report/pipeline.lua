@@ -1,0 +1,227 @@
+-- The pipeline's report (recipes/pipeline.lua, docs/pipeline.md): the
+-- page that recipe writes, built from its stages' manifests with the
+-- grove.report writer. Needs grove (plots, the evaluator's categories).
+--
+--   local doc, rows = require "grove.report.pipeline"(grove, run)
+--   doc:write(o.out .. "/report.html")
+--
+-- run: o (the recipe's options), base, grow, scratch, prune, finetune,
+-- judge, search (each stage's manifest), done (stage name -> manifest, for
+-- the timing table), stages (their order), argline (the command), plan
+-- (the plan's lines), study_commands (the standalone studies' command
+-- lines), grid_prompts, grid_seed, exists(path) -> boolean.
+-- Returns the document (not yet written), the score rows (stage, blocks,
+-- note, per-category scores..., overall) and the stages' total seconds.
+local report = require "grove.report"
+
+return function(grove, run)
+  local o = run.o
+  local base, grow, scratch, prune, finetune = run.base, run.grow, run.scratch, run.prune, run.finetune
+  local judge, search = run.judge, run.search
+  local STAGES, GRID_PROMPTS, GRID_SEED = run.stages, run.grid_prompts, run.grid_seed
+
+  local function smooth(y, a)
+    local out, acc = {}, nil
+    for i, v in ipairs(y) do acc = acc and (1 - a) * acc + a * v or v; out[i] = acc end
+    return out
+  end
+  local function mean_tail(l, n)
+    local s, k = 0, 0
+    for i = math.max(1, #l - n + 1), #l do s, k = s + l[i], k + 1 end
+    return s / math.max(k, 1)
+  end
+  local plot = require "grove.plot"
+  local function curve(path, title, series, ylabel)
+    plot.lines { path = o.out .. "/" .. path, title = title, xlabel = "step", ylabel = ylabel or "flow-matching loss",
+                 log_y = true, series = series }
+    return path
+  end
+
+  local cats = grove.data.captions.categories
+  local short = { single_object = "single", two_object = "two", counting = "count", colors = "colors",
+                  position = "position", color_attr = "color attr" }
+  local rows_eval = {}
+  local function eval_row(label, m, note)
+    if not m or not m.eval then return end
+    local row = { label, m.depth or "", note or "" }
+    for _, c in ipairs(cats) do row[#row + 1] = m.eval.per_category[c] or 0 end
+    row[#row + 1] = m.eval.overall
+    rows_eval[#rows_eval + 1] = row
+  end
+  eval_row("base", base, string.format("%d steps", o.base_steps))
+  eval_row("grown", grow, string.format("+%d steps", o.grow_steps))
+  if not scratch.off then eval_row("scratch (comparison)", scratch, string.format("%d steps from scratch", o.grow_steps)) end
+  eval_row("pruned", prune, "right after pruning")
+  eval_row("fine-tuned", finetune, string.format("+%d steps", o.ft_steps))
+  eval_row(string.format("search (tournament, N = %d)", o.search_max_n), { depth = o.prune_depth, eval = search.eval },
+    string.format("%d prompts per category", o.search_prompts))
+
+  local doc = report.new { title = "grove pipeline: " .. o.name, dir = o.out, embed = o.embed }
+  doc:p(string.format("The SANA 1.5 pipeline on the shapes set: train a %d-block model, grow it to %d blocks, train on, " ..
+    "prune it to %d blocks by block importance, fine-tune, and search at inference time with a trained judge. " ..
+    "Every number below was measured by this run.", o.base_depth, o.grow_depth, o.prune_depth))
+
+  doc:section("configuration", "Configuration")
+  doc:pre(run.argline)
+  local cfg_rows = {}
+  for _, l in ipairs(run.plan) do cfg_rows[#cfg_rows + 1] = l end
+  doc:pre(table.concat(cfg_rows, "\n"))
+  local timing = {}
+  local total, cpu_total = 0, 0
+  for _, s in ipairs(STAGES) do
+    local m = run.done[s]
+    if m then
+      total = total + (m.seconds or 0)
+      cpu_total = cpu_total + (m.cpu_seconds or 0)
+      timing[#timing + 1] = { s, m.seconds or 0, m.cpu_seconds or "", m.skipped and "earlier run" or "this run", m.params or "" }
+    end
+  end
+  timing[#timing + 1] = { "all stages", total, cpu_total, "", "" }
+  doc:table { caption = "Stages (wall and processor seconds, evaluation and sample grids included)",
+              header = { "stage", "wall s", "cpu s", "ran in", "parameters" }, rows = timing,
+              formats = { [2] = "%.0f", [3] = "%.0f" } }
+  doc:p(string.format("Machine: %s; %s.", grove.blas_info and grove.blas_info() or "cpu", os.date("%Y-%m-%d %H:%M")), { class = "note" })
+
+  doc:section("scores", "The evaluator's table after each stage")
+  local header = { "stage", "blocks", "trained" }
+  for _, c in ipairs(cats) do header[#header + 1] = short[c] or c end
+  header[#header + 1] = "overall"
+  local score_cols = {}
+  for i = 4, #header do score_cols[i] = "%.3f" end
+  doc:table { header = header, rows = rows_eval, bold_last = true, formats = score_cols }
+  doc:p(string.format("GenEval-like scores of the analytic evaluator (docs/shapes.md): %d prompts per category, %d sampling " ..
+    "steps, EMA weights. The search row scores the tournament's pick among %d candidates for each of the search " ..
+    "study's %d prompts per category (its own prompt set).", o.eval_prompts, o.eval_steps, o.search_max_n,
+    o.search_prompts), { class = "note" })
+
+  doc:section("losses", "Loss curves")
+  for _, s in ipairs { { "base", base }, { "grow", grow }, { "scratch", scratch }, { "finetune", finetune } } do
+    local m = s[2]
+    if m.losses and #m.losses > 1 then
+      doc:image(curve(s[1] .. "/curve.png", s[1] .. " training loss",
+        { { name = "loss", y = m.losses }, { name = "smoothed", y = smooth(m.losses, 0.05) } }),
+        { alt = s[1] .. " loss", width = 640,
+          caption = string.format("%s: %d steps in %.0f s", s[1], #m.losses, m.train_seconds or 0) })
+    end
+  end
+  if judge.losses and #judge.losses > 1 then
+    doc:image(curve("judge/curve.png", "judge training loss", { { name = "loss", y = judge.losses },
+      { name = "smoothed", y = smooth(judge.losses, 0.05) } }, "cross-entropy"),
+      { alt = "judge loss", width = 640, caption = string.format("judge: %d steps in %.0f s", #judge.losses, judge.train_seconds or 0) })
+  end
+
+  doc:section("growth", "Growth against training from scratch")
+  do
+    local series = { { name = string.format("grown %d->%d", o.base_depth, o.grow_depth), y = smooth(grow.losses, 0.05) } }
+    local caption
+    if not scratch.off then
+      series[2] = { name = string.format("scratch depth %d", o.grow_depth), y = smooth(scratch.losses, 0.05) }
+      caption = string.format("Smoothed training loss of the grown model and of a depth-%d model trained from scratch for the " ..
+        "same %d steps with the same schedule, data and noise. First loss: grown %.4f, scratch %.4f; last 50 steps' mean: " ..
+        "grown %.4f, scratch %.4f.", o.grow_depth, o.grow_steps, grow.losses[1], scratch.losses[1],
+        mean_tail(grow.losses, 50), mean_tail(scratch.losses, 50))
+    else
+      -- no scratch run: the base model's own curve, placed before the growth
+      local x = {}
+      for i = 1, #base.losses do x[i] = i - #base.losses end
+      series[2] = { name = "base model (before growth)", x = x, y = smooth(base.losses, 0.05) }
+      caption = "No scratch model was trained (--scratch=false): the second curve is the base model's own loss, " ..
+        "at negative steps before the growth, not a from-scratch comparison."
+    end
+    doc:image(curve("growth.png", "grown vs scratch", series, "loss (smoothed)"), { alt = "growth vs scratch", caption = caption })
+    doc:p(string.format("Partial preservation with identity init (blocks: %s): the grown model starts as the base " ..
+      "model's function. Its first training loss is %.4f; the base model's last 50 steps averaged %.4f.",
+      table.concat(grow.kinds or {}, " "), grow.losses[1], mean_tail(base.losses, 50)), { class = "note" })
+  end
+
+  doc:section("pruning", "Pruning")
+  doc:image("prune/importance.png", { alt = "block importance", caption = string.format(
+    "Block importance of the grown model (1 - mean cos(x_in, x_out) on %d calibration prompts x %d noise levels); " ..
+    "red blocks were removed: %s.", o.calib_prompts, o.calib_timesteps, table.concat(prune.removed, ", ")) })
+  do
+    local t = {}
+    for i, v in ipairs(prune.scores) do t[#t + 1] = { i, v, (function()
+      for _, r in ipairs(prune.removed) do if r == i then return "removed" end end
+      return "kept"
+    end)() } end
+    doc:table { caption = "Importance per block", header = { "block", "importance", "" }, rows = t, format = "%.5f" }
+  end
+  doc:p(string.format("Calibration flow loss: %.5f before pruning, %.5f right after (%d -> %d blocks).", prune.loss_before,
+    prune.loss_after, o.grow_depth, o.prune_depth))
+  if finetune.losses and #finetune.losses > 1 then
+    doc:image(curve("prune_curve.png", "fine-tuning after pruning", { { name = "loss", y = finetune.losses },
+      { name = "smoothed", y = smooth(finetune.losses, 0.1) } }), { alt = "fine-tune loss",
+      caption = string.format("The pruned model's fine-tuning loss (%d steps, lr %g).", o.ft_steps, o.ft_lr) })
+  end
+
+  doc:section("samples", "Samples per stage")
+  doc:p(string.format("The same %d prompts and seed (%d) for every stage, %d sampling steps, EMA weights; the search row " ..
+    "shows the judge's tournament pick among %d candidates per prompt.", #GRID_PROMPTS, GRID_SEED, o.grid_steps,
+    o.search_max_n), { class = "note" })
+  for _, s in ipairs(STAGES) do
+    if s ~= "judge" and run.exists(o.out .. "/" .. s .. "/samples.png") then
+      doc:section("samples-" .. s, s, 3)
+      doc:image(s .. "/samples.png", { alt = s .. " samples" })
+    end
+  end
+
+  doc:section("search", "Inference-time search")
+  doc:image("search/scaling.png", { alt = "score against compute", caption = string.format(
+    "Overall score against model evaluations per prompt: the judge's tournament and best-of-N among the first N of %d " ..
+    "candidates, the evaluator as its own judge (oracle, the ceiling), a random pick (the floor, its expected score), and one candidate " ..
+    "with more denoising steps; %d prompts per category.", o.search_max_n, o.search_prompts) })
+  do
+    local h = { "line", "N", "model evals" }
+    for _, c in ipairs(cats) do h[#h + 1] = short[c] or c end
+    h[#h + 1] = "overall"
+    local t = {}
+    for _, r in ipairs(search.rows) do
+      local row = { r.line, r.n, r.evals }
+      for _, v in ipairs(r.per_category) do row[#row + 1] = v end
+      row[#row + 1] = r.overall
+      t[#t + 1] = row
+    end
+    local fm = {}
+    for i = 4, #h do fm[i] = "%.3f" end
+    doc:table { caption = "Candidates against steps", header = h, rows = t, bold_last = true, formats = fm }
+    -- what the table says, in one sentence per comparison: read from the rows
+    local at = {}
+    for _, r in ipairs(search.rows) do at[r.line .. "@" .. r.evals] = r.overall end
+    local function score(line, n) return at[line .. "@" .. n * o.search_steps] end
+    local n, most_steps = o.search_max_n, 1
+    for _, r in ipairs(search.rows) do if r.line:match("^steps") and r.n == 1 then most_steps = math.max(most_steps, r.evals / o.search_steps) end end
+    local t1, tn, rn, on = score("tournament", 1), score("tournament", n), score("random", n), score("oracle", n)
+    local tk, sk = score("tournament", most_steps), score("steps ×" .. most_steps, most_steps)
+    if t1 and tn and rn and on and tk and sk then
+      doc:p(string.format("In this run: the tournament's pick scores %.3f at N = 1 and %.3f at N = %d (%+.3f); a random " ..
+        "pick among the same %d scores %.3f on average, so the judge adds %+.3f over chance; the oracle reaches %.3f. At %d model " ..
+        "evaluations per prompt, %d candidates give %.3f and one candidate with %d× the steps %.3f.", t1, tn, n, tn - t1, n,
+        rn, tn - rn, on, most_steps * o.search_steps, most_steps, tk, most_steps, sk))
+    end
+  end
+  doc:image("search/example.png", { alt = "candidates", caption = "Candidates for \"" .. tostring(search.example_prompt) ..
+    "\" with their judge scores; the tournament's pick is starred." })
+  doc:section("judge", "The judge", 3)
+  doc:p(string.format("%d parameters, %d steps on renders with hard negatives and on %d samples of the fine-tuned model. " ..
+    "Held-out accuracy:", judge.params or 0, o.judge_steps, o.judge_samples))
+  do
+    local t = {}
+    for _, e in ipairs(judge.sets) do
+      t[#t + 1] = { e.name, e.result.overall, e.result.total }
+    end
+    doc:table { header = { "set", "accuracy", "pairs" }, rows = t, formats = { [2] = "%.3f" } }
+    doc:pre(judge.accuracy)
+  end
+
+  doc:section("files", "Files and commands")
+  doc:list {
+    "checkpoints: " .. o.out .. "/{base,grow,scratch,finetune}/checkpoint.safetensors, " .. o.out .. "/prune/pruned.safetensors",
+    "judge: " .. o.out .. "/judge/judge.safetensors; search study: " .. o.out .. "/search/{table.md,results.csv}",
+    "each stage's manifest.lua (its options and measurements) and DONE marker",
+  }
+  doc:p("Re-running the same command skips the finished stages; --from STAGE runs a stage and the later ones again. " ..
+    "The standalone studies at their documented sizes:")
+  doc:pre(table.concat(run.study_commands, "\n"))
+
+  return doc, rows_eval, total
+end
