@@ -207,6 +207,12 @@ return function(grove)
   end
 
   local function options(o) return type(o) == "table" and o or {} end
+  -- A trailing options table where the optional arguments used to be
+  -- positional: the first table among them holds them by name. Tensors are
+  -- cdata, never tables.
+  local function named(o) return type(o) == "table" and o or nil end
+  -- The default eps of the RMS and layer norms: the ops' and grove.nn's.
+  grove.norm_eps = { rms = 1e-5, layer = 1e-5 }
 
   local function finish_new(t, opts)
     local dev = device_id(opts.device, "device")
@@ -464,11 +470,23 @@ return function(grove)
     return t
   end
   function M.zero_(t) return M.fill_(t, 0) end
+  -- t:uniform_(lo, hi, gen) or t:uniform_{low =, high =, generator =}
+  -- (also t:uniform_(lo, hi, {generator =})); likewise normal_ with mean, std.
   function M.uniform_(t, lo, hi, gen)
+    local o = named(lo) or named(hi) or named(gen)
+    if o then
+      if o == lo then lo, hi = o.low, o.high end
+      gen = o.generator
+    end
     if C.grove_uniform_(t.p, gen, lo or 0, hi or 1) ~= 0 then fail() end
     return t
   end
   function M.normal_(t, mean, std, gen)
+    local o = named(mean) or named(std) or named(gen)
+    if o then
+      if o == mean then mean, std = o.mean, o.std end
+      gen = o.generator
+    end
     if C.grove_normal_(t.p, gen, mean or 0, std or 1) ~= 0 then fail() end
     return t
   end
@@ -535,8 +553,16 @@ return function(grove)
 
   -- ---- reductions ---------------------------------------------------------------------------
   local R = { sum = C.GROVE_SUM, mean = C.GROVE_MEAN, max = C.GROVE_MAX, min = C.GROVE_MIN }
+  -- t:sum(d, keepdim) or t:sum(d, {keepdim =}) or t:sum{dim =, keepdim =}
+  -- (d a number or a list of dims); likewise mean, max, min, argmax, argmin.
+  local function reduce_args(d, keepdim)
+    if type(keepdim) == "table" then keepdim = keepdim.keepdim end
+    if type(d) == "table" and d[1] == nil then d, keepdim = d.dim, d.keepdim end
+    return d, keepdim
+  end
   local function reduce(op, name)
     return function(t, d, keepdim)
+      d, keepdim = reduce_args(d, keepdim)
       if d == nil then return wrap(C.grove_reduce(t.p, op, 0, nil, false)) end
       if (op == C.GROVE_MAX or op == C.GROVE_MIN) and type(d) == "number" then
         local idx = ffi.new("grove_tensor *[1]")
@@ -558,8 +584,14 @@ return function(grove)
     if c < 0 then error(op .. ": dimension " .. d .. " out of range for " .. t.p.ndim .. " dimensions", 3) end
     return c
   end
-  function M.argmax(t, d, keepdim) return wrap(C.grove_argmax(t.p, argdim(t, d, "argmax"), keepdim and true or false)) end
-  function M.argmin(t, d, keepdim) return wrap(C.grove_argmin(t.p, argdim(t, d, "argmin"), keepdim and true or false)) end
+  function M.argmax(t, d, keepdim)
+    d, keepdim = reduce_args(d, keepdim)
+    return wrap(C.grove_argmax(t.p, argdim(t, d, "argmax"), keepdim and true or false))
+  end
+  function M.argmin(t, d, keepdim)
+    d, keepdim = reduce_args(d, keepdim)
+    return wrap(C.grove_argmin(t.p, argdim(t, d, "argmin"), keepdim and true or false))
+  end
 
   -- ---- linear algebra and nn ops ----------------------------------------------------------
   local function opt_p(x, op, name)
@@ -570,10 +602,25 @@ return function(grove)
   function M.linear(x, w, b) return wrap(C.grove_linear(x.p, tensor_arg(w, "linear", "weight"), opt_p(b, "linear", "bias"))) end
   function M.softmax(x, d) return wrap(C.grove_softmax(x.p, cdim(d or -1, "softmax"))) end
   function M.log_softmax(x, d) return wrap(C.grove_log_softmax(x.p, cdim(d or -1, "log_softmax"))) end
+  -- layer_norm(x, w, b, eps) or layer_norm(x, {weight =, bias =, eps =}) or
+  -- layer_norm(x, w, b, {eps =}); rms_norm(x, w, eps) likewise.
   function M.layer_norm(x, w, b, eps)
-    return wrap(C.grove_layer_norm(x.p, opt_p(w, "layer_norm", "weight"), opt_p(b, "layer_norm", "bias"), eps or 1e-5))
+    local o = named(w) or named(b) or named(eps)
+    if o then
+      if o == w then w, b = o.weight, o.bias elseif o == b then b = o.bias end
+      eps = o.eps
+    end
+    return wrap(C.grove_layer_norm(x.p, opt_p(w, "layer_norm", "weight"), opt_p(b, "layer_norm", "bias"),
+                                   eps or grove.norm_eps.layer))
   end
-  function M.rms_norm(x, w, eps) return wrap(C.grove_rms_norm(x.p, opt_p(w, "rms_norm", "weight"), eps or 1e-6)) end
+  function M.rms_norm(x, w, eps)
+    local o = named(w) or named(eps)
+    if o then
+      if o == w then w = o.weight end
+      eps = o.eps
+    end
+    return wrap(C.grove_rms_norm(x.p, opt_p(w, "rms_norm", "weight"), eps or grove.norm_eps.rms))
+  end
   function M.conv2d(x, w, b, o)
     o = options(o)
     return wrap(C.grove_conv2d(x.p, tensor_arg(w, "conv2d", "weight"), opt_p(b, "conv2d", "bias"),
@@ -599,7 +646,9 @@ return function(grove)
     local cd = d > 0 and d - 1 or ((n > 0 and ts[1].p.ndim or 0) + 1 + d)
     return wrap(C.grove_stack(n, arr, cd))
   end
+  -- pad(x, pads, value) or pad(x, pads, {value =})
   function M.pad(x, pads, value)
+    if type(value) == "table" then value = value.value end
     if type(pads) ~= "table" or #pads % 2 ~= 0 then error("pad: pads must be a table of (before, after) pairs", 2) end
     local arr = i64buf(#pads > 0 and #pads or 1)
     for i = 1, #pads do arr[i - 1] = pads[i] end
@@ -612,24 +661,52 @@ return function(grove)
   function M.masked_fill(x, mask, value) return wrap(C.grove_masked_fill(x.p, tensor_arg(mask, "masked_fill", "mask"), value)) end
   function M.mse_loss(a, b) return wrap(C.grove_mse_loss(a.p, tensor_arg(b, "mse_loss", "target"))) end
   function M.cross_entropy(x, t) return wrap(C.grove_cross_entropy(x.p, tensor_arg(t, "cross_entropy", "target"))) end
+  -- dropout(x, {p = 0.5, training = true, generator =}), or the positional
+  -- dropout(x, p, training, gen).
   function M.dropout(x, p, training, gen)
+    local o = named(p) or named(training) or named(gen)
+    if o then
+      if o == p then p, training = o.p, o.training elseif o == training then training = o.training end
+      gen = o.generator
+    end
     if training == nil then training = true end
     return wrap(C.grove_dropout(x.p, p or 0.5, training, gen))
   end
+  -- cosine_similarity(a, b, d, eps) or cosine_similarity(a, b, {dim = -1, eps = 1e-8})
   function M.cosine_similarity(a, b, d, eps)
+    local o = named(d) or named(eps)
+    if o then
+      if o == d then d = o.dim end
+      eps = o.eps
+    end
     return wrap(C.grove_cosine_similarity(a.p, tensor_arg(b, "cosine_similarity"), cdim(d or -1, "cosine_similarity"), eps or 1e-8))
   end
 
   -- fused SANA block ops (core/nn/)
+  -- The trailing arguments of these may also come as one options table:
+  -- linear_attention(q, k, v, {head_dim =, eps =}), cross_attention(q, k, v,
+  -- {mask =, heads =}), norm_modulate(x, shift, scale, {eps =}),
+  -- timestep_embedding(t, {dim =, max_period =}).
   function M.linear_attention(q, k, v, head_dim, eps)
+    local o = named(head_dim) or named(eps)
+    if o then
+      if o == head_dim then head_dim = o.head_dim end
+      eps = o.eps
+    end
     return wrap(C.grove_linear_attention(q.p, tensor_arg(k, "linear_attention", "k"), tensor_arg(v, "linear_attention", "v"),
                                          head_dim or 32, eps or 1e-15))
   end
   function M.cross_attention(q, k, v, mask, heads)
+    local o = named(mask) or named(heads)
+    if o then
+      if o == mask then mask = o.mask end
+      heads = o.heads
+    end
     return wrap(C.grove_cross_attention(q.p, tensor_arg(k, "cross_attention", "k"), tensor_arg(v, "cross_attention", "v"),
                                         opt_p(mask, "cross_attention", "mask"), heads or 1))
   end
   function M.norm_modulate(x, shift, scale, eps)
+    if type(eps) == "table" then eps = eps.eps end
     return wrap(C.grove_norm_modulate(x.p, tensor_arg(shift, "norm_modulate", "shift"),
                                       tensor_arg(scale, "norm_modulate", "scale"), eps or 1e-6))
   end
@@ -638,6 +715,11 @@ return function(grove)
   end
   function M.glu_silu(h) return wrap(C.grove_glu_silu(h.p)) end
   function M.timestep_embedding(t, dim, max_period)
+    local o = named(dim) or named(max_period)
+    if o then
+      if o == dim then dim = o.dim end
+      max_period = o.max_period
+    end
     return wrap(C.grove_timestep_embedding(t.p, dim or 256, max_period or 10000))
   end
 

@@ -41,8 +41,10 @@ return function(grove)
 
   -- RMSNorm over the last dimension with a learnable elementwise weight.
   local RMSNorm = Module.class("RMSNorm")
+  -- RMSNorm(make, dim, eps, init) or RMSNorm(make, dim, {eps =, init =})
   function RMSNorm:init(make, dim, eps, init)
-    self.eps = eps or 1e-5
+    if type(eps) == "table" then eps, init = eps.eps, eps.init end
+    self.eps = eps or grove.norm_eps.rms
     self:add_parameter("weight", make({ dim }, init or "ones"))
   end
   function RMSNorm:forward(x)
@@ -54,8 +56,10 @@ return function(grove)
   -- LayerNorm over the last dimension with an elementwise weight and bias
   -- (torch.nn.LayerNorm with elementwise_affine).
   local LayerNorm = Module.class("LayerNorm")
+  -- LayerNorm(make, dim, eps) or LayerNorm(make, dim, {eps =})
   function LayerNorm:init(make, dim, eps)
-    self.eps = eps or 1e-5
+    if type(eps) == "table" then eps = eps.eps end
+    self.eps = eps or grove.norm_eps.layer
     self:add_parameter("weight", make({ dim }, "ones"))
     self:add_parameter("bias", make({ dim }, "zeros"))
   end
