@@ -255,7 +255,7 @@ spec.describe("linear_attention", function()
   end)
 
   spec.it("agrees with the Lua binding", function()
-    if not grove.linear_attention then return end
+    if not grove.linear_attention then spec.skip("linear_attention: no grove.linear_attention binding to compare"); return end
     grove.manual_seed(17)
     local q, k, v = grove.randn{ 1, 7, 64 }, grove.randn{ 1, 7, 64 }, grove.randn{ 1, 7, 64 }
     spec.eq(rel(grove.linear_attention(q, k, v, 32, eps), lin_attn(q, k, v, 32, eps)), 0, "output")
@@ -395,7 +395,7 @@ spec.describe("cross_attention", function()
   end)
 
   spec.it("agrees with the Lua binding", function()
-    if not grove.cross_attention then return end
+    if not grove.cross_attention then spec.skip("cross_attention: no grove.cross_attention binding to compare"); return end
     grove.manual_seed(18)
     local q, k, v = grove.randn{ 2, 4, 8 }, grove.randn{ 2, 3, 8 }, grove.randn{ 2, 3, 8 }
     local m = mask_u8()
