@@ -183,3 +183,26 @@ spec.describe("samplers", function()
     spec.assert((x - (noise - v)):abs():max():item() < 1e-5)
   end)
 end)
+
+spec.describe("docs/model.md", function()
+  spec.it("the preset table is what grove.nn.presets builds", function()
+    local f = assert(io.open("docs/model.md"))
+    local text = f:read("*a"); f:close()
+    local seen = 0
+    for name, row in text:gmatch("\n| `([%w_]+)` |([^\n]*)") do
+      local p = grove.nn.presets[name]
+      if p then
+        local m = grove.nn.Sana(name, { meta = true })
+        local c = m.config
+        local n = tostring(m:num_parameters()):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+        local want = string.format(" %d | %d | %d | %d | %d | %d | %d | %s |", c.depth, c.width, c.cross_heads, c.patch_size,
+                                   c.in_channels, c.caption_channels, c.text_len, n)
+        spec.eq(row, want, "docs/model.md row of " .. name)
+        seen = seen + 1
+      end
+    end
+    local count = 0
+    for _ in pairs(grove.nn.presets) do count = count + 1 end
+    spec.eq(seen, count, "every preset has a row")
+  end)
+end)
