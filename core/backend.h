@@ -77,4 +77,70 @@ static inline grove_status gv_kernels_check(const gv_kernels *k)
 #define GV_KCALL(op, k, entry, ...) \
     (gv_kernel_ready((op), (k), entry) ? ((k)->entry(__VA_ARGS__), gv_kernels_check(k)) : -1)
 
+/* ---- the op skeleton (op.c) ------------------------------------------------
+ * Every op front-end validates its arguments (returning NULL with the error
+ * set), then runs its steps on a gv_op and ends with gv_op_end:
+ *
+ *     gv_op o;
+ *     if (!gv_op_begin(&o, "glu_silu", glu_silu_backward, 1, &h)) return NULL;
+ *     grove_tensor *hc = gv_op_input(&o, h);
+ *     grove_tensor *out = gv_op_output(&o, h->ndim, shape, GROVE_F32);
+ *     GV_OP_CALL(&o, glu_silu, rows, c, hc->data, out->data);
+ *     gv_op_save(&o, 0, hc);
+ *     return gv_op_end(&o);
+ *
+ * A step does nothing once an earlier one failed (o.ok false; the first
+ * failure's error stays set), so the steps need no error branches, and a
+ * kernel's arguments are not even evaluated then. gv_op_end releases the
+ * held tensors and either attaches the node to the output and returns it,
+ * or releases both and returns NULL. */
+enum { GV_OP_MAX_HELD = 12 };
+
+typedef struct gv_op {
+    const char *name;
+    const gv_kernels *k;  /* the kernels of the first input's device */
+    grove_node *node;     /* the node recorded, NULL when grad mode asks for none */
+    grove_tensor *out;    /* the result (gv_op_output) */
+    bool ok;              /* every step so far worked */
+    int32_t nheld;
+    grove_tensor *held[GV_OP_MAX_HELD]; /* released by gv_op_end */
+} gv_op;
+
+/* Picks the kernels of inputs[0]'s device and starts a node over the n
+ * inputs with backward fn (none when fn is NULL or no input needs grad).
+ * False with the error set when either fails (nothing to release then). */
+bool gv_op_begin(gv_op *o, const char *name, gv_backward_fn fn, int32_t n, grove_tensor *const *inputs);
+/* t's data, contiguous, held for the run; NULL when t is NULL (an absent
+ * optional input, not a failure) or after a failure. */
+grove_tensor *gv_op_input(gv_op *o, grove_tensor *t);
+/* Holds t, a new reference from elsewhere, for the run; t NULL is a
+ * failure (its error set by whoever returned it). */
+grove_tensor *gv_op_hold(gv_op *o, grove_tensor *t);
+/* A new tensor on the op's device held for the run (scratch, statistics). */
+grove_tensor *gv_op_temp(gv_op *o, int32_t ndim, const int64_t *shape, int32_t dtype);
+/* The result: a new tensor on the op's device that gv_op_end returns. */
+grove_tensor *gv_op_output(gv_op *o, int32_t ndim, const int64_t *shape, int32_t dtype);
+/* Saves t in the node's slot for the backward (when a node is recorded). */
+void gv_op_save(gv_op *o, int32_t slot, const grove_tensor *t);
+/* Releases what the run held; returns the output with the node attached,
+ * or NULL (output and node released) when a step failed. */
+grove_tensor *gv_op_end(gv_op *o);
+
+/* Runs kernel entry of the op's device when no step failed yet. */
+#define GV_OP_CALL(o, entry, ...) \
+    ((o)->ok = (o)->ok && !GV_KCALL((o)->name, (o)->k, entry, __VA_ARGS__))
+/* The value kernel entry returns (a sum for the host), or 0 after a failure. */
+#define GV_OP_VALUE(o, entry, ...) \
+    (GV_OP_READY(o, entry) ? gv_op_checked((o), (o)->k->entry(__VA_ARGS__)) : 0)
+/* v, failing the run when the kernels report an error (GV_OP_VALUE). */
+static inline double gv_op_checked(gv_op *o, double v)
+{
+    o->ok = !gv_kernels_check(o->k);
+    return v;
+}
+/* Fails the run unless the op's device has kernel entry. */
+#define GV_OP_READY(o, entry) ((o)->ok = (o)->ok && gv_kernel_ready((o)->name, (o)->k, entry))
+/* Fails the run with an error message (printf arguments). */
+#define GV_OP_FAIL(o, ...) ((o)->ok = false, gv_fail(__VA_ARGS__))
+
 #endif

@@ -105,41 +105,22 @@ grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tens
                                     int32_t heads)
 {
     if (!check_args(q, k, v, mask, heads)) return NULL;
-    const gv_kernels *kt = gv_kernels_for(OP, q);
-    if (!kt) return NULL;
     int64_t B = q->shape[0], N = q->shape[1], D = q->shape[2], M = k->shape[1], H = heads;
-    grove_tensor *in[3] = {q, k, v}, *held[4] = {NULL}, *out = NULL, *P = NULL;
+    int64_t pshape[4] = {B, H, N, M};
+    if (!gv_shape_ok(OP, 4, pshape)) return NULL;
+    grove_tensor *in[3] = {q, k, v};
+    gv_op o;
+    if (!gv_op_begin(&o, OP, cross_attention_backward, 3, in)) return NULL;
     gv_attn_rows rows[3];
     for (int i = 0; i < 3; i++)
-        if (!(held[i] = gv_attn_rows_of(in[i], &rows[i]))) goto fail;
-    if (mask && !(held[3] = gv_contiguous_data(mask))) goto fail;
-    int64_t pshape[4] = {B, H, N, M};
-    if (!gv_shape_ok(OP, 4, pshape)) goto fail;
-    if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
-    if (!(P = gv_empty(4, pshape, GROVE_F32, q->device))) goto fail;
-    if (GV_KCALL(OP, kt, cross_attention, B, N, M, H, D / H, rows[0], rows[1], rows[2],
-                 held[3] ? held[3]->data : NULL, mask && mask->dtype == GROVE_U8, P->data, out->data))
-        goto fail;
-    for (int i = 0; i < 4; i++) {
-        grove_tensor_release(held[i]);
-        held[i] = NULL;
-    }
-    grove_node *node;
-    if (gv_node_begin(OP, cross_attention_backward, 3, in, &node)) goto fail;
-    if (node) {
-        node->ints[0] = heads;
-        for (int i = 0; i < 3; i++)
-            if (gv_node_save(node, i, in[i])) goto fail_node;
-        if (gv_node_save(node, 3, P)) goto fail_node;
-        gv_node_finish(node, out);
-    }
-    grove_tensor_release(P);
-    return out;
-fail_node:
-    gv_node_release(node);
-fail:
-    grove_tensor_release(P);
-    grove_tensor_release(out);
-    for (int i = 0; i < 4; i++) grove_tensor_release(held[i]);
-    return NULL;
+        if (o.ok) gv_op_hold(&o, gv_attn_rows_of(in[i], &rows[i]));
+    grove_tensor *mc = gv_op_input(&o, mask);
+    grove_tensor *out = gv_op_output(&o, 3, q->shape, GROVE_F32);
+    grove_tensor *P = gv_op_temp(&o, 4, pshape, GROVE_F32);
+    GV_OP_CALL(&o, cross_attention, B, N, M, H, D / H, rows[0], rows[1], rows[2], mc ? mc->data : NULL,
+               mask && mask->dtype == GROVE_U8, P->data, out->data);
+    if (o.node) o.node->ints[0] = heads;
+    for (int i = 0; i < 3; i++) gv_op_save(&o, i, in[i]);
+    gv_op_save(&o, 3, P);
+    return gv_op_end(&o);
 }

@@ -31,18 +31,14 @@ grove_tensor *grove_glu_silu(grove_tensor *h)
         return gv_fail_null("%s: the last dimension of %s is %lld, which is odd (expected (..., 2C) to split into "
                             "value and gate)",
                             op, gv_shape_str(h), (long long)c2);
-    const gv_kernels *k = gv_kernels_for(op, h);
-    if (!k) return NULL;
     int64_t shape[GROVE_MAX_DIMS];
     for (int32_t i = 0; i < h->ndim; i++) shape[i] = h->shape[i];
     shape[h->ndim - 1] = c2 / 2;
-    grove_node *node;
-    if (gv_node_begin(op, glu_silu_backward, 1, &h, &node)) return NULL;
-    grove_tensor *hc = gv_contiguous_data(h);
-    grove_tensor *out = hc ? gv_empty(h->ndim, shape, GROVE_F32, h->device) : NULL;
-    bool ok = out != NULL;
-    if (ok) ok = !GV_KCALL(op, k, glu_silu, gv_numel_of(h->ndim - 1, h->shape), c2 / 2, hc->data, out->data);
-    if (ok && node) ok = !gv_node_save(node, 0, hc);
-    grove_tensor_release(hc);
-    return gv_node_end(node, out, ok);
+    gv_op o;
+    if (!gv_op_begin(&o, op, glu_silu_backward, 1, &h)) return NULL;
+    grove_tensor *hc = gv_op_input(&o, h);
+    grove_tensor *out = gv_op_output(&o, h->ndim, shape, GROVE_F32);
+    GV_OP_CALL(&o, glu_silu, gv_numel_of(h->ndim - 1, h->shape), c2 / 2, hc->data, out->data);
+    gv_op_save(&o, 0, hc);
+    return gv_op_end(&o);
 }

@@ -88,44 +88,24 @@ static bool check_args(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_
 grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, int32_t head_dim, double eps)
 {
     if (!check_args(q, k, v, head_dim, eps)) return NULL;
-    const gv_kernels *kt = gv_kernels_for(OP, q);
-    if (!kt) return NULL;
     int64_t B = q->shape[0], N = q->shape[1], D = q->shape[2], d = head_dim, H = D / d;
-    grove_tensor *in[3] = {q, k, v}, *held[3] = {NULL}, *out = NULL, *state = NULL, *scratch = NULL;
+    int64_t sshape[4] = {B, H, d + 1, d};
+    grove_tensor *in[3] = {q, k, v};
+    gv_op o;
+    if (!gv_op_begin(&o, OP, linear_attention_backward, 3, in)) return NULL;
     gv_attn_rows rows[3];
     for (int i = 0; i < 3; i++)
-        if (!(held[i] = gv_attn_rows_of(in[i], &rows[i]))) goto fail;
-    int64_t sshape[4] = {B, H, d + 1, d};
-    if (!(out = gv_empty(3, q->shape, GROVE_F32, q->device))) goto fail;
-    if (!(state = gv_empty(4, sshape, GROVE_F32, q->device))) goto fail;
-    if (!(scratch = scratch_for(kt, B * H, d))) goto fail;
-    if (GV_KCALL(OP, kt, linear_attention, B, N, H, d, rows[0], rows[1], rows[2], (float)eps, scratch->data,
-                 state->data, out->data))
-        goto fail;
-    grove_tensor_release(scratch);
-    scratch = NULL;
-    for (int i = 0; i < 3; i++) {
-        grove_tensor_release(held[i]);
-        held[i] = NULL;
+        if (o.ok) gv_op_hold(&o, gv_attn_rows_of(in[i], &rows[i]));
+    grove_tensor *out = gv_op_output(&o, 3, q->shape, GROVE_F32);
+    grove_tensor *state = gv_op_temp(&o, 4, sshape, GROVE_F32);
+    grove_tensor *scratch = o.ok ? gv_op_hold(&o, scratch_for(o.k, B * H, d)) : NULL;
+    GV_OP_CALL(&o, linear_attention, B, N, H, d, rows[0], rows[1], rows[2], (float)eps, scratch->data, state->data,
+               out->data);
+    if (o.node) {
+        o.node->ints[0] = d;
+        o.node->scalars[0] = eps;
     }
-    grove_node *node;
-    if (gv_node_begin(OP, linear_attention_backward, 3, in, &node)) goto fail;
-    if (node) {
-        node->ints[0] = d;
-        node->scalars[0] = eps;
-        for (int i = 0; i < 3; i++)
-            if (gv_node_save(node, i, in[i])) goto fail_node;
-        if (gv_node_save(node, 3, state)) goto fail_node;
-        gv_node_finish(node, out);
-    }
-    grove_tensor_release(state);
-    return out;
-fail_node:
-    gv_node_release(node);
-fail:
-    grove_tensor_release(scratch);
-    grove_tensor_release(state);
-    grove_tensor_release(out);
-    for (int i = 0; i < 3; i++) grove_tensor_release(held[i]);
-    return NULL;
+    for (int i = 0; i < 3; i++) gv_op_save(&o, i, in[i]);
+    gv_op_save(&o, 3, state);
+    return gv_op_end(&o);
 }

@@ -63,30 +63,20 @@ grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_te
         return NULL;
     if (!(eps >= 0) || isinf(eps))
         return gv_fail_null("%s: eps must be finite and >= 0, got %g (x %s)", op, eps, gv_shape_str(x));
-    const gv_kernels *k = gv_kernels_for(op, x);
-    if (!k) return NULL;
     int64_t b = x->shape[0], nt = x->shape[1], d = x->shape[2];
-    grove_tensor *in[3] = {x, shift, scale};
-    grove_node *node;
-    if (gv_node_begin(op, norm_modulate_backward, 3, in, &node)) return NULL;
-    grove_tensor *xc = gv_contiguous_data(x);
-    grove_tensor *shc = xc ? gv_contiguous_data(shift) : NULL;
-    grove_tensor *scc = shc ? gv_contiguous_data(scale) : NULL;
-    grove_tensor *y = scc ? gv_empty(3, x->shape, GROVE_F32, x->device) : NULL, *stats = NULL;
     int64_t sshape[2] = {2, b * nt};
-    if (y && node) stats = gv_empty(2, sshape, GROVE_F32, x->device);
-    bool ok = y && (!node || stats);
-    if (ok) {
-        float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + b * nt : NULL;
-        ok = !GV_KCALL(op, k, norm_modulate, b, nt, d, xc->data, shc->data, scc->data, eps, y->data, mean, rstd);
-    }
-    if (ok && node)
-        ok = !gv_node_save(node, 0, xc) && !gv_node_save(node, 1, scc) && !gv_node_save(node, 2, stats);
-    grove_tensor_release(xc);
-    grove_tensor_release(shc);
-    grove_tensor_release(scc);
-    grove_tensor_release(stats);
-    return gv_node_end(node, y, ok);
+    grove_tensor *in[3] = {x, shift, scale};
+    gv_op o;
+    if (!gv_op_begin(&o, op, norm_modulate_backward, 3, in)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x), *shc = gv_op_input(&o, shift), *scc = gv_op_input(&o, scale);
+    grove_tensor *y = gv_op_output(&o, 3, x->shape, GROVE_F32);
+    grove_tensor *stats = o.node ? gv_op_temp(&o, 2, sshape, GROVE_F32) : NULL;
+    float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + b * nt : NULL;
+    GV_OP_CALL(&o, norm_modulate, b, nt, d, xc->data, shc->data, scc->data, eps, y->data, mean, rstd);
+    gv_op_save(&o, 0, xc);
+    gv_op_save(&o, 1, scc);
+    gv_op_save(&o, 2, stats);
+    return gv_op_end(&o);
 }
 
 /* ---- gated_residual ------------------------------------------------------------ */
@@ -125,23 +115,13 @@ grove_tensor *grove_gated_residual(grove_tensor *x, grove_tensor *gate, grove_te
         if (x->shape[i] != y->shape[i])
             return gv_fail_null("%s: x %s and y %s must have the same shape", op, gv_shape_str(x), gv_shape_str(y));
     if (!check_vec(op, "gate", gate, x)) return NULL;
-    const gv_kernels *k = gv_kernels_for(op, x);
-    if (!k) return NULL;
     grove_tensor *in[3] = {x, gate, y};
-    grove_node *node;
-    if (gv_node_begin(op, gated_residual_backward, 3, in, &node)) return NULL;
-    grove_tensor *xc = gv_contiguous_data(x);
-    grove_tensor *gc = xc ? gv_contiguous_data(gate) : NULL;
-    grove_tensor *yc = gc ? gv_contiguous_data(y) : NULL;
-    grove_tensor *out = yc ? gv_empty(3, x->shape, GROVE_F32, x->device) : NULL;
-    bool ok = out != NULL;
-    if (ok)
-        ok = !GV_KCALL(op, k, gated_residual, x->shape[0], x->shape[1], x->shape[2], xc->data, gc->data, yc->data,
-                       out->data);
-    if (ok && node)
-        ok = !(node->needs_grad[2] && gv_node_save(node, 0, gc)) && !(node->needs_grad[1] && gv_node_save(node, 1, yc));
-    grove_tensor_release(xc);
-    grove_tensor_release(gc);
-    grove_tensor_release(yc);
-    return gv_node_end(node, out, ok);
+    gv_op o;
+    if (!gv_op_begin(&o, op, gated_residual_backward, 3, in)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x), *gc = gv_op_input(&o, gate), *yc = gv_op_input(&o, y);
+    grove_tensor *out = gv_op_output(&o, 3, x->shape, GROVE_F32);
+    GV_OP_CALL(&o, gated_residual, x->shape[0], x->shape[1], x->shape[2], xc->data, gc->data, yc->data, out->data);
+    if (o.node && o.node->needs_grad[2]) gv_op_save(&o, 0, gc);
+    if (o.node && o.node->needs_grad[1]) gv_op_save(&o, 1, yc);
+    return gv_op_end(&o);
 }

@@ -14,13 +14,10 @@ grove_tensor *grove_timestep_embedding(grove_tensor *t, int32_t dim, double max_
     if (dim < 2) return gv_fail_null("%s: dim must be >= 2, got %d (t %s)", op, dim, gv_shape_str(t));
     if (!(max_period > 0) || isinf(max_period))
         return gv_fail_null("%s: max_period must be finite and > 0, got %g", op, max_period);
-    const gv_kernels *k = gv_kernels_for(op, t);
-    if (!k) return NULL;
     int64_t shape[2] = {t->shape[0], dim};
-    grove_tensor *out = gv_empty(2, shape, GROVE_F32, t->device);
-    if (out && GV_KCALL(op, k, timestep_embedding, t->shape[0], t->data, t->stride[0], dim, max_period, out->data)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, op, NULL, 1, &t)) return NULL;
+    grove_tensor *out = gv_op_output(&o, 2, shape, GROVE_F32);
+    GV_OP_CALL(&o, timestep_embedding, t->shape[0], t->data, t->stride[0], dim, max_period, out->data);
+    return gv_op_end(&o);
 }

@@ -160,48 +160,29 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
 {
     int32_t kind;
     if (!conv_check(x, w, b, stride, padding, groups, &kind)) return NULL;
-    const gv_kernels *kt = gv_kernels_for("conv2d", x);
-    if (!kt) return NULL;
-
     int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
     int64_t cout = w->shape[0], k = w->shape[2];
     int64_t out_shape[4] = {bsz, h + 2 * (int64_t)padding - k + 1, wd + 2 * (int64_t)padding - k + 1, cout};
-    grove_tensor *xc = gv_contiguous_data(x), *wc = gv_contiguous_data(w), *bc = b ? gv_contiguous_data(b) : NULL;
-    grove_tensor *wt = NULL, *out = NULL;
-    if (!xc || !wc || (b && !bc)) goto done;
-    if (!(out = gv_empty(4, out_shape, GROVE_F32, x->device))) goto done;
+    grove_tensor *inputs[3] = {x, w, b};
+    gv_op o;
+    if (!gv_op_begin(&o, "conv2d", conv_backward, 3, inputs)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x), *wc = gv_op_input(&o, w), *bc = gv_op_input(&o, b);
+    grove_tensor *out = gv_op_output(&o, 4, out_shape, GROVE_F32);
     if (kind == CONV_1X1) {
         /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ + bias: the weight read transposed in place. */
-        if (GV_KCALL("conv2d", kt, gemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin,
-                     wc->data, (int)cin, bc ? bc->data : NULL, out->data))
-            goto fail;
+        GV_OP_CALL(&o, gemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin, wc->data,
+                   (int)cin, bc ? bc->data : NULL, out->data);
     } else {
-        if (!(wt = taps_major(wc))) goto fail;
-        if (GV_KCALL("conv2d", kt, dwconv_forward, bsz, h, wd, cin, k, padding, xc->data, wt->data,
-                     bc ? bc->data : NULL, out->data))
-            goto fail;
+        grove_tensor *wt = o.ok ? gv_op_hold(&o, taps_major(wc)) : NULL;
+        GV_OP_CALL(&o, dwconv_forward, bsz, h, wd, cin, k, padding, xc->data, wt->data, bc ? bc->data : NULL,
+                   out->data);
     }
-    grove_tensor *inputs[3] = {x, w, b};
-    grove_node *node;
-    if (gv_node_begin("conv2d", conv_backward, 3, inputs, &node)) goto fail;
-    if (node) {
-        /* The backward reads x for dw and w for dx: keep the contiguous data. */
-        if (gv_node_save(node, 0, xc) || gv_node_save(node, 1, wc)) {
-            gv_node_release(node);
-            goto fail;
-        }
-        node->ints[0] = kind;
-        node->ints[1] = padding;
-        gv_node_finish(node, out);
+    /* The backward reads x for dw and w for dx: keep the contiguous data. */
+    gv_op_save(&o, 0, xc);
+    gv_op_save(&o, 1, wc);
+    if (o.node) {
+        o.node->ints[0] = kind;
+        o.node->ints[1] = padding;
     }
-    goto done;
-fail:
-    grove_tensor_release(out);
-    out = NULL;
-done:
-    grove_tensor_release(wt);
-    grove_tensor_release(xc);
-    grove_tensor_release(wc);
-    grove_tensor_release(bc);
-    return out;
+    return gv_op_end(&o);
 }

@@ -74,30 +74,20 @@ grove_tensor *grove_cosine_similarity(grove_tensor *a, grove_tensor *b, int32_t 
     if (d < 0 || d >= pg.ndim)
         return gv_fail_null("%s: dimension %d out of range for %s and %s (broadcast to %s, %d dimensions)", op, dim,
                             gv_shape_str(a), gv_shape_str(b), gv_dims_str(pg.ndim, pg.shape), pg.ndim);
-    const gv_kernels *kt = gv_kernels_for(op, a);
-    if (!kt) return NULL;
     int64_t osh[GROVE_MAX_DIMS];
     int32_t k = 0;
     for (int32_t i = 0; i < pg.ndim; i++)
         if (i != d) osh[k++] = pg.shape[i];
-    grove_tensor *out = gv_empty(k, osh, GROVE_F32, a->device);
-    if (!out) return NULL;
     grove_tensor *ins[2] = {a, b};
-    grove_node *node = NULL;
-    if (GV_KCALL(op, kt, cosine_forward, pg.ndim, pg.shape, d, a->data, pg.sa, b->data, pg.sb, eps, out->data) ||
-        gv_node_begin(op, cosine_backward, 2, ins, &node)) {
-        grove_tensor_release(out);
-        return NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, op, cosine_backward, 2, ins)) return NULL;
+    grove_tensor *out = gv_op_output(&o, k, osh, GROVE_F32);
+    GV_OP_CALL(&o, cosine_forward, pg.ndim, pg.shape, d, a->data, pg.sa, b->data, pg.sb, eps, out->data);
+    gv_op_save(&o, 0, a);
+    gv_op_save(&o, 1, b);
+    if (o.node) {
+        o.node->scalars[0] = eps;
+        o.node->ints[0] = d;
     }
-    if (node) {
-        if (gv_node_save(node, 0, a) || gv_node_save(node, 1, b)) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            return NULL;
-        }
-        node->scalars[0] = eps;
-        node->ints[0] = d;
-        gv_node_finish(node, out);
-    }
-    return out;
+    return gv_op_end(&o);
 }

@@ -33,37 +33,22 @@ grove_tensor *grove_dropout(grove_tensor *x, double p, bool training, grove_gene
         grove_tensor_retain(x);
         return x;
     }
-    const gv_kernels *k = gv_kernels_for("dropout", x);
-    if (!k || !gv_kernel_ready("dropout", k, philox_uniform) || !gv_kernel_ready("dropout", k, dropout_apply))
-        return NULL;
     if (!gen) gen = grove_default_generator();
     int64_t n = grove_tensor_numel(x);
-    grove_tensor *xc = gv_contiguous_data(x);
-    if (!xc) return NULL;
-    grove_tensor *out = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
-    grove_tensor *keep = NULL;
-    grove_node *node = NULL;
-    if (!out) goto fail;
-    if (gv_node_begin("dropout", dropout_backward, 1, &x, &node)) goto fail;
-    if (node && !(keep = gv_empty(x->ndim, x->shape, GROVE_U8, x->device))) goto fail;
-    /* The uniforms go straight into the output buffer, then become the result. */
-    k->philox_uniform(out->data, n, gen->seed, gen->offset, 0.0f, 1.0f);
-    gen->offset += (uint64_t)(n + 3) / 4;
     float scale = p < 1 ? (float)(1.0 / (1.0 - p)) : 0.0f;
-    k->dropout_apply(xc->data, out->data, keep ? keep->data : NULL, n, (float)p, scale);
-    if (gv_kernels_check(k)) goto fail;
-    if (node) {
-        if (gv_node_save(node, 0, keep)) goto fail;
-        node->scalars[0] = scale;
-        gv_node_finish(node, out);
-    }
-    grove_tensor_release(keep);
-    grove_tensor_release(xc);
-    return out;
-fail:
-    if (node) gv_node_release(node);
-    grove_tensor_release(keep);
-    grove_tensor_release(out);
-    grove_tensor_release(xc);
-    return NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, "dropout", dropout_backward, 1, &x)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x);
+    grove_tensor *out = gv_op_output(&o, x->ndim, x->shape, GROVE_F32);
+    grove_tensor *keep = o.node ? gv_op_temp(&o, x->ndim, x->shape, GROVE_U8) : NULL;
+    /* Both kernels present before the generator moves. */
+    GV_OP_READY(&o, philox_uniform);
+    GV_OP_READY(&o, dropout_apply);
+    /* The uniforms go straight into the output buffer, then become the result. */
+    GV_OP_CALL(&o, philox_uniform, out->data, n, gen->seed, gen->offset, 0.0f, 1.0f);
+    if (o.ok) gen->offset += (uint64_t)(n + 3) / 4;
+    GV_OP_CALL(&o, dropout_apply, xc->data, out->data, keep ? keep->data : NULL, n, (float)p, scale);
+    gv_op_save(&o, 0, keep);
+    if (o.node) o.node->scalars[0] = scale;
+    return gv_op_end(&o);
 }

@@ -18,26 +18,6 @@ static grove_tensor *empty_input_like(const grove_node *n, int32_t i, int32_t de
     return gv_empty(n->in_ndim[i], n->in_shape[i], GROVE_F32, device);
 }
 
-/* Records a one-input node on out; saved tensors go to slots 0, 1. */
-static grove_tensor *record1(const char *op, gv_backward_fn fn, grove_tensor *a, grove_tensor *out,
-                             const grove_tensor *save0, const grove_tensor *save1, const double *scalars,
-                             int32_t nscalars)
-{
-    grove_node *node;
-    if (gv_node_begin(op, fn, 1, &a, &node)) goto fail;
-    if (!node) return out;
-    if ((save0 && gv_node_save(node, 0, save0)) || (save1 && gv_node_save(node, 1, save1))) {
-        gv_node_release(node);
-        goto fail;
-    }
-    for (int32_t i = 0; i < nscalars; i++) node->scalars[i] = scalars[i];
-    gv_node_finish(node, out);
-    return out;
-fail:
-    grove_tensor_release(out);
-    return NULL;
-}
-
 /* The backward of pow and clamp: a kernel of the saved input x and g,
  * run on contiguous versions of both. */
 typedef grove_status (*xg_kernel)(const gv_kernels *k, const grove_node *n, const float *x, const float *g,
@@ -87,33 +67,16 @@ grove_tensor *grove_unary(grove_tensor *a, int32_t op)
     if (op < 0 || op >= GROVE_UNARY_COUNT) return gv_fail_null("unary: unknown op %d", op);
     const char *name = unary_names[op];
     if (!gv_check_f32(name, a)) return NULL;
-    const gv_kernels *k = gv_kernels_for(name, a);
-    if (!k) return NULL;
-    grove_tensor *ac = gv_contiguous_data(a);
-    if (!ac) return NULL;
-    grove_tensor *out = gv_empty_like(a);
-    if (!out) {
-        grove_tensor_release(ac);
-        return NULL;
-    }
-    if (GV_KCALL(name, k, unary, op, ac->data, out->data, grove_tensor_numel(a))) goto fail;
-    grove_node *node;
-    if (gv_node_begin(name, unary_backward, 1, &a, &node)) goto fail;
-    if (node) {
-        /* Saving the output creates no cycle: saved tensors are aliases without grad_fn. */
-        if (gv_node_save(node, 0, ac) || gv_node_save(node, 1, out)) {
-            gv_node_release(node);
-            goto fail;
-        }
-        node->ints[0] = op;
-        gv_node_finish(node, out);
-    }
-    grove_tensor_release(ac);
-    return out;
-fail:
-    grove_tensor_release(ac);
-    grove_tensor_release(out);
-    return NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, name, unary_backward, 1, &a)) return NULL;
+    grove_tensor *ac = gv_op_input(&o, a);
+    grove_tensor *out = gv_op_output(&o, a->ndim, a->shape, GROVE_F32);
+    GV_OP_CALL(&o, unary, op, ac->data, out->data, grove_tensor_numel(a));
+    /* Saving the output creates no cycle: saved tensors are aliases without grad_fn. */
+    gv_op_save(&o, 0, ac);
+    gv_op_save(&o, 1, out);
+    if (o.node) o.node->ints[0] = op;
+    return gv_op_end(&o);
 }
 
 /* ---- binary ------------------------------------------------------------------ */
@@ -177,33 +140,25 @@ grove_tensor *grove_binary(grove_tensor *a, grove_tensor *b, int32_t op)
     int32_t ndim;
     int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
     if (!gv_broadcast_shape(name, binary_syms[op], a, b, &ndim, shape)) return NULL;
-    const gv_kernels *k = gv_kernels_for(name, a);
-    if (!k) return NULL;
-    grove_tensor *out = gv_empty(ndim, shape, GROVE_F32, a->device);
-    if (!out) return NULL;
     /* The kernel walks both inputs through their own strides (0 where
      * broadcast), so neither broadcasting nor a transposed input copies. */
     gv_broadcast_strides(a, ndim, shape, sa);
     gv_broadcast_strides(b, ndim, shape, sb);
-    if (GV_KCALL(name, k, binary, op, ndim, shape, a->data, sa, b->data, sb, out->data)) goto fail;
     grove_tensor *ins[2] = {a, b};
-    grove_node *node;
-    if (gv_node_begin(name, binary_backward, 2, ins, &node)) goto fail;
-    if (node) {
-        node->ints[0] = op;
-        bool ok = true;
-        if (op == GROVE_MUL) ok = !gv_node_save(node, 0, a) && !gv_node_save(node, 1, b);
-        if (op == GROVE_DIV) ok = !gv_node_save(node, 1, b) && !gv_node_save(node, 2, out);
-        if (!ok) {
-            gv_node_release(node);
-            goto fail;
-        }
-        gv_node_finish(node, out);
+    gv_op o;
+    if (!gv_op_begin(&o, name, binary_backward, 2, ins)) return NULL;
+    grove_tensor *out = gv_op_output(&o, ndim, shape, GROVE_F32);
+    GV_OP_CALL(&o, binary, op, ndim, shape, a->data, sa, b->data, sb, out->data);
+    if (o.node) o.node->ints[0] = op;
+    if (op == GROVE_MUL) {
+        gv_op_save(&o, 0, a);
+        gv_op_save(&o, 1, b);
     }
-    return out;
-fail:
-    grove_tensor_release(out);
-    return NULL;
+    if (op == GROVE_DIV) {
+        gv_op_save(&o, 1, b);
+        gv_op_save(&o, 2, out);
+    }
+    return gv_op_end(&o);
 }
 
 /* ---- scalar forms ------------------------------------------------------------ */
@@ -250,34 +205,21 @@ grove_tensor *grove_binary_scalar(grove_tensor *a, double s, int32_t op, bool re
     if (op < 0 || op >= GROVE_BINARY_COUNT) return gv_fail_null("binary: unknown op %d", op);
     const char *name = binary_names[op];
     if (!gv_check_f32(name, a)) return NULL;
-    const gv_kernels *k = gv_kernels_for(name, a);
-    if (!k) return NULL;
-    grove_tensor *ac = gv_contiguous_data(a);
-    if (!ac) return NULL;
-    grove_tensor *out = gv_empty_like(a);
-    if (!out) {
-        grove_tensor_release(ac);
-        return NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, name, binary_scalar_backward, 1, &a)) return NULL;
+    grove_tensor *ac = gv_op_input(&o, a);
+    grove_tensor *out = gv_op_output(&o, a->ndim, a->shape, GROVE_F32);
+    GV_OP_CALL(&o, binary_scalar, op, ac->data, (float)s, reverse, out->data, grove_tensor_numel(a));
+    if (o.node) {
+        o.node->ints[0] = op;
+        o.node->ints[1] = reverse;
+        o.node->scalars[0] = s;
     }
-    if (GV_KCALL(name, k, binary_scalar, op, ac->data, (float)s, reverse, out->data, grove_tensor_numel(a))) goto fail;
-    grove_node *node;
-    if (gv_node_begin(name, binary_scalar_backward, 1, &a, &node)) goto fail;
-    if (node) {
-        node->ints[0] = op;
-        node->ints[1] = reverse;
-        node->scalars[0] = s;
-        if (op == GROVE_DIV && reverse && (gv_node_save(node, 0, ac) || gv_node_save(node, 1, out))) {
-            gv_node_release(node);
-            goto fail;
-        }
-        gv_node_finish(node, out);
+    if (op == GROVE_DIV && reverse) {
+        gv_op_save(&o, 0, ac);
+        gv_op_save(&o, 1, out);
     }
-    grove_tensor_release(ac);
-    return out;
-fail:
-    grove_tensor_release(ac);
-    grove_tensor_release(out);
-    return NULL;
+    return gv_op_end(&o);
 }
 
 /* ---- pow and clamp ------------------------------------------------------------ */
@@ -296,18 +238,14 @@ static grove_status pow_backward(grove_node *n, grove_tensor *g, grove_tensor **
 grove_tensor *grove_pow_scalar(grove_tensor *a, double exponent)
 {
     if (!gv_check_f32("pow", a)) return NULL;
-    const gv_kernels *k = gv_kernels_for("pow", a);
-    if (!k) return NULL;
-    grove_tensor *ac = gv_contiguous_data(a);
-    if (!ac) return NULL;
-    grove_tensor *out = gv_empty_like(a);
-    if (out && GV_KCALL("pow", k, pow_scalar, ac->data, (float)exponent, out->data, grove_tensor_numel(a))) {
-        grove_tensor_release(out);
-        out = NULL;
-    }
-    if (out) out = record1("pow", pow_backward, a, out, ac, NULL, &exponent, 1);
-    grove_tensor_release(ac);
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "pow", pow_backward, 1, &a)) return NULL;
+    grove_tensor *ac = gv_op_input(&o, a);
+    grove_tensor *out = gv_op_output(&o, a->ndim, a->shape, GROVE_F32);
+    GV_OP_CALL(&o, pow_scalar, ac->data, (float)exponent, out->data, grove_tensor_numel(a));
+    gv_op_save(&o, 0, ac);
+    if (o.node) o.node->scalars[0] = exponent;
+    return gv_op_end(&o);
 }
 
 static grove_status clamp_kernel(const gv_kernels *k, const grove_node *n, const float *x, const float *g, float *gx,
@@ -326,19 +264,15 @@ grove_tensor *grove_clamp(grove_tensor *a, double lo, double hi)
     if (!gv_check_f32("clamp", a)) return NULL;
     if (isnan(lo) || isnan(hi)) return gv_fail_null("clamp: NaN bound (%g, %g) for %s", lo, hi, gv_shape_str(a));
     if (lo > hi) return gv_fail_null("clamp: lower bound %g is above upper bound %g for %s", lo, hi, gv_shape_str(a));
-    const gv_kernels *k = gv_kernels_for("clamp", a);
-    if (!k) return NULL;
-    grove_tensor *ac = gv_contiguous_data(a);
-    if (!ac) return NULL;
-    grove_tensor *out = gv_empty_like(a);
-    if (out && GV_KCALL("clamp", k, clamp, ac->data, (float)lo, (float)hi, out->data, grove_tensor_numel(a))) {
-        grove_tensor_release(out);
-        out = NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, "clamp", clamp_backward, 1, &a)) return NULL;
+    grove_tensor *ac = gv_op_input(&o, a);
+    grove_tensor *out = gv_op_output(&o, a->ndim, a->shape, GROVE_F32);
+    GV_OP_CALL(&o, clamp, ac->data, (float)lo, (float)hi, out->data, grove_tensor_numel(a));
+    gv_op_save(&o, 0, ac);
+    if (o.node) {
+        o.node->scalars[0] = lo;
+        o.node->scalars[1] = hi;
     }
-    if (out) {
-        double sc[2] = {lo, hi};
-        out = record1("clamp", clamp_backward, a, out, ac, NULL, sc, 2);
-    }
-    grove_tensor_release(ac);
-    return out;
+    return gv_op_end(&o);
 }

@@ -11,15 +11,12 @@
 
 static const int64_t zero_strides[GROVE_MAX_DIMS] = {0};
 
-/* A one-element f32 tensor holding v on k's device: the constant operand of
- * the select kernel, read with zero strides. */
-static grove_tensor *scalar_operand(const char *op, const gv_kernels *k, float v)
+/* A one-element f32 tensor holding v on the op's device, held by the op:
+ * the constant operand of the select kernel, read with zero strides. */
+static grove_tensor *scalar_operand(gv_op *o, float v)
 {
-    grove_tensor *s = gv_empty(0, NULL, GROVE_F32, k->device);
-    if (s && GV_KCALL(op, k, fill, 0, NULL, s->data, NULL, GROVE_F32, (double)v)) {
-        grove_tensor_release(s);
-        return NULL;
-    }
+    grove_tensor *s = gv_op_temp(o, 0, NULL, GROVE_F32);
+    GV_OP_CALL(o, fill, 0, NULL, s->data, NULL, GROVE_F32, (double)v);
     return s;
 }
 
@@ -55,56 +52,28 @@ grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices)
     if (indices->ndim >= GROVE_MAX_DIMS)
         return gv_fail_null("embedding: indices %s have %d dimensions; the output would exceed %d",
                             gv_shape_str(indices), indices->ndim, GROVE_MAX_DIMS);
-    const gv_kernels *k = gv_kernels_for("embedding", weight);
-    if (!k) return NULL;
-
     int64_t v = weight->shape[0], d = weight->shape[1];
-    grove_tensor *ic = gv_contiguous_data(indices);
-    if (!ic) return NULL;
-    bool is_i64 = ic->dtype == GROVE_I64;
-    int64_t n = grove_tensor_numel(ic);
+    gv_op o;
+    if (!gv_op_begin(&o, "embedding", embedding_backward, 1, &weight)) return NULL;
+    grove_tensor *ic = gv_op_input(&o, indices);
+    bool is_i64 = indices->dtype == GROVE_I64;
+    int64_t n = grove_tensor_numel(indices);
     /* The range check reads the indices on the host (a copy when on CUDA). */
-    grove_tensor *ih = gv_host_data("embedding", ic);
-    if (!ih) {
-        grove_tensor_release(ic);
-        return NULL;
-    }
-    for (int64_t i = 0; i < n; i++) {
+    grove_tensor *ih = o.ok ? gv_op_hold(&o, gv_host_data("embedding", ic)) : NULL;
+    for (int64_t i = 0; o.ok && i < n; i++) {
         int64_t r = is_i64 ? ((const int64_t *)ih->data)[i] : ((const int32_t *)ih->data)[i];
-        if (r < 0 || r >= v) {
-            grove_tensor_release(ih);
-            grove_tensor_release(ic);
-            return gv_fail_null("embedding: index %lld out of range for %lld embeddings (weight %s, indices %s)",
-                                (long long)r, (long long)v, gv_shape_str(weight), gv_shape_str(indices));
-        }
+        if (r < 0 || r >= v)
+            GV_OP_FAIL(&o, "embedding: index %lld out of range for %lld embeddings (weight %s, indices %s)",
+                       (long long)r, (long long)v, gv_shape_str(weight), gv_shape_str(indices));
     }
-    grove_tensor_release(ih);
     int64_t shape[GROVE_MAX_DIMS];
-    memcpy(shape, ic->shape, (size_t)ic->ndim * sizeof *shape);
-    shape[ic->ndim] = d;
-    grove_tensor *wc = gv_contiguous_data(weight);
-    grove_tensor *out = wc ? gv_empty(ic->ndim + 1, shape, GROVE_F32, weight->device) : NULL;
-    if (out && GV_KCALL("embedding", k, embedding, n, d, wc->data, ic->data, is_i64, out->data)) {
-        grove_tensor_release(out);
-        out = NULL;
-    }
-    grove_tensor_release(wc);
-    grove_node *node = NULL;
-    if (out && gv_node_begin("embedding", embedding_backward, 1, &weight, &node)) {
-        grove_tensor_release(out);
-        out = NULL;
-    }
-    if (node) {
-        if (gv_node_save(node, 0, ic)) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            out = NULL;
-        } else {
-            gv_node_finish(node, out);
-        }
-    }
-    grove_tensor_release(ic);
-    return out;
+    memcpy(shape, indices->shape, (size_t)indices->ndim * sizeof *shape);
+    shape[indices->ndim] = d;
+    grove_tensor *wc = gv_op_input(&o, weight);
+    grove_tensor *out = gv_op_output(&o, indices->ndim + 1, shape, GROVE_F32);
+    GV_OP_CALL(&o, embedding, n, d, wc->data, ic->data, is_i64, out->data);
+    gv_op_save(&o, 0, ic);
+    return gv_op_end(&o);
 }
 
 /* ---- where / masked_fill -------------------------------------------------- */
@@ -113,26 +82,19 @@ grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices)
  * the taken (take_a) or the other branch. */
 static grove_tensor *select_grad(const char *op, grove_tensor *cond, grove_tensor *g, bool take_a)
 {
-    const gv_kernels *k = gv_kernels_for(op, g);
-    grove_tensor *zero = k ? scalar_operand(op, k, 0.0f) : NULL;
-    grove_tensor *out = zero ? gv_empty(g->ndim, g->shape, GROVE_F32, g->device) : NULL;
-    if (!out) {
-        grove_tensor_release(zero);
-        return NULL;
-    }
     int64_t cs[GROVE_MAX_DIMS];
     gv_broadcast_strides(cond, g->ndim, g->shape, cs);
-    const float *gp = g->data, *zp = zero->data;
-    grove_status st = take_a ? GV_KCALL(op, k, where, g->ndim, g->shape, cond->data, cs, gp, g->stride, zp,
-                                        zero_strides, out->data)
-                             : GV_KCALL(op, k, where, g->ndim, g->shape, cond->data, cs, zp, zero_strides, gp,
-                                        g->stride, out->data);
-    grove_tensor_release(zero);
-    if (st) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, op, NULL, 1, &g)) return NULL;
+    grove_tensor *zero = scalar_operand(&o, 0.0f);
+    grove_tensor *out = gv_op_output(&o, g->ndim, g->shape, GROVE_F32);
+    if (take_a)
+        GV_OP_CALL(&o, where, g->ndim, g->shape, cond->data, cs, g->data, g->stride, zero->data, zero_strides,
+                   out->data);
+    else
+        GV_OP_CALL(&o, where, g->ndim, g->shape, cond->data, cs, zero->data, zero_strides, g->data, g->stride,
+                   out->data);
+    return gv_op_end(&o);
 }
 
 static grove_status where_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
@@ -169,31 +131,17 @@ grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b)
     int32_t ndim;
     int64_t shape[GROVE_MAX_DIMS];
     if (!gv_broadcast_shape("where", "vs", &ca, b, &ndim, shape)) return NULL;
-    const gv_kernels *k = gv_kernels_for("where", cond);
-    if (!k) return NULL;
-
-    grove_tensor *out = gv_empty(ndim, shape, GROVE_F32, cond->device);
-    if (!out) return NULL;
     int64_t cs[GROVE_MAX_DIMS], as[GROVE_MAX_DIMS], bs[GROVE_MAX_DIMS];
     gv_broadcast_strides(cond, ndim, shape, cs);
     gv_broadcast_strides(a, ndim, shape, as);
     gv_broadcast_strides(b, ndim, shape, bs);
     grove_tensor *inputs[2] = {a, b};
-    grove_node *node;
-    if (GV_KCALL("where", k, where, ndim, shape, cond->data, cs, a->data, as, b->data, bs, out->data) ||
-        gv_node_begin("where", where_backward, 2, inputs, &node)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) {
-        if (gv_node_save(node, 0, cond)) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            return NULL;
-        }
-        gv_node_finish(node, out);
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "where", where_backward, 2, inputs)) return NULL;
+    grove_tensor *out = gv_op_output(&o, ndim, shape, GROVE_F32);
+    GV_OP_CALL(&o, where, ndim, shape, cond->data, cs, a->data, as, b->data, bs, out->data);
+    gv_op_save(&o, 0, cond);
+    return gv_op_end(&o);
 }
 
 static grove_status masked_fill_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
@@ -212,33 +160,13 @@ grove_tensor *grove_masked_fill(grove_tensor *x, grove_tensor *mask, double valu
     if (ndim != x->ndim || memcmp(shape, x->shape, (size_t)ndim * sizeof *shape))
         return gv_fail_null("masked_fill: mask %s does not broadcast to the input's shape %s", gv_shape_str(mask),
                             gv_shape_str(x));
-    const gv_kernels *k = gv_kernels_for("masked_fill", x);
-    if (!k) return NULL;
-
-    grove_tensor *v = scalar_operand("masked_fill", k, (float)value);
-    grove_tensor *out = v ? gv_empty_like(x) : NULL;
-    if (!out) {
-        grove_tensor_release(v);
-        return NULL;
-    }
     int64_t ms[GROVE_MAX_DIMS];
     gv_broadcast_strides(mask, x->ndim, x->shape, ms);
-    grove_status st =
-        GV_KCALL("masked_fill", k, where, x->ndim, x->shape, mask->data, ms, v->data, zero_strides, x->data,
-                 x->stride, out->data);
-    grove_tensor_release(v);
-    grove_node *node;
-    if (st || gv_node_begin("masked_fill", masked_fill_backward, 1, &x, &node)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) {
-        if (gv_node_save(node, 0, mask)) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            return NULL;
-        }
-        gv_node_finish(node, out);
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "masked_fill", masked_fill_backward, 1, &x)) return NULL;
+    grove_tensor *v = scalar_operand(&o, (float)value);
+    grove_tensor *out = gv_op_output(&o, x->ndim, x->shape, GROVE_F32);
+    GV_OP_CALL(&o, where, x->ndim, x->shape, mask->data, ms, v->data, zero_strides, x->data, x->stride, out->data);
+    gv_op_save(&o, 0, mask);
+    return gv_op_end(&o);
 }

@@ -60,44 +60,45 @@ static grove_tensor *cat_impl(int32_t n, grove_tensor *const *ts, int32_t dim)
     memcpy(shape, t0->shape, sizeof shape);
     shape[dim] = 0;
     for (int32_t i = 0; i < n; i++) shape[dim] += ts[i]->shape[dim];
-    const gv_kernels *kt = gv_kernels_for("cat", t0);
-    if (!kt || !gv_kernel_ready("cat", kt, cat_part)) return NULL;
-    grove_tensor *out = gv_empty(t0->ndim, shape, t0->dtype, t0->device);
-    if (!out) return NULL;
-    /* Seen as (outer, shape[dim] * inner): piece i fills a column band. */
-    int64_t esz = grove_dtype_size(t0->dtype), outer = 1, inner = esz;
-    for (int32_t d = 0; d < dim; d++) outer *= shape[d];
-    for (int32_t d = dim + 1; d < t0->ndim; d++) inner *= shape[d];
+    /* The node's inputs are the pieces that need a gradient (ts[0] only
+     * names the device when none does). */
     grove_tensor *inputs[GV_NODE_MAX_INPUTS];
     int64_t starts[GV_NODE_MAX_INPUTS];
     int32_t k = 0;
     int64_t at = 0;
     for (int32_t i = 0; i < n; i++) {
-        grove_tensor *c = gv_contiguous_data(ts[i]);
-        if (!c) {
-            grove_tensor_release(out);
-            return NULL;
-        }
-        int64_t len = ts[i]->shape[dim];
-        kt->cat_part(outer, len * inner, shape[dim] * inner, at * inner, c->data, out->data);
-        grove_tensor_release(c);
         if (gv_tracks(ts[i])) {
             inputs[k] = ts[i];
             starts[k++] = at;
         }
+        at += ts[i]->shape[dim];
+    }
+    gv_op o;
+    if (!gv_op_begin(&o, "cat", cat_backward, k, k ? inputs : ts)) return NULL;
+    GV_OP_READY(&o, cat_part);
+    grove_tensor *out = gv_op_output(&o, t0->ndim, shape, t0->dtype);
+    /* Seen as (outer, shape[dim] * inner): piece i fills a column band. */
+    int64_t esz = grove_dtype_size(t0->dtype), outer = 1, inner = esz;
+    for (int32_t d = 0; d < dim; d++) outer *= shape[d];
+    for (int32_t d = dim + 1; d < t0->ndim; d++) inner *= shape[d];
+    at = 0;
+    for (int32_t i = 0; i < n && o.ok; i++) {
+        grove_tensor *c = gv_contiguous_data(ts[i]);
+        if (!c) {
+            o.ok = false;
+            break;
+        }
+        int64_t len = ts[i]->shape[dim];
+        o.k->cat_part(outer, len * inner, shape[dim] * inner, at * inner, c->data, out->data);
+        grove_tensor_release(c);
         at += len;
     }
-    grove_node *node;
-    if (gv_kernels_check(kt) || gv_node_begin("cat", cat_backward, k, inputs, &node)) {
-        grove_tensor_release(out);
-        return NULL;
+    o.ok = o.ok && !gv_kernels_check(o.k);
+    if (o.node) {
+        o.node->ints[0] = dim;
+        for (int32_t i = 0; i < k; i++) o.node->ints[1 + i] = starts[i];
     }
-    if (node) {
-        node->ints[0] = dim;
-        for (int32_t i = 0; i < k; i++) node->ints[1 + i] = starts[i];
-        gv_node_finish(node, out);
-    }
-    return out;
+    return gv_op_end(&o);
 }
 
 /* Same dtype, device and rank; when same_all, equal shapes, otherwise equal
@@ -204,32 +205,14 @@ grove_tensor *grove_pad(grove_tensor *x, int32_t npairs, const int64_t *pads, do
         shape[d] += lo + hi;
     }
     if (!gv_shape_ok("pad", x->ndim, shape)) return NULL;
-    const gv_kernels *k = gv_kernels_for("pad", x);
-    if (!k) return NULL;
-
-    grove_tensor *xc = gv_contiguous_data(x);
-    if (!xc) return NULL;
-    grove_tensor *out = gv_empty(x->ndim, shape, x->dtype, x->device);
-    if (out) {
-        /* One element of the fill value, host bytes the kernel copies. */
-        unsigned char fill[8];
-        gv_store_double(fill, x->dtype, 0, value);
-        if (GV_KCALL("pad", k, pad, x->ndim, x->shape, shape, before, grove_dtype_size(x->dtype), fill, xc->data,
-                     out->data)) {
-            grove_tensor_release(out);
-            out = NULL;
-        }
-    }
-    grove_tensor_release(xc);
-    if (!out) return NULL;
-    grove_node *node;
-    if (gv_node_begin("pad", pad_backward, 1, &x, &node)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) {
-        memcpy(node->ints, before, sizeof before);
-        gv_node_finish(node, out);
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "pad", pad_backward, 1, &x)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x);
+    grove_tensor *out = gv_op_output(&o, x->ndim, shape, x->dtype);
+    /* One element of the fill value, host bytes the kernel copies. */
+    unsigned char fill[8];
+    gv_store_double(fill, x->dtype, 0, value);
+    GV_OP_CALL(&o, pad, x->ndim, x->shape, shape, before, grove_dtype_size(x->dtype), fill, xc->data, out->data);
+    if (o.node) memcpy(o.node->ints, before, sizeof before);
+    return gv_op_end(&o);
 }

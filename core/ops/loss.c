@@ -10,15 +10,11 @@ static bool same_shape(const grove_tensor *a, const grove_tensor *b)
     return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]);
 }
 
-/* A 0-d f32 tensor holding v, on k's device. */
-static grove_tensor *scalar_out(const char *op, const gv_kernels *k, double v)
+/* The op's 0-d f32 output, holding v. */
+static void scalar_out(gv_op *o, double v)
 {
-    grove_tensor *out = gv_empty(0, NULL, GROVE_F32, k->device);
-    if (out && GV_KCALL(op, k, fill, 0, NULL, out->data, NULL, GROVE_F32, v)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    return out;
+    grove_tensor *out = gv_op_output(o, 0, NULL, GROVE_F32);
+    GV_OP_CALL(o, fill, 0, NULL, out->data, NULL, GROVE_F32, v);
 }
 
 /* ---- mse_loss ------------------------------------------------------------- */
@@ -60,36 +56,17 @@ grove_tensor *grove_mse_loss(grove_tensor *input, grove_tensor *target)
     if (!same_shape(input, target))
         return gv_fail_null("mse_loss: input %s and target %s: shapes differ (mse_loss does not broadcast)",
                             gv_shape_str(input), gv_shape_str(target));
-    const gv_kernels *k = gv_kernels_for("mse_loss", input);
-    if (!k || !gv_kernel_ready("mse_loss", k, sq_diff_sum)) return NULL;
-    grove_tensor *a = gv_contiguous_data(input);
-    grove_tensor *b = a ? gv_contiguous_data(target) : NULL;
-    grove_tensor *out = NULL;
-    if (!b) goto done;
-    int64_t cnt = grove_tensor_numel(a);
-    /* An empty input gives NaN (0/0), as torch's mean. */
-    double sum = k->sq_diff_sum(a->data, b->data, cnt);
-    if (gv_kernels_check(k)) goto done;
-    out = scalar_out("mse_loss", k, sum / (double)cnt);
-    if (!out) goto done;
     grove_tensor *ins[2] = {input, target};
-    grove_node *node;
-    if (gv_node_begin("mse_loss", mse_backward, 2, ins, &node)) goto fail;
-    if (node) {
-        if (gv_node_save(node, 0, input) || gv_node_save(node, 1, target)) {
-            gv_node_release(node);
-            goto fail;
-        }
-        gv_node_finish(node, out);
-    }
-    goto done;
-fail:
-    grove_tensor_release(out);
-    out = NULL;
-done:
-    grove_tensor_release(a);
-    grove_tensor_release(b);
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "mse_loss", mse_backward, 2, ins)) return NULL;
+    grove_tensor *a = gv_op_input(&o, input), *b = gv_op_input(&o, target);
+    int64_t cnt = grove_tensor_numel(input);
+    /* An empty input gives NaN (0/0), as torch's mean. */
+    double sum = GV_OP_VALUE(&o, sq_diff_sum, a->data, b->data, cnt);
+    if (o.ok) scalar_out(&o, sum / (double)cnt);
+    gv_op_save(&o, 0, input);
+    gv_op_save(&o, 1, target);
+    return gv_op_end(&o);
 }
 
 /* ---- cross_entropy ------------------------------------------------------- */
@@ -131,43 +108,22 @@ grove_tensor *grove_cross_entropy(grove_tensor *logits, grove_tensor *target)
     if (target->ndim != 1 || target->shape[0] != rows)
         return gv_fail_null("cross_entropy: target %s does not match logits %s (expected [%lld])",
                             gv_shape_str(target), gv_shape_str(logits), (long long)rows);
-    const gv_kernels *k = gv_kernels_for("cross_entropy", logits);
-    if (!k || !gv_kernel_ready("cross_entropy", k, cross_entropy_sum)) return NULL;
-    grove_tensor *x = gv_contiguous_data(logits);
-    grove_tensor *t = x ? gv_contiguous_data(target) : NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, "cross_entropy", cross_entropy_backward, 1, &logits)) return NULL;
+    GV_OP_READY(&o, cross_entropy_sum);
+    grove_tensor *x = gv_op_input(&o, logits), *t = gv_op_input(&o, target);
     /* The range check reads the targets on the host (a copy when on CUDA). */
-    grove_tensor *th = t ? gv_host_data("cross_entropy", t) : NULL;
-    grove_tensor *out = NULL;
-    if (!th) goto done;
-    const int64_t *tv = th->data;
-    for (int64_t i = 0; i < rows; i++)
-        if (tv[i] < 0 || tv[i] >= cls) {
-            gv_fail("cross_entropy: target value %lld (row %lld) is out of range for %lld classes [0, %lld) "
-                    "of logits %s",
-                    (long long)tv[i], (long long)i, (long long)cls, (long long)cls, gv_shape_str(logits));
-            goto done;
-        }
+    grove_tensor *th = o.ok ? gv_op_hold(&o, gv_host_data("cross_entropy", t)) : NULL;
+    const int64_t *tv = th ? th->data : NULL;
+    for (int64_t i = 0; o.ok && i < rows; i++)
+        if (tv[i] < 0 || tv[i] >= cls)
+            GV_OP_FAIL(&o, "cross_entropy: target value %lld (row %lld) is out of range for %lld classes [0, %lld) "
+                           "of logits %s",
+                       (long long)tv[i], (long long)i, (long long)cls, (long long)cls, gv_shape_str(logits));
     /* N = 0 gives NaN (0/0), as torch's mean. */
-    double sum = k->cross_entropy_sum(x->data, t->data, rows, cls);
-    if (gv_kernels_check(k)) goto done;
-    out = scalar_out("cross_entropy", k, sum / (double)rows);
-    if (!out) goto done;
-    grove_node *node;
-    if (gv_node_begin("cross_entropy", cross_entropy_backward, 1, &logits, &node)) goto fail;
-    if (node) {
-        if (gv_node_save(node, 0, logits) || gv_node_save(node, 1, target)) {
-            gv_node_release(node);
-            goto fail;
-        }
-        gv_node_finish(node, out);
-    }
-    goto done;
-fail:
-    grove_tensor_release(out);
-    out = NULL;
-done:
-    grove_tensor_release(th);
-    grove_tensor_release(x);
-    grove_tensor_release(t);
-    return out;
+    double sum = GV_OP_VALUE(&o, cross_entropy_sum, x->data, t->data, rows, cls);
+    if (o.ok) scalar_out(&o, sum / (double)rows);
+    gv_op_save(&o, 0, logits);
+    gv_op_save(&o, 1, target);
+    return gv_op_end(&o);
 }

@@ -197,57 +197,54 @@ static void batch_strides(const grove_tensor *m, int32_t nbatch, const int64_t *
     }
 }
 
-static grove_tensor *matmul_compute(grove_tensor *a, grove_tensor *b, grove_tensor *a2, grove_tensor *b2)
+/* The operand of t for the gemm, its tensor held by the op; false after a failure. */
+static bool hold_operand(gv_op *o, grove_tensor *t, bool transposed, gemm_operand *g)
 {
+    o->ok = o->ok && gemm_operand_of(t, transposed, g) && gv_op_hold(o, g->t);
+    return o->ok;
+}
+
+/* The output of a @ b, seen as a2 @ b2 with at least two dimensions each. */
+static void matmul_compute(gv_op *o, grove_tensor *a, grove_tensor *b, grove_tensor *a2, grove_tensor *b2)
+{
+    if (!o->ok) return;
     const char *sa = gv_shape_str(a), *sb = gv_shape_str(b);
     int64_t M = a2->shape[a2->ndim - 2], K = a2->shape[a2->ndim - 1];
     int64_t Kb = b2->shape[b2->ndim - 2], N = b2->shape[b2->ndim - 1];
-    if (K != Kb)
-        return gv_fail_null("matmul: %s @ %s: inner dimensions differ (%lld vs %lld)", sa, sb, (long long)K,
-                            (long long)Kb);
+    if (K != Kb) {
+        GV_OP_FAIL(o, "matmul: %s @ %s: inner dimensions differ (%lld vs %lld)", sa, sb, (long long)K, (long long)Kb);
+        return;
+    }
     int32_t ab = a2->ndim - 2, bb = b2->ndim - 2, nb = ab > bb ? ab : bb;
     int64_t shape[GROVE_MAX_DIMS + 2];
     for (int32_t i = 0; i < nb; i++) {
         int32_t ia = i - (nb - ab), ib = i - (nb - bb);
         int64_t da = ia >= 0 ? a2->shape[ia] : 1, db = ib >= 0 ? b2->shape[ib] : 1;
-        if (da != db && da != 1 && db != 1)
-            return gv_fail_null("matmul: %s @ %s: batch dimensions cannot broadcast (%lld vs %lld)", sa, sb,
-                                (long long)da, (long long)db);
+        if (da != db && da != 1 && db != 1) {
+            GV_OP_FAIL(o, "matmul: %s @ %s: batch dimensions cannot broadcast (%lld vs %lld)", sa, sb, (long long)da,
+                       (long long)db);
+            return;
+        }
         shape[i] = da == 1 ? db : da;
     }
-    if (!fits_int(M) || !fits_int(N) || !fits_int(K))
-        return gv_fail_null("matmul: %s @ %s: matrix dimensions exceed the BLAS int range", sa, sb);
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K)) {
+        GV_OP_FAIL(o, "matmul: %s @ %s: matrix dimensions exceed the BLAS int range", sa, sb);
+        return;
+    }
     /* The result drops the dimension a 1-d operand gained; the memory layout
      * is the same as (batch..., M, N). */
     int32_t nd = nb;
     if (a->ndim > 1) shape[nd++] = M;
     if (b->ndim > 1) shape[nd++] = N;
-    const gv_kernels *k = gv_kernels_for("matmul", a);
-    if (!k) return NULL;
-    grove_tensor *out = gv_empty(nd, shape, GROVE_F32, a->device);
-    if (!out || grove_tensor_numel(out) == 0) return out;
+    grove_tensor *out = gv_op_output(o, nd, shape, GROVE_F32);
+    if (!out || grove_tensor_numel(out) == 0) return;
     gemm_operand oa, ob;
-    if (!gemm_operand_of(a2, false, &oa)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (!gemm_operand_of(b2, false, &ob)) {
-        grove_tensor_release(oa.t);
-        grove_tensor_release(out);
-        return NULL;
-    }
+    if (!hold_operand(o, a2, false, &oa) || !hold_operand(o, b2, false, &ob)) return;
     int64_t as[GROVE_MAX_DIMS], bs[GROVE_MAX_DIMS];
     batch_strides(oa.t, nb, shape, as);
     batch_strides(ob.t, nb, shape, bs);
-    grove_status st = GV_KCALL("matmul", k, matmul_batched, nb, shape, oa.t->data, as, oa.trans, oa.ld, ob.t->data,
-                               bs, ob.trans, ob.ld, out->data, (int)M, (int)N, (int)K);
-    grove_tensor_release(oa.t);
-    grove_tensor_release(ob.t);
-    if (st) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    return out;
+    GV_OP_CALL(o, matmul_batched, nb, shape, oa.t->data, as, oa.trans, oa.ld, ob.t->data, bs, ob.trans, ob.ld,
+               out->data, (int)M, (int)N, (int)K);
 }
 
 grove_tensor *grove_matmul(grove_tensor *a, grove_tensor *b)
@@ -257,28 +254,16 @@ grove_tensor *grove_matmul(grove_tensor *a, grove_tensor *b)
     if (a->ndim == 0 || b->ndim == 0)
         return gv_fail_null("matmul: %s @ %s: both operands need at least 1 dimension", gv_shape_str(a),
                             gv_shape_str(b));
-    if (!gv_kernels_for("matmul", a)) return NULL;
-    grove_tensor *a2 = as_matrix(a, true), *b2 = as_matrix(b, false);
-    grove_tensor *out = a2 && b2 ? matmul_compute(a, b, a2, b2) : NULL;
-    grove_tensor_release(a2);
-    grove_tensor_release(b2);
-    if (!out) return NULL;
     grove_tensor *in[2] = {a, b};
-    grove_node *node;
-    if (gv_node_begin("matmul", matmul_backward, 2, in, &node)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) {
-        /* Each gradient needs the other operand only. */
-        if ((node->needs_grad[1] && gv_node_save(node, 0, a)) || (node->needs_grad[0] && gv_node_save(node, 1, b))) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            return NULL;
-        }
-        gv_node_finish(node, out);
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, "matmul", matmul_backward, 2, in)) return NULL;
+    grove_tensor *a2 = gv_op_hold(&o, as_matrix(a, true));
+    grove_tensor *b2 = o.ok ? gv_op_hold(&o, as_matrix(b, false)) : NULL;
+    matmul_compute(&o, a, b, a2, b2);
+    /* Each gradient needs the other operand only. */
+    if (o.node && o.node->needs_grad[1]) gv_op_save(&o, 0, a);
+    if (o.node && o.node->needs_grad[0]) gv_op_save(&o, 1, b);
+    return gv_op_end(&o);
 }
 
 /* ---- linear --------------------------------------------------------------- */
@@ -361,81 +346,50 @@ static bool linear_check(grove_tensor *x, grove_tensor *w, grove_tensor *b)
 
 /* y (rows, out) = x (rows, in) @ wᵀ + b: one gemm that reads w transposed in
  * place. */
-static grove_status linear_compute(grove_tensor *x, grove_tensor *w, grove_tensor *b, int64_t rows, grove_tensor *y)
+static void linear_compute(gv_op *o, grove_tensor *x, grove_tensor *w, grove_tensor *b, int64_t rows,
+                           grove_tensor *y)
 {
     int64_t in_f = w->shape[1], out_f = w->shape[0];
-    if (!fits_int(rows) || !fits_int(in_f) || !fits_int(out_f))
-        return gv_fail("linear: input %s, weight %s: dimensions exceed the BLAS int range", gv_shape_str(x),
-                       gv_shape_str(w));
-    if (rows == 0 || out_f == 0) return 0;
-    const gv_kernels *k = gv_kernels_for("linear", x);
-    if (!k) return -1;
+    if (!o->ok || rows == 0 || out_f == 0) return;
     /* x as a (rows, in) matrix: a view when its leading dimensions merge. */
     grove_tensor *x2;
     int64_t rs = merged_row_stride(x);
     int64_t xs[2] = {rows, in_f};
     if (rs >= 0) {
         int64_t st[2] = {rs, x->stride[x->ndim - 1]};
-        x2 = gv_alias(x, 2, xs, st, x->offset);
+        x2 = gv_op_hold(o, gv_alias(x, 2, xs, st, x->offset));
     } else {
-        grove_tensor *xc = gv_contiguous_data(x);
-        x2 = xc ? gv_alias(xc, 2, xs, (int64_t[2]){in_f, 1}, xc->offset) : NULL;
-        grove_tensor_release(xc);
+        grove_tensor *xc = gv_op_input(o, x);
+        x2 = xc ? gv_op_hold(o, gv_alias(xc, 2, xs, (int64_t[2]){in_f, 1}, xc->offset)) : NULL;
     }
-    if (!x2) return -1;
     gemm_operand ox, ow;
-    if (!gemm_operand_of(x2, false, &ox)) {
-        grove_tensor_release(x2);
-        return -1;
-    }
-    if (!gemm_operand_of(w, true, &ow)) {
-        grove_tensor_release(ox.t);
-        grove_tensor_release(x2);
-        return -1;
-    }
-    grove_tensor *bc = b ? gv_contiguous_data(b) : NULL;
-    grove_status st = 0;
-    if (b && !bc) st = -1;
-    else
-        st = GV_KCALL("linear", k, gemm, ox.trans, ow.trans, (int)rows, (int)out_f, (int)in_f, ox.t->data, ox.ld,
-                      ow.t->data, ow.ld, bc ? bc->data : NULL, y->data);
-    grove_tensor_release(bc);
-    grove_tensor_release(ox.t);
-    grove_tensor_release(ow.t);
-    grove_tensor_release(x2);
-    return st;
+    if (!x2 || !hold_operand(o, x2, false, &ox) || !hold_operand(o, w, true, &ow)) return;
+    grove_tensor *bc = gv_op_input(o, b);
+    GV_OP_CALL(o, gemm, ox.trans, ow.trans, (int)rows, (int)out_f, (int)in_f, ox.t->data, ox.ld, ow.t->data, ow.ld,
+               bc ? bc->data : NULL, y->data);
 }
 
 grove_tensor *grove_linear(grove_tensor *x, grove_tensor *w, grove_tensor *b)
 {
     if (!linear_check(x, w, b)) return NULL;
-    if (!gv_kernels_for("linear", x)) return NULL;
     int64_t shape[GROVE_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
     int64_t rows = gv_numel_of(x->ndim - 1, x->shape);
-    grove_tensor *y = gv_empty(x->ndim, shape, GROVE_F32, x->device);
-    if (!y) return NULL;
-    if (linear_compute(x, w, b, rows, y)) {
-        grove_tensor_release(y);
-        return NULL;
-    }
+    if (!fits_int(rows) || !fits_int(w->shape[1]) || !fits_int(w->shape[0]))
+        return gv_fail_null("linear: input %s, weight %s: dimensions exceed the BLAS int range", gv_shape_str(x),
+                            gv_shape_str(w));
     grove_tensor *in[3] = {x, w, b};
-    grove_node *node;
-    if (gv_node_begin("linear", linear_backward, 3, in, &node)) {
-        grove_tensor_release(y);
-        return NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, "linear", linear_backward, 3, in)) return NULL;
+    grove_tensor *y = gv_op_output(&o, x->ndim, shape, GROVE_F32);
+    linear_compute(&o, x, w, b, rows, y);
+    if (o.node) {
+        o.node->ints[0] = w->shape[1];
+        o.node->ints[1] = w->shape[0];
+        o.node->ints[2] = rows;
     }
-    if (node) {
-        node->ints[0] = w->shape[1];
-        node->ints[1] = w->shape[0];
-        node->ints[2] = rows;
-        if ((node->needs_grad[1] && gv_node_save(node, 0, x)) || (node->needs_grad[0] && gv_node_save(node, 1, w))) {
-            gv_node_release(node);
-            grove_tensor_release(y);
-            return NULL;
-        }
-        gv_node_finish(node, y);
-    }
-    return y;
+    if (o.node && o.node->needs_grad[1]) gv_op_save(&o, 0, x);
+    if (o.node && o.node->needs_grad[0]) gv_op_save(&o, 1, w);
+    return gv_op_end(&o);
 }

@@ -27,20 +27,6 @@ static grove_status matmul_bf16_backward(grove_node *n, grove_tensor *g, grove_t
     return 0;
 }
 
-/* c = round(a)·round(b) on data of the kernels' device. */
-static grove_status run(const gv_kernels *k, grove_tensor *ac, grove_tensor *bc, grove_tensor *out, int m, int n,
-                        int kk)
-{
-    const char *op = "matmul_bf16";
-    if (!gv_kernel_ready(op, k, gemm_bf16_scratch)) return -1;
-    int64_t nbytes = k->gemm_bf16_scratch(m, n, kk);
-    grove_tensor *scratch = gv_empty(1, &nbytes, GROVE_U8, ac->device);
-    if (!scratch) return -1;
-    grove_status st = GV_KCALL(op, k, gemm_bf16, m, n, kk, ac->data, bc->data, out->data, scratch->data);
-    grove_tensor_release(scratch);
-    return st;
-}
-
 grove_tensor *grove_matmul_bf16(grove_tensor *a, grove_tensor *b)
 {
     const char *op = "matmul_bf16";
@@ -53,33 +39,18 @@ grove_tensor *grove_matmul_bf16(grove_tensor *a, grove_tensor *b)
     if (a->shape[0] > INT_MAX || a->shape[1] > INT_MAX || b->shape[1] > INT_MAX)
         return gv_fail_null("%s: %s @ %s: a dimension exceeds the GEMM's int range", op, gv_shape_str(a),
                             gv_shape_str(b));
-    const gv_kernels *k = gv_kernels_for(op, a);
-    if (!k) return NULL;
     int m = (int)a->shape[0], kk = (int)a->shape[1], n = (int)b->shape[1];
     int64_t shape[2] = {m, n};
-    grove_tensor *out = gv_empty(2, shape, GROVE_F32, a->device);
-    if (!out) return NULL;
-    grove_tensor *ac = gv_contiguous_data(a), *bc = ac ? gv_contiguous_data(b) : NULL;
-    grove_status st = bc ? run(k, ac, bc, out, m, n, kk) : -1;
-    grove_tensor_release(ac);
-    grove_tensor_release(bc);
-    if (st) {
-        grove_tensor_release(out);
-        return NULL;
-    }
     grove_tensor *inputs[2] = {a, b};
-    grove_node *node;
-    if (gv_node_begin(op, matmul_bf16_backward, 2, inputs, &node)) {
-        grove_tensor_release(out);
-        return NULL;
-    }
-    if (node) {
-        if (gv_node_save(node, 0, a) || gv_node_save(node, 1, b)) {
-            gv_node_release(node);
-            grove_tensor_release(out);
-            return NULL;
-        }
-        gv_node_finish(node, out);
-    }
-    return out;
+    gv_op o;
+    if (!gv_op_begin(&o, op, matmul_bf16_backward, 2, inputs)) return NULL;
+    grove_tensor *out = gv_op_output(&o, 2, shape, GROVE_F32);
+    grove_tensor *ac = gv_op_input(&o, a), *bc = gv_op_input(&o, b);
+    /* scratch for the rounded operands: bytes, as much as the device asks */
+    int64_t nbytes = GV_OP_READY(&o, gemm_bf16_scratch) ? o.k->gemm_bf16_scratch(m, n, kk) : 0;
+    grove_tensor *scratch = gv_op_temp(&o, 1, &nbytes, GROVE_U8);
+    GV_OP_CALL(&o, gemm_bf16, m, n, kk, ac->data, bc->data, out->data, scratch->data);
+    gv_op_save(&o, 0, a);
+    gv_op_save(&o, 1, b);
+    return gv_op_end(&o);
 }

@@ -78,41 +78,31 @@ static grove_status norm_backward(grove_node *n, grove_tensor *g, grove_tensor *
 static grove_tensor *norm_op(const char *op, grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps, bool layer)
 {
     if (!check_norm_args(op, x, w, b, eps)) return NULL;
-    const gv_kernels *k = gv_kernels_for(op, x);
-    if (!k) return NULL;
     int64_t cols = x->shape[x->ndim - 1];
     int64_t rows = gv_numel_of(x->ndim - 1, x->shape);
-    grove_tensor *in[3] = {x, w, b};
-    grove_node *node;
-    if (gv_node_begin(op, norm_backward, layer ? 3 : 2, in, &node)) return NULL;
-    grove_tensor *xc = gv_contiguous_data(x), *wc = NULL, *bc = NULL, *y = NULL, *stats = NULL;
     int64_t sshape[2] = {2, rows};
-    bool ok = xc && param_data(w, &wc) && param_data(b, &bc);
-    if (ok) y = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
-    if (y && node) stats = gv_empty(2, sshape, GROVE_F32, x->device);
-    ok = y && (!node || stats);
-    if (ok) {
-        float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + rows : NULL;
-        if (layer) {
-            ok = !GV_KCALL(op, k, layer_norm, rows, cols, xc->data, data_or_null(wc), data_or_null(bc), eps, y->data,
-                           mean, rstd);
-        } else {
-            ok = !GV_KCALL(op, k, rms_norm, rows, cols, xc->data, data_or_null(wc), eps, y->data, rstd);
-            /* The means row is unused by the RMS backward; zeroed so the saved
-             * statistics are defined (on the stats tensor's device). */
-            int64_t one = 1;
-            if (ok && mean) ok = !GV_KCALL(op, k, fill, 1, &rows, mean, &one, GROVE_F32, 0.0);
-        }
+    grove_tensor *in[3] = {x, w, b};
+    gv_op o;
+    if (!gv_op_begin(&o, op, norm_backward, layer ? 3 : 2, in)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x), *wc = gv_op_input(&o, w), *bc = gv_op_input(&o, b);
+    grove_tensor *y = gv_op_output(&o, x->ndim, x->shape, GROVE_F32);
+    grove_tensor *stats = o.node ? gv_op_temp(&o, 2, sshape, GROVE_F32) : NULL;
+    float *mean = stats ? (float *)stats->data : NULL, *rstd = stats ? (float *)stats->data + rows : NULL;
+    if (layer) {
+        GV_OP_CALL(&o, layer_norm, rows, cols, xc->data, data_or_null(wc), data_or_null(bc), eps, y->data, mean,
+                   rstd);
+    } else {
+        GV_OP_CALL(&o, rms_norm, rows, cols, xc->data, data_or_null(wc), eps, y->data, rstd);
+        /* The means row is unused by the RMS backward; zeroed so the saved
+         * statistics are defined (on the stats tensor's device). */
+        int64_t one = 1;
+        if (mean) GV_OP_CALL(&o, fill, 1, &rows, mean, &one, GROVE_F32, 0.0);
     }
-    if (ok && node) {
-        node->ints[0] = layer;
-        ok = !gv_node_save(node, 0, xc) && (!wc || !gv_node_save(node, 1, wc)) && !gv_node_save(node, 2, stats);
-    }
-    grove_tensor_release(xc);
-    grove_tensor_release(wc);
-    grove_tensor_release(bc);
-    grove_tensor_release(stats);
-    return gv_node_end(node, y, ok);
+    if (o.node) o.node->ints[0] = layer;
+    gv_op_save(&o, 0, xc);
+    if (wc) gv_op_save(&o, 1, wc);
+    gv_op_save(&o, 2, stats);
+    return gv_op_end(&o);
 }
 
 grove_tensor *grove_layer_norm(grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps)

@@ -116,72 +116,65 @@ static grove_tensor *reduce_masked(const char *name, grove_tensor *a, int32_t op
         return gv_fail_null("%s: dimensions %s of %s are empty and have no %s", name, gv_dims_str(k, dl),
                             gv_shape_str(a), what);
     }
-    const gv_kernels *k = gv_kernels_for(name, a);
-    if (!k) return NULL;
     int64_t oshape[GROVE_MAX_DIMS];
     int32_t ondim = reduced_shape(a->ndim, a->shape, mask, keepdim, oshape);
-    grove_tensor *out = gv_empty(ondim, oshape, GROVE_F32, a->device);
-    if (!out) return NULL;
     bool arg = op == GROVE_MAX || op == GROVE_MIN;
-    grove_node *node = NULL;
-    if (record && gv_node_begin(name, arg ? arg_backward : sum_backward, 1, &a, &node)) goto fail;
-    grove_tensor *idx = NULL;
-    if (arg && (node || idx_out)) {
-        idx = gv_empty(ondim, oshape, GROVE_I64, a->device);
-        if (!idx) goto fail_node;
-    }
+    gv_op o;
+    if (!gv_op_begin(&o, name, record ? (arg ? arg_backward : sum_backward) : NULL, 1, &a)) return NULL;
+    grove_tensor *out = gv_op_output(&o, ondim, oshape, GROVE_F32);
+    grove_tensor *idx = arg && (o.node || idx_out) ? gv_op_temp(&o, ondim, oshape, GROVE_I64) : NULL;
     /* The kernel reads a through its strides: no copy for views. */
     gv_reduce_plan p = make_plan(a->ndim, a->shape, a->stride, mask);
-    grove_status st = idx ? GV_KCALL(name, k, reduce_arg, op, &p, a->data, out->data, idx->data)
-                          : GV_KCALL(name, k, reduce, op, &p, a->data, out->data);
-    if (st) {
-        grove_tensor_release(idx);
-        goto fail_node;
+    if (idx) GV_OP_CALL(&o, reduce_arg, op, &p, a->data, out->data, idx->data);
+    else GV_OP_CALL(&o, reduce, op, &p, a->data, out->data);
+    if (o.node) {
+        for (int32_t i = 0; i < a->ndim; i++) o.node->ints[i] = mask[i];
+        o.node->ints[SLOT_OP] = op;
+        o.node->scalars[0] = (double)total;
     }
-    if (node) {
-        for (int32_t i = 0; i < a->ndim; i++) node->ints[i] = mask[i];
-        node->ints[SLOT_OP] = op;
-        node->scalars[0] = (double)total;
-        if (idx && gv_node_save(node, 0, idx)) {
-            grove_tensor_release(idx);
-            goto fail_node;
-        }
-        gv_node_finish(node, out);
+    if (idx) gv_op_save(&o, 0, idx);
+    if (o.ok && idx_out) {
+        grove_tensor_retain(idx);
+        *idx_out = idx;
     }
-    if (idx_out) *idx_out = idx;
-    else grove_tensor_release(idx);
-    return out;
-fail_node:
-    gv_node_release(node);
-fail:
-    grove_tensor_release(out);
-    return NULL;
+    return gv_op_end(&o);
 }
 
 /* ---- public entry points -------------------------------------------------------- */
 
-grove_tensor *grove_reduce(grove_tensor *a, int32_t op, int32_t ndims, const int32_t *dims, bool keepdim)
+/* The dimensions a reduction over dims (ndims = 0: all) covers, as flags;
+ * false with the error naming name. */
+static bool dims_mask(const char *name, const grove_tensor *a, int32_t ndims, const int32_t *dims, bool *mask)
 {
-    if (op < 0 || op >= GROVE_REDUCE_COUNT) return gv_fail_null("reduce: unknown op %d", op);
-    const char *name = reduce_names[op];
-    if (!gv_check_f32(name, a)) return NULL;
-    if (ndims < 0 || ndims > GROVE_MAX_DIMS || (ndims > 0 && !dims))
-        return gv_fail_null("%s: invalid dimension list (%d entries) for %s", name, ndims, gv_shape_str(a));
-    bool mask[GROVE_MAX_DIMS] = {false};
-    if (ndims == 0)
-        for (int32_t i = 0; i < a->ndim; i++) mask[i] = true;
+    if (ndims < 0 || ndims > GROVE_MAX_DIMS || (ndims > 0 && !dims)) {
+        gv_fail("%s: invalid dimension list (%d entries) for %s", name, ndims, gv_shape_str(a));
+        return false;
+    }
+    for (int32_t i = 0; i < GROVE_MAX_DIMS; i++) mask[i] = ndims == 0 && i < a->ndim;
     int64_t listed[GROVE_MAX_DIMS];
     for (int32_t i = 0; i < ndims; i++) listed[i] = dims[i];
     for (int32_t i = 0; i < ndims; i++) {
         int32_t d = dims[i];
         /* A 0-d tensor accepts dimension 0 / -1 as torch does: nothing to reduce. */
         if (a->ndim == 0 && (d == 0 || d == -1) && ndims == 1) continue;
-        if (!gv_norm_dim(name, a, &d)) return NULL;
-        if (mask[d])
-            return gv_fail_null("%s: dimension %d repeated in %s for %s", name, dims[i], gv_dims_str(ndims, listed),
-                                gv_shape_str(a));
+        if (!gv_norm_dim(name, a, &d)) return false;
+        if (mask[d]) {
+            gv_fail("%s: dimension %d repeated in %s for %s", name, dims[i], gv_dims_str(ndims, listed),
+                    gv_shape_str(a));
+            return false;
+        }
         mask[d] = true;
     }
+    return true;
+}
+
+grove_tensor *grove_reduce(grove_tensor *a, int32_t op, int32_t ndims, const int32_t *dims, bool keepdim)
+{
+    if (op < 0 || op >= GROVE_REDUCE_COUNT) return gv_fail_null("reduce: unknown op %d", op);
+    const char *name = reduce_names[op];
+    if (!gv_check_f32(name, a)) return NULL;
+    bool mask[GROVE_MAX_DIMS];
+    if (!dims_mask(name, a, ndims, dims, mask)) return NULL;
     return reduce_masked(name, a, op, mask, keepdim, NULL, true);
 }
 

@@ -35,35 +35,19 @@ static grove_tensor *softmax_op(const char *op, grove_tensor *x, int32_t dim, bo
 {
     if (!gv_check_f32(op, x)) return NULL;
     if (!gv_norm_dim(op, x, &dim)) return NULL;
-    const gv_kernels *k = gv_kernels_for(op, x);
-    if (!k) return NULL;
     int64_t outer, inner;
     split_at(x->ndim, x->shape, dim, &outer, &inner);
-    grove_tensor *xc = gv_contiguous_data(x);
-    if (!xc) return NULL;
-    grove_tensor *y = gv_empty(x->ndim, x->shape, GROVE_F32, x->device);
-    if (y && GV_KCALL(op, k, softmax, outer, x->shape[dim], inner, xc->data, y->data, log_out)) {
-        grove_tensor_release(y);
-        y = NULL;
+    gv_op o;
+    if (!gv_op_begin(&o, op, softmax_backward, 1, &x)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x);
+    grove_tensor *y = gv_op_output(&o, x->ndim, x->shape, GROVE_F32);
+    GV_OP_CALL(&o, softmax, outer, x->shape[dim], inner, xc->data, y->data, log_out);
+    if (o.node) {
+        o.node->ints[0] = dim;
+        o.node->ints[1] = log_out;
     }
-    grove_tensor_release(xc);
-    if (!y) return NULL;
-    grove_node *node;
-    if (gv_node_begin(op, softmax_backward, 1, &x, &node)) {
-        grove_tensor_release(y);
-        return NULL;
-    }
-    if (node) {
-        node->ints[0] = dim;
-        node->ints[1] = log_out;
-        if (gv_node_save(node, 0, y)) {
-            gv_node_release(node);
-            grove_tensor_release(y);
-            return NULL;
-        }
-        gv_node_finish(node, y);
-    }
-    return y;
+    gv_op_save(&o, 0, y);
+    return gv_op_end(&o);
 }
 
 grove_tensor *grove_softmax(grove_tensor *x, int32_t dim) { return softmax_op("softmax", x, dim, false); }
