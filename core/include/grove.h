@@ -95,6 +95,18 @@ typedef enum grove_binary_op {
     GROVE_BINARY_COUNT
 } grove_binary_op;
 
+/* Comparisons and logic give u8 masks (1 or 0) for grove_where and
+ * grove_masked_fill (core/ops/compare.c). */
+typedef enum grove_compare_op {
+    GROVE_EQ = 0, GROVE_NE, GROVE_LT, GROVE_LE, GROVE_GT, GROVE_GE,
+    GROVE_COMPARE_COUNT
+} grove_compare_op;
+
+typedef enum grove_logical_op {
+    GROVE_AND = 0, GROVE_OR, GROVE_NOT,
+    GROVE_LOGICAL_COUNT
+} grove_logical_op;
+
 typedef enum grove_reduce_op {
     GROVE_SUM = 0, GROVE_MEAN, GROVE_MAX, GROVE_MIN,
     GROVE_REDUCE_COUNT
@@ -232,6 +244,20 @@ grove_tensor *grove_binary_scalar(grove_tensor *a, double s, int32_t op, bool re
 grove_tensor *grove_pow_scalar(grove_tensor *a, double exponent);
 /* Use -INFINITY / INFINITY for an open side. */
 grove_tensor *grove_clamp(grove_tensor *a, double lo, double hi);
+
+/* ---- comparisons and masks (u8, 1 or 0; never on the autograd tape) ---- */
+/* a op b (grove_compare_op) with broadcasting; inputs that are not f32
+ * compare as f32 (exact below 2^24). */
+grove_tensor *grove_compare(grove_tensor *a, grove_tensor *b, int32_t op);
+/* a op s, s rounded to f32 as the tensor's values are. */
+grove_tensor *grove_compare_scalar(grove_tensor *a, double s, int32_t op);
+/* a op b (grove_logical_op) on u8 masks (nonzero = true) with
+ * broadcasting; GROVE_NOT takes b NULL. */
+grove_tensor *grove_logical(grove_tensor *a, grove_tensor *b, int32_t op);
+/* Whether any / every value of the u8 mask a over the listed dimensions
+ * (ndims = 0: over all) is nonzero. */
+grove_tensor *grove_any(grove_tensor *a, int32_t ndims, const int32_t *dims, bool keepdim);
+grove_tensor *grove_all(grove_tensor *a, int32_t ndims, const int32_t *dims, bool keepdim);
 
 /* ---- reductions ---------------------------------------------------------- */
 /* Over the listed dimensions (ndims = 0: over all, giving a 0-d tensor). */

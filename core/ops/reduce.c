@@ -1,5 +1,5 @@
 /* reduce.c — front-ends of sum, mean, max and min over dimensions, of
- * max/min with positions, and of argmax/argmin.
+ * max/min with positions, of argmax/argmin, and of any/all over u8 masks.
  *
  * The gradient of max and min goes entirely to the first position of the
  * extreme value (in row-major order over the reduced dimensions), the
@@ -231,4 +231,36 @@ grove_tensor *grove_argmax(grove_tensor *a, int32_t dim, bool keepdim)
 grove_tensor *grove_argmin(grove_tensor *a, int32_t dim, bool keepdim)
 {
     return arg_extreme("argmin", a, GROVE_MIN, dim, keepdim);
+}
+
+/* ---- any / all over u8 masks ------------------------------------------------------ */
+
+static grove_tensor *reduce_mask(const char *name, bool all, grove_tensor *a, int32_t ndims, const int32_t *dims,
+                                 bool keepdim)
+{
+    if (!gv_check_live(name, a)) return NULL;
+    if (a->dtype != GROVE_U8)
+        return gv_fail_null("%s: expected a u8 mask (nonzero = true), got %s %s; compare first (x:ne(0))", name,
+                            grove_dtype_name(a->dtype), gv_shape_str(a));
+    bool mask[GROVE_MAX_DIMS];
+    if (!dims_mask(name, a, ndims, dims, mask)) return NULL;
+    int64_t oshape[GROVE_MAX_DIMS];
+    int32_t ondim = reduced_shape(a->ndim, a->shape, mask, keepdim, oshape);
+    /* The kernel reads a through its strides: no copy for views. */
+    gv_reduce_plan p = make_plan(a->ndim, a->shape, a->stride, mask);
+    gv_op o;
+    if (!gv_op_begin(&o, name, NULL, 1, &a)) return NULL;
+    grove_tensor *out = gv_op_output(&o, ondim, oshape, GROVE_U8);
+    GV_OP_CALL(&o, reduce_mask, all, &p, a->data, out->data);
+    return gv_op_end(&o);
+}
+
+grove_tensor *grove_any(grove_tensor *a, int32_t ndims, const int32_t *dims, bool keepdim)
+{
+    return reduce_mask("any", false, a, ndims, dims, keepdim);
+}
+
+grove_tensor *grove_all(grove_tensor *a, int32_t ndims, const int32_t *dims, bool keepdim)
+{
+    return reduce_mask("all", true, a, ndims, dims, keepdim);
 }

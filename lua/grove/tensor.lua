@@ -593,6 +593,36 @@ return function(grove)
     return wrap(C.grove_argmin(t.p, argdim(t, d, "argmin"), keepdim and true or false))
   end
 
+  -- ---- comparisons and masks: u8 (1 or 0), off the tape, for where / masked_fill ----------
+  local CMP = { eq = C.GROVE_EQ, ne = C.GROVE_NE, lt = C.GROVE_LT, le = C.GROVE_LE, gt = C.GROVE_GT, ge = C.GROVE_GE }
+  -- a number on the left turns the comparison round: 0 < x is x > 0
+  local MIRROR = { eq = "eq", ne = "ne", lt = "gt", le = "ge", gt = "lt", ge = "le" }
+  for name, op in pairs(CMP) do
+    M[name] = function(a, b)
+      if is_tensor(a) then
+        if is_tensor(b) then return wrap(C.grove_compare(a.p, b.p, op)) end
+        if type(b) == "number" then return wrap(C.grove_compare_scalar(a.p, b, op)) end
+      elseif type(a) == "number" and is_tensor(b) then
+        return wrap(C.grove_compare_scalar(b.p, a, CMP[MIRROR[name]]))
+      end
+      error(name .. ": expected tensors or numbers, got " .. type(a) .. " and " .. type(b), 2)
+    end
+  end
+  function M.logical_and(a, b) return wrap(C.grove_logical(a.p, tensor_arg(b, "logical_and", "mask"), C.GROVE_AND)) end
+  function M.logical_or(a, b) return wrap(C.grove_logical(a.p, tensor_arg(b, "logical_or", "mask"), C.GROVE_OR)) end
+  function M.logical_not(a) return wrap(C.grove_logical(a.p, nil, C.GROVE_NOT)) end
+  -- any / all over dimension d (a number or a table; none = all) or {dim =, keepdim =}, as sum
+  local function mask_reduce(name)
+    return function(t, d, keepdim)
+      d, keepdim = reduce_args(d, keepdim)
+      if d == nil then return wrap(C["grove_" .. name](t.p, 0, nil, false)) end
+      local dims = type(d) == "table" and d or { d }
+      for i = 1, #dims do dims_a[i - 1] = cdim(dims[i], name) end
+      return wrap(C["grove_" .. name](t.p, #dims, dims_a, keepdim and true or false))
+    end
+  end
+  M.any, M.all = mask_reduce("any"), mask_reduce("all")
+
   -- ---- linear algebra and nn ops ----------------------------------------------------------
   local function opt_p(x, op, name)
     if x == nil then return nil end
