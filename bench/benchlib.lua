@@ -50,4 +50,46 @@ function B.per_call_us(loop, n, reps)
   return best / n * 1e6
 end
 
+-- Writes a diffusers component folder of random weights at dir: config.json
+-- (config) and the tensors that the shapes-only model build(dir) has (build
+-- reads dir/config.json, e.g. grove.diffusers.transformer(d, {meta = true})),
+-- under their names, drawn N(0, scale²) one tensor at a time (tensor k of
+-- the model's named_parameters from grove.Generator(seed + k)) and stored as
+-- opts.dtype ("f32", "bf16", "f16"), so a model larger than memory can be
+-- written. opts: dtype (default "f32"), scale (0.02), seed (1000),
+-- weights_name, max_shard_bytes (as grove.diffusers.write_component).
+-- Returns write_component's {files, total_size} and the parameter count.
+function B.write_random_component(dir, config, build, opts)
+  opts = opts or {}
+  local dtype, scale, seed = opts.dtype or "f32", opts.scale or 0.02, opts.seed or 1000
+  grove.C.grove_dir_make(dir)
+  require("grove.files").write_atomic(dir .. "/config.json", grove.json.encode(config))
+  local meta = build(dir)
+  os.remove(dir .. "/config.json")
+  local names, info, index, params = {}, {}, {}, 0
+  for k, np in ipairs(meta:named_parameters()) do
+    names[k], index[np[1]] = np[1], k
+    info[np[1]] = { dtype = dtype, shape = np[2]:shape() }
+    params = params + np[2]:numel()
+  end
+  local source = {
+    names = function() return names end,
+    info = function(_, n) return info[n] end,
+    load = function(_, n)
+      local v = grove.randn(info[n].shape, { generator = grove.Generator(seed + index[n]) })
+      local s = v * scale
+      v:free()
+      if dtype == "f32" then return s end
+      local c = s:to(dtype)
+      s:free()
+      return c
+    end,
+  }
+  local written = grove.diffusers.write_component(dir, config, source, { max_shard_bytes = opts.max_shard_bytes,
+                                                                         weights_name = opts.weights_name })
+  grove.collect()
+  grove.empty_cache()
+  return written, params
+end
+
 return B

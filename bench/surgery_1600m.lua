@@ -25,6 +25,7 @@ while arg[i] do
 end
 
 local exe = arg[-1]
+local B = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/benchlib.lua")
 local diffusers = grove.diffusers
 
 -- Sana_1600M_1024px_diffusers/transformer/config.json
@@ -68,32 +69,9 @@ local ok, err = pcall(function()
   -- 1. the source: names and shapes from the config (a meta model), values
   -- N(0, 0.02²) drawn per tensor and rounded to BF16, one tensor at a time
   local t0 = grove.now()
-  grove.C.grove_dir_make(o.dir)
-  require("grove.files").write_atomic(o.dir .. "/config.json", grove.json.encode(config))
-  local meta = diffusers.transformer(o.dir, { meta = true })
-  os.remove(o.dir .. "/config.json")
-  local names, info, params = {}, {}, 0
-  for k, np in ipairs(meta:named_parameters()) do
-    names[k] = np[1]
-    info[np[1]] = { dtype = "bf16", shape = np[2]:shape() }
-    params = params + np[2]:numel()
-  end
-  local source = {
-    names = function() return names end,
-    info = function(_, n) return info[n] end,
-    load = function(_, n)
-      local k
-      for j, m in ipairs(names) do if m == n then k = j end end
-      local v = grove.randn(info[n].shape, { generator = grove.Generator(1000 + k) })
-      local s = v * 0.02
-      local b = s:to("bf16")
-      v:free(); s:free()
-      return b
-    end,
-  }
-  local written = diffusers.write_component(src, config, source,
-                                            { max_shard_bytes = grove.grow.parse_size(o.shard) })
-  grove.empty_cache()
+  local written, params = B.write_random_component(src, config,
+    function(d) return diffusers.transformer(d, { meta = true }) end,
+    { dtype = "bf16", seed = 1000, max_shard_bytes = grove.grow.parse_size(o.shard) })
   print(string.format("source: %s, %d blocks, %d parameters, %.2f GB BF16 in %d files, written in %.1f s",
                       src, depth, params, written.total_size / 1e9, #written.files, grove.now() - t0))
 

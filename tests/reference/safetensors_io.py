@@ -16,6 +16,7 @@ row-major (C order).
 Only the standard library and torch are used.
 """
 import json
+import os
 import struct
 import sys
 
@@ -54,59 +55,64 @@ def load(path):
     """Read a .safetensors file. Returns (tensors, metadata): tensors is a
     dict of name -> torch.Tensor (each owning its memory, in file order),
     metadata the "__metadata__" dict (empty if absent). Raises
-    SafetensorsError with a message naming the problem on a malformed file."""
+    SafetensorsError with a message naming the problem on a malformed file.
+    Each tensor is read straight into its own memory, so loading a file
+    takes the file's size once (a 10 GB model must not need 20)."""
     with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise SafetensorsError("%s: file too short for a safetensors header (%d bytes)" % (path, len(blob)))
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > MAX_HEADER or 8 + n > len(blob):
-        raise SafetensorsError("%s: header length %d does not fit in a %d-byte file" % (path, n, len(blob)))
-    try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise SafetensorsError("%s: header is not valid JSON: %s" % (path, e))
-    if not isinstance(header, dict):
-        raise SafetensorsError("%s: header is not a JSON object" % path)
-    data = memoryview(blob)[8 + n:]
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise SafetensorsError("%s: __metadata__ must map names to strings" % path)
-    if sys.byteorder != "little":
-        raise SafetensorsError("big-endian hosts are not supported")
-    tensors = {}
-
-    def begin_of(kv):  # file order, so iteration is deterministic
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise SafetensorsError("%s: file too short for a safetensors header (%d bytes)" % (path, size))
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > MAX_HEADER or 8 + n > size:
+            raise SafetensorsError("%s: header length %d does not fit in a %d-byte file" % (path, n, size))
         try:
-            return int(kv[1]["data_offsets"][0])
-        except Exception:  # noqa: BLE001 -- malformed entries are reported below
-            return -1
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise SafetensorsError("%s: header is not valid JSON: %s" % (path, e))
+        if not isinstance(header, dict):
+            raise SafetensorsError("%s: header is not a JSON object" % path)
+        data_start, data_len = 8 + n, size - 8 - n
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise SafetensorsError("%s: __metadata__ must map names to strings" % path)
+        if sys.byteorder != "little":
+            raise SafetensorsError("big-endian hosts are not supported")
+        tensors = {}
 
-    for name, info in sorted(header.items(), key=begin_of):
-        if not isinstance(info, dict):
-            raise SafetensorsError("%s: tensor %r: entry is not a JSON object" % (path, name))
-        try:
-            dt = info["dtype"]
-            shape = [int(s) for s in info["shape"]]
-            begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsError("%s: tensor %r: entry needs dtype, shape and data_offsets" % (path, name))
-        if dt not in DTYPES:
-            raise SafetensorsError("%s: tensor %r: unsupported dtype %r" % (path, name, dt))
-        tdtype, size = DTYPES[dt]
-        if any(s < 0 for s in shape):
-            raise SafetensorsError("%s: tensor %r: negative dimension in shape %s" % (path, name, shape))
-        nbytes = _numel(shape) * size
-        if not (0 <= begin <= end <= len(data)) or end - begin != nbytes:
-            raise SafetensorsError("%s: tensor %r: offsets [%d, %d] do not hold %s %s (%d bytes; data section %d bytes)"
-                                   % (path, name, begin, end, dt, shape, nbytes, len(data)))
-        if nbytes == 0:
-            t = torch.empty(shape, dtype=tdtype)
-        else:
-            # bytearray copy: the tensor owns writable memory
-            buf = bytearray(data[begin:end])
-            t = torch.frombuffer(buf, dtype=tdtype).reshape(shape).clone()
-        tensors[name] = t
+        def begin_of(kv):  # file order, so iteration is deterministic
+            try:
+                return int(kv[1]["data_offsets"][0])
+            except Exception:  # noqa: BLE001 -- malformed entries are reported below
+                return -1
+
+        for name, info in sorted(header.items(), key=begin_of):
+            if not isinstance(info, dict):
+                raise SafetensorsError("%s: tensor %r: entry is not a JSON object" % (path, name))
+            try:
+                dt = info["dtype"]
+                shape = [int(s) for s in info["shape"]]
+                begin, end = (int(o) for o in info["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise SafetensorsError("%s: tensor %r: entry needs dtype, shape and data_offsets" % (path, name))
+            if dt not in DTYPES:
+                raise SafetensorsError("%s: tensor %r: unsupported dtype %r" % (path, name, dt))
+            tdtype, esize = DTYPES[dt]
+            if any(s < 0 for s in shape):
+                raise SafetensorsError("%s: tensor %r: negative dimension in shape %s" % (path, name, shape))
+            nbytes = _numel(shape) * esize
+            if not (0 <= begin <= end <= data_len) or end - begin != nbytes:
+                raise SafetensorsError("%s: tensor %r: offsets [%d, %d] do not hold %s %s (%d bytes; data section %d bytes)"
+                                       % (path, name, begin, end, dt, shape, nbytes, data_len))
+            raw = torch.empty(nbytes, dtype=torch.uint8)
+            if nbytes:
+                f.seek(data_start + begin)
+                view, got = memoryview(raw.numpy()), 0
+                while got < nbytes:  # one read(2) returns at most about 2 GB
+                    k = f.readinto(view[got:])
+                    if not k:
+                        raise SafetensorsError("%s: tensor %r: file ended inside its data" % (path, name))
+                    got += k
+            tensors[name] = raw.view(tdtype).reshape(shape)
     return tensors, metadata
 
 
