@@ -310,6 +310,17 @@ grove_tensor *grove_linear_attention(grove_tensor *q, grove_tensor *k, grove_ten
  * so an all-padding caption gives finite output (the bias is then the same
  * for every key and cancels in the softmax) instead of NaN. */
 grove_tensor *grove_cross_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask, int32_t heads);
+/* Causal softmax self-attention of a decoder text encoder (Gemma-2), in one
+ * fused pass that keeps no L×L matrix: q (B, L, heads·d), k, v
+ * (B, L, kv_heads·d); query head h reads key/value head h / (heads /
+ * kv_heads) (grouped-query attention). Query i sees key j when j ≤ i,
+ * mask[b][j] is nonzero (mask (B, L) u8 or f32, or NULL: all real) and,
+ * when window > 0, j > i − window (the last `window` keys including
+ * itself). Scores are scale·(q·k), then softcap·tanh(s / softcap) when
+ * softcap > 0. A query that sees no key gets zeros. head_dim ≤ 1024.
+ * Forward only: the gradient is an error naming the op. */
+grove_tensor *grove_causal_attention(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask,
+                                     int32_t heads, int32_t kv_heads, double scale, int64_t window, double softcap);
 /* LayerNorm without affine over the last dimension of x (B, N, D), then
  * x·(1 + scale) + shift with shift, scale (B, D) broadcast over the tokens. */
 grove_tensor *grove_norm_modulate(grove_tensor *x, grove_tensor *shift, grove_tensor *scale, double eps);

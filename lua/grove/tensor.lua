@@ -735,6 +735,24 @@ return function(grove)
     return wrap(C.grove_cross_attention(q.p, tensor_arg(k, "cross_attention", "k"), tensor_arg(v, "cross_attention", "v"),
                                         opt_p(mask, "cross_attention", "mask"), heads or 1))
   end
+  -- Causal self-attention of a decoder text encoder (Gemma-2), forward only:
+  -- q (B, L, heads·d), k, v (B, L, kv_heads·d), mask (B, L) u8 or f32
+  -- (nonzero = a real token) or nil; opts.heads (required), kv_heads
+  -- (default heads), scale (default 1/√d), window (the last `window` keys;
+  -- nil: no window), softcap (nil: none).
+  local causal_opts = { heads = true, kv_heads = true, scale = true, window = true, softcap = true }
+  function M.causal_attention(q, k, v, mask, opts)
+    if type(opts) ~= "table" then error("causal_attention: expected an options table with heads, got " .. type(opts), 2) end
+    for key in pairs(opts) do
+      if not causal_opts[key] then error("causal_attention: unknown option '" .. tostring(key) .. "' (heads, kv_heads, scale, window, softcap)", 2) end
+    end
+    local heads = opts.heads
+    if type(heads) ~= "number" then error("causal_attention: opts.heads is required", 2) end
+    local d = q.p.ndim == 3 and tonumber(q.p.shape[2]) / heads or 1
+    return wrap(C.grove_causal_attention(q.p, tensor_arg(k, "causal_attention", "k"), tensor_arg(v, "causal_attention", "v"),
+                                         opt_p(mask, "causal_attention", "mask"), heads, opts.kv_heads or heads,
+                                         opts.scale or 1 / math.sqrt(d), opts.window or 0, opts.softcap or 0))
+  end
   function M.norm_modulate(x, shift, scale, eps)
     if type(eps) == "table" then eps = eps.eps end
     return wrap(C.grove_norm_modulate(x.p, tensor_arg(shift, "norm_modulate", "shift"),

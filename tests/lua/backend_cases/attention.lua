@@ -1,7 +1,8 @@
 -- Parity cases (CPU vs CUDA) of the attention family: SANA's ReLU linear
 -- attention (several head widths, q/k/v read in place as slices of one
 -- projection) and the softmax cross attention with u8 / f32 / no masks,
--- shapes off multiples of 32.
+-- shapes off multiples of 32; the causal self-attention of text encoders
+-- (forward only) with grouped-query heads, padding, windows and soft-caps.
 local grove = grove or require "grove"
 
 -- Masks (B, M): 1 = real token. Row 2 of the u8 mask is all padding (the
@@ -63,4 +64,25 @@ return {
       return grove.cross_attention(qx:narrow(3, 33, 64), kv:narrow(3, 1, 64), kv:narrow(3, 65, 64), nil, 2)
     end,
     inputs = { { 2, 33, 128 }, { 2, 9, 128 } }, grad = true },
+
+  -- causal self-attention (forward only)
+  { name = "causal_attention [2,37,64] heads 4 on 2, u8 mask right and left padded",
+    fn = function(q, k, v, m) return grove.causal_attention(q, k, v, m, { heads = 4, kv_heads = 2 }) end,
+    inputs = { { 2, 37, 64 }, { 2, 37, 32 }, { 2, 37, 32 },
+               mask_u8 { ones_then_zeros(37, 29), { 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 } } } },
+  { name = "causal_attention [1,300,512] heads 2 (dh 256) window 40 soft-cap 50 scale 1/16, f32 mask",
+    fn = function(q, k, v, m)
+      return grove.causal_attention(q, k, v, m, { heads = 2, kv_heads = 1, window = 40, softcap = 50, scale = 1 / 16 })
+    end,
+    inputs = { { 1, 300, 512 }, { 1, 300, 256 }, { 1, 300, 256 }, mask_f32 { ones_then_zeros(300, 211) } } },
+  { name = "causal_attention [3,70,57] heads 3 (dh 19) window 1, no mask",
+    fn = function(q, k, v) return grove.causal_attention(q, k, v, nil, { heads = 3, window = 1 }) end,
+    inputs = { { 3, 70, 57 }, { 3, 70, 57 }, { 3, 70, 57 } } },
+  { name = "causal_attention q, k, v slices of one [2,33,128] projection, soft-cap 3",
+    fn = function(qkv)
+      return grove.causal_attention(qkv:narrow(3, 1, 64), qkv:narrow(3, 65, 32), qkv:narrow(3, 97, 32), nil,
+                                    { heads = 4, kv_heads = 2, softcap = 3 })
+    end,
+    inputs = { { 2, 33, 128 } } },
 }
