@@ -8,5 +8,6 @@ return function(grove)
   local diffusers = grove.diffusers or {}
   grove.diffusers = diffusers
   require "grove.diffusers.folder"(grove, diffusers)
+  require "grove.diffusers.text_encoder"(grove, diffusers)
   return diffusers
 end
