@@ -292,4 +292,35 @@ spec.describe("cuda models", function()
                                             cpu[i], rel))
     end
   end)
+
+  spec.it("runs the Gemma-2 text encoder (BF16 weights from a folder) as the CPU does", function()
+    local json = grove.json
+    local cfg = {
+      architectures = json.array { "Gemma2Model" }, model_type = "gemma2", attention_bias = false,
+      attention_dropout = 0.0, hidden_activation = "gelu_pytorch_tanh", hidden_size = 24, intermediate_size = 40,
+      num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, head_dim = 8, vocab_size = 50,
+      rms_norm_eps = 1e-6, rope_theta = 10000.0, query_pre_attn_scalar = 12, sliding_window = 3,
+      attn_logit_softcapping = 2.0,
+    }
+    local dir = spec.tmpdir()
+    spec.write_all(dir .. "/config.json", json.encode(cfg))
+    local weights, g = {}, grove.Generator(3)
+    for _, np in ipairs(grove.diffusers.text_encoder(dir, { meta = true }):named_parameters()) do
+      weights[np[1]] = (grove.randn(np[2]:shape(), { generator = g }) * 0.3):bf16()
+    end
+    grove.diffusers.write_component(dir, cfg, weights, { weights_name = "model" })
+    local enc = grove.diffusers.text_encoder(dir, { softcap = true })
+    os.execute("rm -rf " .. dir)
+    local ids = grove.tensor({ { 2, 5, 9, 13, 40, 0, 0 }, { 2, 7, 7, 1, 3, 8, 49 } }, { dtype = "i64" })
+    local mask = grove.tensor({ { 1, 1, 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 1, 1, 1 } }, { dtype = "i64" })
+    local cpu = enc:forward(ids, mask)
+    enc:to("cuda")
+    spec.eq(enc.layers["1"].mlp.up_proj.weight:device(), "cuda")
+    spec.eq(enc.layers["1"].mlp.up_proj.weight:dtype(), "bf16")
+    local gpu = enc:forward(ids, mask)
+    spec.eq(gpu:device(), "cuda")
+    local m = mask:float():unsqueeze(-1)
+    local rel = ((gpu:cpu() - cpu) * m):abs():max():item() / (cpu * m):abs():max():item()
+    spec.assert(rel < 1e-5, string.format("cuda vs cpu: %.3g", rel))
+  end)
 end)
