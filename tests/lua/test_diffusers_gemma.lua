@@ -93,6 +93,24 @@ spec.describe("Gemma-2 encoder: the fixtures (transformers' Gemma2Model, float64
     spec.run("rm -rf " .. dir)
   end)
 
+  spec.it("saves as a text_encoder folder (grove.diffusers.save) that reads back bit for bit", function()
+    local e = enc(false)
+    local dir = spec.tmpdir()
+    local written = diffusers.save(dir .. "/te", e, { max_shard_bytes = 200000 })
+    spec.assert(#written.files > 2, "shards and an index: " .. spec.join(written.files))
+    local back = diffusers.text_encoder(dir .. "/te")
+    local a, b = e:named_parameters(), back:named_parameters()
+    spec.eq(#a, #b, "tensors")
+    for i = 1, #a do
+      spec.eq(a[i][1], b[i][1], "names")
+      spec.eq(a[i][2]:dtype(), b[i][2]:dtype(), a[i][1])
+      spec.eq(spec.max_diff(a[i][2]:float(), b[i][2]:float()), 0, a[i][1])
+    end
+    spec.eq(spec.join(json.read(dir .. "/te/config.json").architectures), "Gemma2Model", "config")
+    spec.run("rm -rf " .. dir)
+    spec.raises(function() diffusers.save(dir, diffusers.text_encoder(fx .. "/a", { meta = true })) end, "meta = true")
+  end)
+
   spec.it("accepts a mask of any integer or float dtype, and none", function()
     local toks = grove.load_safetensors(fx .. "/a/tokens_short.safetensors")
     local e = enc(false)

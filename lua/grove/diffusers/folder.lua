@@ -118,6 +118,14 @@ return function(grove, diffusers)
           .. "config.json (expected a pipeline folder or a component folder)", 3)
   end
 
+  -- The parsed config.json of a component and its path, and nothing else
+  -- read (shapes-only builds need no weights): dir is the pipeline folder
+  -- (dir/name/config.json) or the component folder.
+  function diffusers.component_config(dir, name)
+    local p = join(component_dir(dir, name), "config.json")
+    return read_object(p), p
+  end
+
   -- Finds the one weights file or index of the folder.
   local function find_weights(dir, opts)
     local stems = opts.weights_name and { opts.weights_name } or { "diffusion_pytorch_model", "model" }

@@ -137,8 +137,9 @@ return function(grove, diffusers)
 
   -- s: settings (read_config); source: nil (meta: shapes only) or a
   -- component (names, info, load); opts.softcap.
-  function Encoder:init(s, source, opts)
+  function Encoder:init(s, source, opts, config)
     self.settings = s
+    self.diffusers_config = config
     self.softcap = opts.softcap and true or false
     self.meta = source == nil
     if self.softcap and not s.cap then
@@ -191,6 +192,17 @@ return function(grove, diffusers)
     return string.format("Gemma2Model text encoder: %d layers, hidden %d, %d heads (%d key/value) of %d%s, %s, %s, %d parameters",
                          s.layers, s.hidden, s.heads, s.kv_heads, s.head_dim, window, cap,
                          self.meta and "shapes only" or ("weights " .. self.weight_dtype), self:num_parameters())
+  end
+
+  -- grove.diffusers.save(dir, enc): a text_encoder folder, config.json as
+  -- read and the weights in their stored dtype under transformers' names
+  -- (model.safetensors, or shards above opts.max_shard_bytes).
+  function Encoder:diffusers_save(dir, opts)
+    if self.meta then error("diffusers.save: the text encoder was built with meta = true (shapes only)", 3) end
+    local tensors, o = {}, { weights_name = "model" }
+    for _, np in ipairs(self:named_parameters()) do tensors[np[1]] = np[2] end
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return diffusers.write_component(dir, self.diffusers_config, tensors, o)
   end
 
   -- Weights in their stored dtype are converted exactly for each use and
@@ -293,20 +305,6 @@ return function(grove, diffusers)
     end)
   end
 
-  -- The config.json of a pipeline folder's text_encoder/ or of a component
-  -- folder, parsed, with its path.
-  local function config_of(dir)
-    if type(dir) ~= "string" then error("diffusers.text_encoder: expected a folder path, got " .. type(dir), 3) end
-    for _, p in ipairs { dir .. "/text_encoder/config.json", dir .. "/config.json" } do
-      local f = io.open(p, "rb")
-      if f then
-        f:close()
-        return json.read(p), p
-      end
-    end
-    error("diffusers.text_encoder: " .. dir .. " has no text_encoder/config.json nor config.json", 3)
-  end
-
   -- dir: a pipeline folder or its text_encoder folder. opts.softcap (default
   -- false): apply attn_logit_softcapping; opts.meta: shapes only (no
   -- weights are read); opts.variant: weight files of a variant ("bf16").
@@ -322,11 +320,11 @@ return function(grove, diffusers)
       error("diffusers.text_encoder: softcap must be true or false, got " .. tostring(opts.softcap), 2)
     end
     if opts.meta then
-      local c, where = config_of(dir)
-      return Encoder(read_config(c, where), nil, opts)
+      local c, where = diffusers.component_config(dir, "text_encoder")
+      return Encoder(read_config(c, where), nil, opts, c)
     end
     local comp = diffusers.component(dir, "text_encoder", { variant = opts.variant, weights_name = "model" })
-    local ok, enc = pcall(Encoder, read_config(comp.config, comp.config_path), comp, opts)
+    local ok, enc = pcall(Encoder, read_config(comp.config, comp.config_path), comp, opts, comp.config)
     comp:close()
     if not ok then error(enc, 0) end
     return enc

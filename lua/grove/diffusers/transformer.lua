@@ -210,14 +210,8 @@ return function(grove)
     opts = opts or {}
     if opts.meta then
       -- shapes only: config.json is all that is read
-      if type(dir) ~= "string" then error("diffusers.transformer: expected a folder path, got " .. type(dir), 2) end
-      local path
-      for _, p in ipairs { dir .. "/transformer/config.json", dir .. "/config.json" } do
-        local f = io.open(p, "r")
-        if f then f:close(); path = p; break end
-      end
-      if not path then error("diffusers.transformer: " .. dir .. " has no transformer/config.json nor config.json", 2) end
-      return diffusers.transformer_from(grove.json.read(path), nil, { meta = true, config_where = path })
+      local config, path = diffusers.component_config(dir, "transformer")
+      return diffusers.transformer_from(config, nil, { meta = true, config_where = path })
     end
     if not diffusers.component then error("diffusers.transformer: grove.diffusers.component is not available", 2) end
     local comp = diffusers.component(dir, "transformer", { variant = opts.variant })
