@@ -561,6 +561,36 @@ grove_status grove_image_draw_text(grove_tensor *image, int64_t x, int64_t y, co
 /* The width in pixels of the longest line of text at that scale. */
 int64_t grove_text_width(const char *text, int32_t scale);
 
+/* ---- SentencePiece tokenizers (core/io/sentencepiece.cc, text_case.c) ---- */
+/* A SentencePiece model (tokenizer.model) loaded through Debian's
+ * libsentencepiece. A missing, unreadable or corrupt file is an error naming
+ * the path. Ids are the model's own; nothing is added (no BOS or EOS). */
+typedef struct grove_spm grove_spm;
+grove_spm *grove_spm_load(const char *path);
+void grove_spm_free(grove_spm *m);
+int32_t grove_spm_vocab_size(const grove_spm *m);
+/* The id of <unk>, <bos>, <eos> or <pad> as the model defines them; -1
+ * where the model has none (SentencePiece's own convention). */
+int32_t grove_spm_unk_id(const grove_spm *m);
+int32_t grove_spm_bos_id(const grove_spm *m);
+int32_t grove_spm_eos_id(const grove_spm *m);
+int32_t grove_spm_pad_id(const grove_spm *m);
+/* The id of a piece (the <unk> id when the model lacks it), and the piece of
+ * an id (NULL and an error when id is out of range; the string lives as long
+ * as the model). */
+int32_t grove_spm_piece_id(const grove_spm *m, const char *piece, int64_t len);
+const char *grove_spm_id_piece(const grove_spm *m, int32_t id);
+/* Encodes len bytes of UTF-8 text into ids[0 .. cap): returns the number of
+ * ids the text has (when more than cap, only the first cap are written: call
+ * again with room for all), or -1 after an error. */
+int64_t grove_spm_encode(const grove_spm *m, const char *text, int64_t len, int32_t *ids, int64_t cap);
+/* Python's str.lower().strip() on len bytes of UTF-8 (what diffusers does
+ * to a prompt): Unicode lower case (U+0130 to "i\u0307", the final-sigma
+ * rule), then Unicode white space cut from both ends. Writes at most cap
+ * bytes to out and returns the length of the whole result (call again with
+ * more room when it exceeds cap), or -1 when the text is not valid UTF-8. */
+int64_t grove_text_lower_strip(const char *text, int64_t len, char *out, int64_t cap);
+
 /* ---- shapes data set and evaluator (core/data/) ---- */
 /* Procedural scenes of flat shapes on a plain background, each with the
  * GenEval-style caption it illustrates, and an analytic detector that finds

@@ -215,6 +215,21 @@ function spec.write_all(p, s)
   f:close()
 end
 
+-- The shared fixtures folder (or its subfolder sub): $GROVE_FIXTURES, else
+-- ../shared/fixtures beside the source tree; nil when absent (the caller skips).
+function spec.fixtures(sub)
+  local base = os.getenv("GROVE_FIXTURES")
+  if not base or base == "" then
+    local grove = grove or require "grove"
+    base = (grove.text.repo_root() or "./") .. "../shared/fixtures"
+  end
+  local dir = sub and (base .. "/" .. sub) or base
+  local f = io.open(dir, "rb") -- a folder opens on Linux
+  if not f then return nil end
+  f:close()
+  return dir
+end
+
 -- The values of a list joined by commas (for comparing block lists).
 function spec.join(list)
   local out = {}

@@ -4,10 +4,12 @@
 --
 --   local comp = grove.diffusers.component(dir, "transformer")
 --   grove.diffusers.write_component(out, comp.config, comp, { max_shard_bytes = 2^30 })
+--   local tok = grove.diffusers.tokenizer(dir)   -- tokenizer.lua
 return function(grove)
   local diffusers = grove.diffusers or {}
   grove.diffusers = diffusers
   require "grove.diffusers.folder"(grove, diffusers)
   require "grove.diffusers.text_encoder"(grove, diffusers)
+  require "grove.diffusers.tokenizer"(grove, diffusers)
   return diffusers
 end
