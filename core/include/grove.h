@@ -541,6 +541,10 @@ int64_t grove_file_list_count(const grove_file_list *l);
 const char *grove_file_list_get(const grove_file_list *l, int64_t i);
 void grove_file_list_free(grove_file_list *l);
 
+/* Writes n bytes to path + ".tmp", syncs it and renames it over path, so a
+ * reader never sees half a file and a failed write leaves an existing file
+ * as it was (the temporary is removed). */
+grove_status grove_file_write_atomic(const char *path, const void *data, int64_t n);
 /* What a path names, following symbolic links. */
 enum { GROVE_PATH_NONE = 0, GROVE_PATH_FILE = 1, GROVE_PATH_DIR = 2, GROVE_PATH_OTHER = 3 };
 int32_t grove_path_kind(const char *path);

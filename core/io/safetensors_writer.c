@@ -7,23 +7,21 @@
  * one tensor is held (checkpoint surgery: `grove grow`). grove_safetensors_save
  * is the same writer fed from a list of tensors.
  *
- * The data goes to path + ".tmp"; finish syncs it and renames it over path,
- * and every failure (or an abort) removes the temporary, so an interrupted
+ * The data goes to path + ".tmp" (file_atomic.h); finish syncs it and renames
+ * it over path, and every failure (or an abort) removes the temporary, so an interrupted
  * write never destroys or half-replaces an existing file. The header is
  * compact JSON, metadata first, tensors in the given order with contiguous
  * offsets, padded with spaces so the data buffer starts at a multiple of 8
  * bytes, as the reference writer does.
  */
+#include "file_atomic.h"
 #include "gpu.h"
 #include "json.h"
 #include "safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct st_out {
     char *name;
@@ -35,8 +33,8 @@ typedef struct st_out {
 
 struct grove_safetensors_writer {
     const char *op; /* names the API in messages: safetensors_save or safetensors_writer */
-    char *path, *tmp;
-    int fd;
+    char *path;          /* for messages, until the writer is freed */
+    gv_atomic_file file; /* path + ".tmp", renamed over path by finish */
     bool failed;    /* a write failed: the file is incomplete, finish refuses */
     int64_t count, next;
     st_out *entries;
@@ -220,53 +218,15 @@ static bool check_tensor(const char *op, const char *path, const char *name, con
 }
 
 /* ---- files ---------------------------------------------------------------------- */
-static bool write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* The directory part of path ("." when there is none), for messages and the
- * directory sync. */
-static void dir_of(const char *path, char *out, size_t outlen)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(out, outlen, ".");
-    else if (slash == path) snprintf(out, outlen, "/");
-    else snprintf(out, outlen, "%.*s", (int)(slash - path), path);
-}
-
-static void writer_free(grove_safetensors_writer *w)
-{
-    if (!w) return;
-    if (w->fd >= 0) close(w->fd);
-    for (int64_t i = 0; i < w->count; i++) free(w->entries[i].name);
-    free(w->entries);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-}
-
-/* Frees w and removes its temporary file. */
+/* Frees w, removing its temporary file if one is still open. */
 static void writer_discard(grove_safetensors_writer *w)
 {
     if (!w) return;
-    if (w->fd >= 0) {
-        close(w->fd);
-        w->fd = -1;
-        unlink(w->tmp);
-    }
-    writer_free(w);
+    gv_atomic_abort(&w->file);
+    for (int64_t i = 0; i < w->count; i++) free(w->entries[i].name);
+    free(w->entries);
+    free(w->path);
+    free(w);
 }
 
 static grove_safetensors_writer *writer_open(const char *op, const char *path, int64_t n, const char *const *names,
@@ -284,17 +244,13 @@ static grove_safetensors_writer *writer_open(const char *op, const char *path, i
     grove_safetensors_writer *w = calloc(1, sizeof *w);
     if (!w) return gv_fail_null("%s: %s: out of memory", op, path);
     w->op = op;
-    w->fd = -1;
-    size_t plen = strlen(path);
+    w->file.fd = -1;
     w->path = strdup(path);
-    w->tmp = malloc(plen + 5);
     w->entries = calloc((size_t)(n ? n : 1), sizeof *w->entries);
-    if (!w->path || !w->tmp || !w->entries) {
-        writer_free(w);
+    if (!w->path || !w->entries) {
+        writer_discard(w);
         return gv_fail_null("%s: %s: out of memory", op, path);
     }
-    memcpy(w->tmp, path, plen);
-    memcpy(w->tmp + plen, ".tmp", 5);
 
     for (int64_t i = 0; i < n; i++) {
         st_out *e = &w->entries[i];
@@ -343,29 +299,22 @@ static grove_safetensors_writer *writer_open(const char *op, const char *path, i
                 ST_MAX_HEADER);
         goto fail;
     }
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) {
-        char dir[4096];
-        dir_of(path, dir, sizeof dir);
-        if (errno == ENOENT) gv_fail("%s: %s: directory '%s' does not exist", op, path, dir);
-        else gv_fail("%s: %s: cannot create %s: %s", op, path, w->tmp, strerror(errno));
+    if (!gv_atomic_open(&w->file, op, path)) {
         free(header.p);
         goto fail; /* nothing was created, so nothing is removed */
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
-    bool ok = write_all(w->fd, len8, 8) && write_all(w->fd, header.p, header.len);
-    int werr = errno;
+    bool ok = gv_atomic_write(&w->file, op, len8, 8) && gv_atomic_write(&w->file, op, header.p, header.len);
     free(header.p);
     if (!ok) {
-        gv_fail("%s: %s: cannot write %s: %s", op, path, w->tmp, strerror(werr));
         writer_discard(w);
         return NULL;
     }
     return w;
 
 fail:
-    writer_free(w);
+    writer_discard(w);
     return NULL;
 }
 
@@ -403,12 +352,11 @@ grove_status grove_safetensors_writer_write(grove_safetensors_writer *w, const c
     /* contiguous host bytes: a CUDA tensor is copied over first */
     grove_tensor *c = gv_on_device(op, t, GROVE_CPU);
     if (!c) return -1;
-    bool ok = write_all(w->fd, c->data, (size_t)e->bytes);
-    int werr = errno;
+    bool ok = gv_atomic_write(&w->file, op, c->data, (size_t)e->bytes);
     grove_tensor_release(c);
     if (!ok) {
         w->failed = true;
-        return gv_fail("%s: %s: cannot write %s: %s", op, path, w->tmp, strerror(werr));
+        return -1;
     }
     w->next++;
     return 0;
@@ -427,32 +375,8 @@ grove_status grove_safetensors_writer_finish(grove_safetensors_writer *w)
                 (long long)w->next, (long long)w->count, w->entries[w->next].name);
         goto fail;
     }
-    if (fsync(w->fd) != 0) {
-        gv_fail("%s: %s: cannot sync %s: %s", op, path, w->tmp, strerror(errno));
-        goto fail;
-    }
-    int cerr = close(w->fd);
-    int cerrno = errno;
-    w->fd = -1;
-    if (cerr != 0) {
-        gv_fail("%s: %s: cannot close %s: %s", op, path, w->tmp, strerror(cerrno));
-        unlink(w->tmp);
-        goto fail;
-    }
-    if (rename(w->tmp, path) != 0) {
-        gv_fail("%s: %s: cannot rename %s over it: %s", op, path, w->tmp, strerror(errno));
-        unlink(w->tmp);
-        goto fail;
-    }
-    /* Make the rename itself durable; a failure here loses nothing written. */
-    char dir[4096];
-    dir_of(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    writer_free(w);
+    if (!gv_atomic_commit(&w->file, op)) goto fail;
+    writer_discard(w); /* the file is committed: only memory is freed */
     return 0;
 
 fail:

@@ -1,5 +1,5 @@
 -- Images from Lua: files, resizing, conversions, captioned grids.
--- The pixels are handled by core/io/image.c (PNG through lodepng, JPEG
+-- The pixels are handled by core/io/image_*.c (PNG through lodepng, JPEG
 -- through libjpeg-turbo) and core/io/font.c (the built-in 5×7 font).
 --
 -- An image is a (H, W, 3) u8 tensor, rows top to bottom; models see images as

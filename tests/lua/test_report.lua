@@ -114,7 +114,8 @@ spec.describe("grove.pipeline", function()
     spec.eq(back.b[2], 2e-3); spec.eq(back["odd key"], "q\"uote\n"); spec.eq(back.inf, math.huge); spec.eq(back.n[10], "x")
     spec.raises(function() pipeline.serialize({ f = print }) end, "cannot store a function")
     -- a folder that is not there: a clear error, and the old file (none here) untouched
-    spec.raises(function() pipeline.write_atomic(dir .. "/missing/m.lua", "x") end, "cannot write " .. dir .. "/missing/m.lua.tmp")
+    spec.raises(function() pipeline.write_atomic(dir .. "/missing/m.lua", "x") end,
+                "write_atomic: " .. dir .. "/missing/m.lua: directory '" .. dir .. "/missing' does not exist")
     spec.eq(pipeline.exists(dir .. "/m.lua"), true); spec.eq(pipeline.exists(dir .. "/missing/m.lua"), false)
     os.execute("rm -rf '" .. dir .. "'")
   end)

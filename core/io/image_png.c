@@ -1,0 +1,88 @@
+/*
+ * image_png.c — PNG files: decoding to (H, W, 3) u8 (alpha composited over
+ * white) and writing grey, RGB or RGBA images, through lodepng (png.h).
+ */
+#include "file_atomic.h"
+#include "gpu.h"
+#include "image.h"
+#include "png.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const unsigned char gv_png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+grove_tensor *gv_image_decode_png(const char *op, const char *name, const unsigned char *buf, size_t len)
+{
+    /* Signature, then the IHDR chunk: length, "IHDR", width, height. Check
+     * the size before lodepng allocates for it. */
+    if (len < 24 || memcmp(buf + 12, "IHDR", 4) != 0)
+        return gv_fail_null("%s: %s: truncated PNG (no complete header)", op, name);
+    uint64_t hw = (uint64_t)be32(buf + 16) * be32(buf + 20);
+    if (hw > GROVE_IMAGE_MAX_PIXELS)
+        return gv_fail_null("%s: %s: PNG of %u x %u pixels is larger than the %d-pixel limit", op, name,
+                            be32(buf + 16), be32(buf + 20), GROVE_IMAGE_MAX_PIXELS);
+    unsigned char *rgba = NULL;
+    unsigned w = 0, h = 0;
+    unsigned err = gv_png_decode_rgba(&rgba, &w, &h, buf, len);
+    if (err) {
+        free(rgba);
+        return gv_fail_null("%s: %s: corrupt or truncated PNG (lodepng: %s)", op, name, gv_png_error_text(err));
+    }
+    grove_tensor *out = gv_image_new(h, w);
+    if (!out) {
+        free(rgba);
+        return NULL;
+    }
+    /* Alpha composited over white: a transparent background reads as the
+     * white page it is usually shown on, not as black. */
+    uint8_t *dst = out->data;
+    size_t n = (size_t)w * h;
+    for (size_t i = 0; i < n; i++) {
+        unsigned a = rgba[4 * i + 3];
+        for (int c = 0; c < 3; c++) dst[3 * i + c] = (uint8_t)((rgba[4 * i + c] * a + 255 * (255 - a) + 127) / 255);
+    }
+    free(rgba);
+    return out;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+grove_status grove_image_write_png(const char *path, grove_tensor *image)
+{
+    const char *op = "image_write_png";
+    if (!path || !path[0]) return gv_fail("%s: expected a file path", op);
+    if (!gv_check_live(op, image)) return -1;
+    int64_t channels = image->ndim == 2 ? 1 : image->ndim == 3 ? image->shape[2] : 0;
+    if ((image->dtype != GROVE_U8 && image->dtype != GROVE_F32) ||
+        !(channels == 1 || channels == 3 || channels == 4))
+        return gv_fail("%s: %s: expected a u8 or f32 image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got "
+                       "%s %s",
+                       op, path, grove_dtype_name(image->dtype), gv_shape_str(image));
+    int64_t h = image->shape[0], w = image->shape[1];
+    if (h < 1 || w < 1 || h > 0x7fffffff || w > 0x7fffffff || h * w > GROVE_IMAGE_MAX_PIXELS)
+        return gv_fail("%s: %s: cannot write an image of shape %s", op, path, gv_shape_str(image));
+    /* PNG bytes are made on the host: a CUDA image is copied over first */
+    grove_tensor *host = gv_on_device(op, image, GROVE_CPU);
+    if (!host) return -1;
+    grove_tensor *px = host->dtype == GROVE_F32 ? grove_image_to_u8(host) : host;
+    if (px != host) grove_tensor_release(host);
+    if (!px) return -1;
+    unsigned char *png = NULL;
+    size_t png_len = 0;
+    unsigned err = gv_png_encode(&png, &png_len, px->data, (unsigned)w, (unsigned)h, (int)channels);
+    grove_tensor_release(px);
+    if (err) {
+        free(png);
+        return gv_fail("%s: %s: PNG encoding failed (lodepng: %s)", op, path, gv_png_error_text(err));
+    }
+    grove_status rc = gv_file_write_atomic(op, path, png, png_len);
+    free(png);
+    return rc;
+}
+
