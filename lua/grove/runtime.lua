@@ -40,10 +40,20 @@ return function(grove)
   function grove.reset_peak_memory(device) C.grove_memory_reset_peak(device_ids[device or "cpu"] or C.GROVE_CPU) end
   function grove.empty_cache(device) C.grove_memory_empty_cache(device_ids[device or "cpu"] or C.GROVE_CPU) end
 
-  -- Runs the collector until finalizers have released every unreachable tensor.
+  -- Runs the collector until finalizers have released every unreachable
+  -- tensor. One cycle runs the finalizers of what it found unreachable; what
+  -- only those objects held becomes unreachable in the next, so a chain of
+  -- holders (a module holding a table holding tensors) needs one cycle per
+  -- link: collect until a cycle frees nothing more.
   function grove.collect()
-    collectgarbage("collect")
-    collectgarbage("collect")
+    local live_total = C.grove_memory_live_total
+    local heap, bytes = -1, -1
+    for _ = 1, 16 do
+      collectgarbage("collect")
+      local h, b = collectgarbage("count"), tonumber(live_total())
+      if h >= heap and b == bytes then break end
+      heap, bytes = h, b
+    end
   end
 
   function grove.manual_seed(seed)
