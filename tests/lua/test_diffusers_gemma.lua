@@ -81,6 +81,36 @@ spec.describe("Gemma-2 encoder: the fixtures (transformers' Gemma2Model, float64
     spec.assert(err(a, b, toks.attention_mask) > 1e-3, "soft-capping changes the output")
   end)
 
+  spec.it("encode_prompt gives SanaPipeline.encode_prompt's prompt_embeds and mask (out_sana_nosoftcap)", function()
+    local tok = diffusers.tokenizer(fx .. "/tokenizer.model")
+    local prompts = json.read(fx .. "/prompts.json")
+    local out = grove.load_safetensors(fx .. "/a/out_sana_nosoftcap.safetensors")
+    local feats, fmask = diffusers.encode_prompt({ text_encoder = enc(false), tokenizer = tok }, prompts.sana.prompts,
+                                                 { max_length = 300 })
+    spec.eq(spec.join(feats:shape()), spec.join(out.prompt_embeds:shape()), "features shape")
+    spec.eq(fmask:dtype(), "i64", "mask dtype")
+    spec.eq(spec.max_diff(fmask:float(), out.prompt_attention_mask:float()), 0, "mask")
+    local e = err(feats, out.prompt_embeds, out.prompt_attention_mask)
+    spec.assert(e <= 1e-3, string.format("prompt_embeds: error %.3e", e))
+    print(string.format("    prompt_embeds          %.2e", e))
+  end)
+
+  spec.it("encode_prompt's negative path: no instruction, no selection (out_negative_nosoftcap)", function()
+    local tok = diffusers.tokenizer(fx .. "/tokenizer.model")
+    local toks = grove.load_safetensors(fx .. "/a/tokens_negative.safetensors")
+    local out = grove.load_safetensors(fx .. "/a/out_negative_nosoftcap.safetensors")
+    local feats, fmask = diffusers.encode_prompt({ text_encoder = enc(false), tokenizer = tok }, { "" },
+                                                 { negative = true, max_length = 300 })
+    spec.eq(spec.max_diff(fmask:float(), toks.attention_mask:float()), 0, "mask")
+    spec.assert(err(feats, out.last_hidden_state, toks.attention_mask) <= 1e-4, "features")
+    spec.raises(function()
+      diffusers.encode_prompt({ text_encoder = enc(false), tokenizer = tok }, { "" }, { negative = true, instruction = true })
+    end, "the negative path has no instruction")
+    spec.raises(function()
+      diffusers.encode_prompt({ text_encoder = enc(false), tokenizer = tok }, { "" }, { max_len = 3 })
+    end, "unknown option 'max_len'")
+  end)
+
   spec.it("reads the encoder from a pipeline folder (text_encoder/ beside the others)", function()
     local dir = spec.tmpdir()
     spec.run("mkdir -p " .. dir .. "/text_encoder && cp " .. fx .. "/a/config.json " .. fx .. "/a/model.safetensors "

@@ -11,5 +11,6 @@ return function(grove)
   require "grove.diffusers.folder"(grove, diffusers)
   require "grove.diffusers.text_encoder"(grove, diffusers)
   require "grove.diffusers.tokenizer"(grove, diffusers)
+  require "grove.diffusers.prompt"(grove, diffusers)
   return diffusers
 end
