@@ -126,6 +126,7 @@ spec.describe("stock luajit", function()
     local h = io.popen("command -v luajit"); local lj = h:read("*l"); h:close()
     spec.assert(lj and #lj > 0, "luajit is installed by scripts/install-deps")
     local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]*$") or "."
+    -- ctest names the build folder (tests/CMakeLists.txt); build/ by hand
     local build = os.getenv("GROVE_BUILD_DIR") or (here .. "/build")
     local path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. build .. "/lua/?.lua;;"
     local cmd = "env -u OPENBLAS_CORETYPE LUA_PATH='" .. path .. "' luajit -e '" ..
