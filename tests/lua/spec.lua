@@ -217,13 +217,19 @@ end
 
 -- The shared fixtures folder (or its subfolder sub): $GROVE_FIXTURES, else
 -- ../shared/fixtures beside the source tree; nil when absent (the caller skips).
-function spec.fixtures(sub)
+-- Where the shared fixtures are looked for ($GROVE_FIXTURES, else
+-- ../shared/fixtures beside the checkout), whether or not they are there.
+function spec.fixture_path(sub)
   local base = os.getenv("GROVE_FIXTURES")
   if not base or base == "" then
     local grove = grove or require "grove"
     base = (grove.text.repo_root() or "./") .. "../shared/fixtures"
   end
-  local dir = sub and (base .. "/" .. sub) or base
+  return sub and (base .. "/" .. sub) or base
+end
+
+function spec.fixtures(sub)
+  local dir = spec.fixture_path(sub)
   local f = io.open(dir, "rb") -- a folder opens on Linux
   if not f then return nil end
   f:close()

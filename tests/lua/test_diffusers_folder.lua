@@ -9,7 +9,7 @@ local json, diffusers = grove.json, grove.diffusers
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/lua"
 local root = here:gsub("/?tests/lua$", "")
 if root == "" then root = "." end
-local fixtures = os.getenv("GROVE_FIXTURES") or (root .. "/../shared/fixtures")
+local fixtures = spec.fixture_path()
 local sana = fixtures .. "/diffusers-sana"
 local have_fixtures = grove.C.grove_path_kind(sana) == grove.C.GROVE_PATH_DIR
 

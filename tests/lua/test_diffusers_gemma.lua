@@ -10,7 +10,7 @@ local root = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]*$") or ".
 local python = os.getenv("GROVE_TORCH_PYTHON") or "/usr/bin/python3"
 local diffusers = grove.diffusers
 local json = grove.json
-local fixtures = os.getenv("GROVE_FIXTURES") or (root .. "/../shared/fixtures")
+local fixtures = spec.fixture_path()
 
 -- max |a − b| / max |b| over the real positions (mask (B, L) nonzero) of
 -- (B, L, C) tensors.

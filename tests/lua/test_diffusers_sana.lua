@@ -8,10 +8,7 @@
 local spec = require "spec"
 
 local diffusers, json = grove.diffusers, grove.json
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/lua"
-local root = here:gsub("/?tests/lua$", "")
-if root == "" then root = "." end
-local fixtures = os.getenv("GROVE_FIXTURES") or (root .. "/../shared/fixtures")
+local fixtures = spec.fixture_path()
 local sana = fixtures .. "/diffusers-sana"
 local function exists(p)
   local f = io.open(p, "r")

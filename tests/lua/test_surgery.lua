@@ -10,10 +10,7 @@ local spec = require "spec"
 
 local exe = arg and arg[-1]
 local diffusers = grove.diffusers
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/lua"
-local root = here:gsub("/?tests/lua$", "")
-if root == "" then root = "." end
-local fixtures = os.getenv("GROVE_FIXTURES") or (root .. "/../shared/fixtures")
+local fixtures = spec.fixture_path()
 local b_sana15 = fixtures .. "/diffusers-sana/b_sana15"
 local have_fixture = grove.C.grove_path_kind(b_sana15 .. "/transformer") == grove.C.GROVE_PATH_DIR
 
