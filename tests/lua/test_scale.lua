@@ -4,19 +4,22 @@
 local spec = require "spec"
 local ffi = require "ffi"
 
+-- A union, not a float buffer cast to uint32_t *: LuaJIT's optimiser assumes
+-- pointers of different types do not alias, and a compiled loop may read a
+-- stale value through the cast pointer.
+local pun = ffi.typeof("union { float f; uint32_t u; }")
+
 local function bits(x) -- the f32 bit patterns of a tensor's values
   local out = {}
-  local f = ffi.new("float[1]")
-  local u = ffi.cast("uint32_t *", f)
-  for i, v in ipairs(x:reshape { -1 }:tolist()) do f[0] = v; out[i] = tonumber(u[0]) end
+  local p = pun()
+  for i, v in ipairs(x:reshape { -1 }:tolist()) do p.f = v; out[i] = tonumber(p.u) end
   return out
 end
 
 local function from_bits(list)
-  local f = ffi.new("float[1]")
-  local u = ffi.cast("uint32_t *", f)
+  local p = pun()
   local vals = {}
-  for i, b in ipairs(list) do u[0] = b; vals[i] = f[0] end
+  for i, b in ipairs(list) do p.u = b; vals[i] = p.f end
   return grove.tensor(vals)
 end
 
