@@ -57,6 +57,7 @@ package.loaded.grove = grove
 
 -- grove.registry: named, pluggable pieces (strategies, metrics, policies, samplers, optimizers)
 grove.registry = require "grove.registry"
+grove.stats = require "grove.stats"
 require "grove.tensor"(grove)
 require "grove.autograd"(grove)
 require "grove.runtime"(grove)
