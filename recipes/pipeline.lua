@@ -119,13 +119,19 @@ local argline = "grove recipes/pipeline.lua " .. table.concat(arg, " ")
 local d = train.defaults
 local GRID_PROMPTS, GRID_SEED = train.grid_prompts(), train.grid_seed
 
--- The evaluator's scores of parts (EMA weights when loaded so), without the per-prompt results.
+-- The evaluator's scores of parts (EMA weights when loaded so); of the
+-- per-prompt results only the verdicts (1 pass, 0 fail, in prompt order: the
+-- same prompts and seed for every stage), which pair the stages for the
+-- report's confidence intervals.
 local function evaluate(parts)
   local t0 = grove.now()
   local r = train.evaluate(parts, { size = d.size, seed = o.seed, eval_steps = o.eval_steps, cfg = d.cfg,
                                     eval_prompts = o.eval_prompts, sampler = d.sampler })
   print(grove.eval.shapes.format(r))
-  return { per_category = r.per_category, counts = r.counts, overall = r.overall, seconds = grove.now() - t0 }
+  local passes = {}
+  for i, res in ipairs(r.results) do passes[i] = res.pass and 1 or 0 end
+  return { per_category = r.per_category, counts = r.counts, overall = r.overall, passes = passes,
+           seconds = grove.now() - t0 }
 end
 
 -- The same prompts and seed for every stage's sample grid.
@@ -307,7 +313,7 @@ local search = run:stage("search", stage_options.search, function(dir)
   grove.image.save(dir .. "/samples.png", grove.image.grid(picks, { cols = 6, captions = GRID_PROMPTS, scale = 3 }))
   local tour = r.results.tournament[o.search_max_n]
   return { rows = r.rows, table = r.table, study_seconds = r.time, example_prompt = r.example_prompt,
-           eval = { per_category = tour.per_category, overall = tour.overall } }
+           eval = { per_category = tour.per_category, overall = tour.overall, passes = tour.per_prompt } }
 end)
 
 -- ---- the report (lua/grove/report/pipeline.lua) -----------------------------------

@@ -71,6 +71,9 @@ echo "$result" | sed -e "s/^.*GROVE-CHECK-BEGIN/GROVE-CHECK-BEGIN/" -e "s/GROVE-
 n_img=$(echo "$result" | sed -n 's/^images \([0-9]*\)$/\1/p')
 n_tab=$(echo "$result" | sed -n 's/^tables \([0-9]*\)$/\1/p')
 if [ "${n_img:-0}" -ge 10 ]; then ok "the report has $n_img images"; else fail "the report has ${n_img:-no} images (expected at least 10)"; fi
+if grep -q '<caption>Paired differences of the stages' "$run/report.html" &&
+   grep -q '<th>95% CI</th>' "$run/report.html"; then ok "the report gives confidence intervals and paired comparisons"
+else fail "the report has no confidence intervals or paired comparison table"; fi
 if [ "${n_tab:-0}" -ge 4 ]; then ok "the report has $n_tab tables"; else fail "the report has ${n_tab:-no} tables (expected at least 4)"; fi
 if echo "$result" | grep -q 'BROKEN'; then fail "images that did not load: $(echo "$result" | grep BROKEN | tr '\n' ';')"
 else ok "every image loaded (naturalWidth > 0)"; fi

@@ -41,12 +41,37 @@ return function(grove, run)
   local short = { single_object = "single", two_object = "two", counting = "count", colors = "colors",
                   position = "position", color_attr = "color attr" }
   local rows_eval = {}
-  local function eval_row(label, m, note)
+  local stats = grove.stats
+  -- The overall score's 95% CI over prompts (a bootstrap of the per-prompt
+  -- verdicts; with the same number of prompts per category their mean is the
+  -- overall score), or "" for a manifest written without them.
+  local function ci_text(passes)
+    if not passes or #passes == 0 then return "" end
+    local r = stats.bootstrap(passes)
+    return string.format("%.3f–%.3f", r.lo, r.hi)
+  end
+  local function eval_row(label, m, note, passes)
     if not m or not m.eval then return end
     local row = { label, m.depth or "", note or "" }
     for _, c in ipairs(cats) do row[#row + 1] = m.eval.per_category[c] or 0 end
+    row[#row + 1] = ci_text(passes or m.eval.passes)
     row[#row + 1] = m.eval.overall
     rows_eval[#rows_eval + 1] = row
+  end
+  -- One row of a comparison table under the project's rule (docs/statistics.md):
+  -- a winner only when the 95% CI of the paired difference excludes 0.
+  local function compare_row(what, a, na, b, nb)
+    if not a or not b or #a == 0 or #a ~= #b then return nil end
+    local r = stats.compare(a, b, { names = { na, nb } })
+    local verdict = r.better > 0 and (na .. " better") or r.better < 0 and (nb .. " better") or "no difference detected"
+    return { what, r.diff, string.format("%.3f to %.3f", r.lo, r.hi), r.n, verdict }
+  end
+  local function comparison_table(doc, caption, rows)
+    local t = {}
+    for i = 1, table.maxn(rows) do if rows[i] then t[#t + 1] = rows[i] end end
+    if #t == 0 then return end
+    doc:table { caption = caption, header = { "comparison", "difference", "95% CI", "n", "verdict" }, rows = t,
+                formats = { [2] = "%+.3f" } }
   end
   eval_row("base", base, string.format("%d steps", o.base_steps))
   eval_row("grown", grow, string.format("+%d steps", o.grow_steps))
@@ -54,7 +79,7 @@ return function(grove, run)
   eval_row("pruned", prune, "right after pruning")
   eval_row("fine-tuned", finetune, string.format("+%d steps", o.ft_steps))
   eval_row(string.format("search (tournament, N = %d)", o.search_max_n), { depth = o.prune_depth, eval = search.eval },
-    string.format("%d prompts per category", o.search_prompts))
+    string.format("%d prompts per category", o.search_prompts), nil)
 
   local doc = report.new { title = "grove pipeline: " .. o.name, dir = o.out, embed = o.embed }
   doc:p(string.format("The SANA 1.5 pipeline on the shapes set: train a %d-block model, grow it to %d blocks, train on, " ..
@@ -85,10 +110,19 @@ return function(grove, run)
   doc:section("scores", "The evaluator's table after each stage")
   local header = { "stage", "blocks", "trained" }
   for _, c in ipairs(cats) do header[#header + 1] = short[c] or c end
+  header[#header + 1] = "95% CI"
   header[#header + 1] = "overall"
   local score_cols = {}
   for i = 4, #header do score_cols[i] = "%.3f" end
   doc:table { header = header, rows = rows_eval, bold_last = true, formats = score_cols }
+  local function passes(m) return m and m.eval and m.eval.passes end
+  comparison_table(doc, "Paired differences of the stages' per-prompt verdicts (the same prompts and seed for every stage)", {
+    compare_row("grown − base", passes(grow), "grown", passes(base), "base"),
+    (not scratch.off) and compare_row("grown − scratch", passes(grow), "grown", passes(scratch), "scratch") or nil,
+    compare_row("pruned − grown", passes(prune), "pruned", passes(grow), "grown"),
+    compare_row("fine-tuned − pruned", passes(finetune), "fine-tuned", passes(prune), "pruned"),
+    compare_row("fine-tuned − grown", passes(finetune), "fine-tuned", passes(grow), "grown"),
+  })
   doc:p(string.format("GenEval-like scores of the analytic evaluator (docs/shapes.md): %d prompts per category, %d sampling " ..
     "steps, EMA weights. The search row scores the tournament's pick among %d candidates for each of the search " ..
     "study's %d prompts per category (its own prompt set).", o.eval_prompts, o.eval_steps, o.search_max_n,
@@ -184,6 +218,20 @@ return function(grove, run)
     local fm = {}
     for i = 4, #h do fm[i] = "%.3f" end
     doc:table { caption = "Candidates against steps", header = h, rows = t, bold_last = true, formats = fm }
+    -- the same comparisons with their intervals, from the per-prompt values
+    local per = {}
+    for _, r in ipairs(search.rows) do per[r.line .. "@" .. r.evals] = r.per_prompt end
+    local function pp(line, k) return per[line .. "@" .. k * o.search_steps] end
+    local ks, most = o.search_max_n, 1
+    for _, r in ipairs(search.rows) do if r.line:match("^steps") and r.n == 1 then most = math.max(most, r.evals / o.search_steps) end end
+    comparison_table(doc, string.format("Paired differences over the study's prompts (%d per category)", o.search_prompts), {
+      compare_row(string.format("tournament N = %d − N = 1", ks), pp("tournament", ks), "N = " .. ks, pp("tournament", 1), "N = 1"),
+      compare_row(string.format("tournament − random pick, N = %d", ks), pp("tournament", ks), "tournament", pp("random", ks),
+        "random pick"),
+      compare_row(string.format("oracle − tournament, N = %d", ks), pp("oracle", ks), "oracle", pp("tournament", ks), "tournament"),
+      compare_row(string.format("%d candidates − %d× steps (equal model evaluations)", most, most), pp("tournament", most),
+        most .. " candidates", pp("steps ×" .. most, most), most .. "× steps"),
+    })
     -- what the table says, in one sentence per comparison: read from the rows
     local at = {}
     for _, r in ipairs(search.rows) do at[r.line .. "@" .. r.evals] = r.overall end

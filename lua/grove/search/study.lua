@@ -112,11 +112,12 @@ return function(grove, search)
     -- results[line][N] = {per_category =, overall =}
     local function summarise(pass_of)
       local per, sum, n = {}, 0, 0
-      local hit, total = {}, {}
+      local hit, total, per_prompt = {}, {}, {}
       for i = 1, #prompts do
         local cat = category[i]
         local v = pass_of(i) -- a verdict, or the chance of a pass
-        hit[cat] = (hit[cat] or 0) + (v == true and 1 or tonumber(v) or 0)
+        per_prompt[i] = v == true and 1 or tonumber(v) or 0
+        hit[cat] = (hit[cat] or 0) + per_prompt[i]
         total[cat] = (total[cat] or 0) + 1
       end
       for _, cat in ipairs(categories) do
@@ -125,7 +126,9 @@ return function(grove, search)
           sum, n = sum + per[cat], n + 1
         end
       end
-      return { per_category = per, overall = sum / n }
+      -- per_prompt (in prompt order, the same for every line) pairs the lines
+      -- for grove.stats
+      return { per_category = per, overall = sum / n, per_prompt = per_prompt }
     end
 
     local results = {}
@@ -205,7 +208,7 @@ return function(grove, search)
             table.concat(cells, " | "), r.overall)
           csv[#csv + 1] = string.format("%s,%d,%d,%s,%.4f", line, N, N * o.steps, table.concat(cc, ","), r.overall)
           table_rows[#table_rows + 1] = { line = label, n = line == "steps" and 1 or N, evals = N * o.steps,
-                                          per_category = vals, overall = r.overall }
+                                          per_category = vals, overall = r.overall, per_prompt = r.per_prompt }
         end
       end
     end
