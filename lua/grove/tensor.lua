@@ -58,14 +58,19 @@ return function(grove)
   -- behind them, so it would let dead activations pile up for many steps.
   -- Collect whenever live bytes have grown well past what the last
   -- collection left (Torch7 left this to the user's collectgarbage()).
+  -- The slack is a quarter of what stayed live, at least 64 MB and at most
+  -- 1 GB: doubling (the usual rule) let a forward of a 6.4 GB model pile up
+  -- another 6.4 GB of dead temporaries before collecting, while a collection
+  -- costs about a millisecond per thousand Lua objects, nothing next to the
+  -- gigabyte of work between two.
   local live_total = C.grove_memory_live_total
-  local gc_floor = 64 * 2^20
+  local gc_floor, gc_ceiling = 64 * 2^20, 2^30
   local gc_threshold = gc_floor
   local gc_base = 0  -- live bytes after the last collection
   local function collect()
     collectgarbage("collect")
     gc_base = tonumber(live_total())
-    gc_threshold = math.max(gc_floor, 2 * gc_base)
+    gc_threshold = gc_base + math.min(gc_ceiling, math.max(gc_floor, gc_base / 4))
   end
   local function pressure()
     if tonumber(live_total()) > gc_threshold then collect() end
