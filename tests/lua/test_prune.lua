@@ -83,6 +83,17 @@ spec.describe("importance", function()
     local cats = {}
     for i, p in ipairs(calib.prompts) do cats[i] = grove.data.captions.parse(p).category end
     spec.eq(join(cats), join(grove.data.captions.categories))
+    -- from the training split: each category's stream of the seed, not the evaluation files
+    spec.eq(calib.origin, "shapes training split")
+    for i, name in ipairs(grove.data.captions.categories) do
+      local b = grove.data.shapes { batch = 1, seed = small.seed or 0, split = "train", categories = { name }, size = 16 }:next()
+      spec.eq(calib.prompts[i], b.captions[1], name)
+    end
+    local eval_position = {}
+    for _, p in ipairs(grove.data.shapes.prompts("position")) do eval_position[p] = true end
+    local outside = 0
+    for _, p in ipairs(grove.prune.default_prompts(60, 3)) do if not eval_position[p] and p:match(" of ") then outside = outside + 1 end end
+    spec.assert(outside > 0, "position captions come from the grammar, not the evaluation file")
 
     local dir = tmpdir()
     local path = dir .. "/prompts.txt"

@@ -9,8 +9,8 @@
 --   end
 --
 -- prompts: a list of strings, the path of a file with one prompt per line,
--- or a count n (default 64): n of the shapes evaluation prompts, taken in
--- turn from each category, each category's order shuffled by the seed.
+-- or a count n (default 64): n captions of the shapes training split, taken
+-- in turn from each category's stream of the seed (prune.default_prompts).
 -- timesteps: a list of σ in (0, 1], or a count n (default 8): the midpoints
 -- of n equal steps of u in (0, 1) through the model's shift,
 -- σ = s·u / (1 + (s − 1)·u), so they spread as the sampler's schedule does.
@@ -45,25 +45,25 @@ return function(grove, prune)
     return out
   end
 
-  -- n shapes evaluation prompts: categories in turn, each shuffled by the seed.
+  -- n captions of the shapes training split (grove.data.shapes, split
+  -- "train"): the categories in turn, each from its own stream of the seed.
+  -- Calibration never reads the evaluation prompt files; in four of the six
+  -- categories the caption grammar has at most 60 sentences and those files
+  -- list them all, so a sentence may recur there, but the scenes and noise
+  -- are the training split's, not the evaluation's.
   function prune.default_prompts(n, seed)
     local cats = grove.data.captions.categories
-    local sets, total = {}, 0
+    local per = math.ceil(n / #cats)
+    local lists = {}
     for c, name in ipairs(cats) do
-      local set = grove.data.shapes.prompts(name)
-      local g = grove.Generator(seed)
-      g.offset = c * NOISE_STRIDE
-      local keys = grove.rand({ #set }, { generator = g }):tolist()
-      local order = {}
-      for i = 1, #set do order[i] = i end
-      table.sort(order, function(a, b) if keys[a] ~= keys[b] then return keys[a] < keys[b] end return a < b end)
-      sets[c] = { set = set, order = order }
-      total = total + #set
+      local b = grove.data.shapes { batch = per, seed = seed, split = "train", categories = { name }, size = 16 }:next()
+      b.images:free()
+      lists[c] = b.captions
     end
     local out, round = {}, 1
-    while #out < math.min(n, total) do
-      for _, s in ipairs(sets) do
-        if #out < n and s.order[round] then out[#out + 1] = s.set[s.order[round]] end
+    while #out < n do
+      for _, l in ipairs(lists) do
+        if #out < n then out[#out + 1] = l[round] end
       end
       round = round + 1
     end
@@ -103,7 +103,7 @@ return function(grove, prune)
     if type(p) == "number" then
       if not is_integer(p) then error("prune: prompts must be a count, a list or a file, got " .. p, 0) end
       if p == 0 then error("prune: the calibration set is empty (prompts = 0)", 0) end
-      return prune.default_prompts(p, seed), "shapes evaluation prompts"
+      return prune.default_prompts(p, seed), "shapes training split"
     end
     if type(p) ~= "table" then error("prune: prompts must be a count, a list or a file, got " .. type(p), 0) end
     if #p == 0 then error("prune: the calibration set is empty (no prompts)", 0) end

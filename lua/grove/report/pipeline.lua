@@ -106,6 +106,16 @@ return function(grove, run)
               header = { "stage", "wall s", "cpu s", "ran in", "parameters" }, rows = timing,
               formats = { [2] = "%.0f", [3] = "%.0f" } }
   doc:p(string.format("Machine: %s; %s.", grove.blas_info and grove.blas_info() or "cpu", os.date("%Y-%m-%d %H:%M")), { class = "note" })
+  doc:table { caption = "Which data each stage used", header = { "stage", "data" }, rows = {
+    { "training (base, grow, scratch, fine-tune)", string.format("the shapes training split, seed %d", o.seed) },
+    { "pruning calibration", string.format("%d captions of the shapes training split (each category's stream of seed %d) " ..
+      "rendered, × %d noise levels", o.calib_prompts, o.seed, o.calib_timesteps) },
+    { "judge", "training-split renders with hard negatives and the fine-tuned model's samples of training-split " ..
+      "captions; measured on renders of other seeds, the held-out pairs and samples it did not train on" },
+    { "evaluation", string.format("the first %d prompts of each category of data/shapes/prompts/, sampling seed %d",
+      o.eval_prompts, o.seed) },
+    { "search study", string.format("the first %d prompts of each category of data/shapes/prompts/", o.search_prompts) },
+  } }
 
   doc:section("scores", "The evaluator's table after each stage")
   local header = { "stage", "blocks", "trained" }
