@@ -324,74 +324,28 @@ spec.describe("shapes evaluator", function()
     end)
   end
 
-  -- Wrong on purpose: draw a changed spec and judge it by the original caption.
-  local function unused(list, used)
-    for _, v in ipairs(list) do if not used[v] then return v end end
-  end
-  local mutations = {
-    shape = function(s)
-      local used = {}
-      for _, o in ipairs(s.objects) do used[o.shape] = true end
-      s.objects[1].shape = unused(captions.shapes, used)
-      return s
-    end,
-    color = function(s)
-      if not s.objects[1].color then return nil end
-      local used = {}
-      for _, o in ipairs(s.objects) do if o.color then used[o.color] = true end end
-      s.objects[1].color = unused(captions.colors, used)
-      return s
-    end,
-    count = function(s)
-      if #s.objects ~= 1 or s.objects[1].count < 2 then return nil end
-      local o = s.objects[1]
-      o.count = o.count == 4 and 3 or o.count + 1
-      return s
-    end,
-    fewer = function(s)
-      if #s.objects ~= 1 or s.objects[1].count < 2 then return nil end
-      s.objects[1].count = s.objects[1].count - 1
-      return s
-    end,
-    position = function(s)
-      if not s.relation then return nil end
-      local opposite = { ["left of"] = "right of", ["right of"] = "left of", above = "below", below = "above" }
-      s.relation = opposite[s.relation]
-      return s
-    end,
-    missing = function(s)
-      if #s.objects ~= 2 or s.relation then return nil end
-      s.objects[2] = nil
-      return s
-    end,
-  }
-  local function copy(s)
-    local c = { relation = s.relation, objects = {} }
-    for i, o in ipairs(s.objects) do c.objects[i] = { shape = o.shape, color = o.color, count = o.count } end
-    return c
-  end
-
-  spec.it("fails images that are wrong on purpose", function()
+  -- Wrong on purpose: draw a changed spec and judge it by the original
+  -- caption (grove.eval.shapes.calibrate, lua/grove/eval/negatives.lua).
+  spec.it("fails images that are wrong on purpose, and passes extra objects outside counting", function()
+    local r = E.calibrate { sizes = { 32, 64 }, n = 100, seed = 91 }
     local tried = {}
-    for _, size in ipairs{32, 64} do
-      for _, cat in ipairs(captions.categories) do
-        local b = shapes{batch = 100, seed = 91, size = size, categories = {cat}}:next()
-        for mname, mutate in pairs(mutations) do
-          local wrong, caps = {}, {}
-          for i, s in ipairs(b.specs) do
-            local m = mutate(copy(s))
-            if m then wrong[#wrong + 1] = m; caps[#caps + 1] = b.captions[i] end
-          end
-          tried[mname] = (tried[mname] or 0) + #wrong
-          if #wrong > 0 then
-            local imgs = shapes.render(wrong, {size = size, seed = 3})
-            local rate = pass_rate(imgs, caps)
-            spec.assert(rate <= 0.02, string.format("%dpx %s with wrong %s: %.3f still pass", size, cat, mname, rate))
-          end
-        end
+    for _, row in ipairs(r.rows) do
+      spec.assert(row.clean.passed >= 0.98 * row.clean.total, string.format("%dpx %s own renders: %d/%d", row.size,
+                  row.category, row.clean.passed, row.clean.total))
+      if row.extra then
+        spec.assert(row.extra.passed >= 0.98 * row.extra.total, string.format("%dpx %s with extra objects: %d/%d",
+                    row.size, row.category, row.extra.passed, row.extra.total))
+      end
+      for kind, t in pairs(row.false_pass) do
+        tried[kind] = (tried[kind] or 0) + t.total
+        spec.assert(t.passed <= 0.02 * t.total, string.format("%dpx %s with wrong %s: %d/%d still pass", row.size,
+                    row.category, kind, t.passed, t.total))
       end
     end
-    for mname in pairs(mutations) do spec.assert((tried[mname] or 0) >= 100, "mutation " .. mname .. " ran " .. tostring(tried[mname])) end
+    for _, kind in ipairs(E.negative_kinds) do
+      spec.assert((tried[kind] or 0) >= 100, "hard negative " .. kind .. " ran " .. tostring(tried[kind]))
+    end
+    spec.assert(E.format_calibration(r):match("| 64 | counting | 100/100 |"), "the table")
   end)
 
   spec.it("judges GenEval-style", function()
@@ -416,6 +370,26 @@ spec.describe("shapes evaluator", function()
     local dets = E.detect(img)
     spec.assert(E.judge(dets, "a red circle"), "judge from detections")
     spec.assert(E.relation_strength("left of", dets[1].box, dets[2].box) ~= 0, "relation strength")
+
+    -- counting reads an uncluttered image only; extra objects fail it
+    local two = shapes.draw({ {
+      { shape = "circle", color = "red", cx = 0.25, cy = 0.3, w = 0.25 },
+      { shape = "circle", color = "red", cx = 0.75, cy = 0.3, w = 0.25 },
+      { shape = "square", color = "blue", cx = 0.5, cy = 0.75, w = 0.25 },
+    } })
+    spec.assert(E.check(two, "a red circle"), "an extra object does not fail single-object")
+    local pass, reason = E.check(two, "two red circles")
+    spec.assert(not pass and reason:find("and nothing else", 1, true), tostring(reason))
+    -- position: the most confident detections, not any pair that qualifies
+    local h = function(x0, y0, x1, y1, score, shape) return { shape = shape, color = "red", x = (x0 + x1) / 2,
+      y = (y0 + y1) / 2, area = 1, score = score, box = { x0, y0, x1, y1 } } end
+    local detections = { h(0, 0, 4, 4, 0.9, "circle"), h(20, 0, 24, 4, 0.95, "square"), h(28, 0, 31, 4, 0.6, "square") }
+    spec.assert(E.judge(detections, "a red circle left of a red square"), "the best square is right of the circle")
+    detections[3].score = 0.99 -- now the square right of the circle is still the best: passes
+    spec.assert(E.judge(detections, "a red circle left of a red square"), "still right")
+    local behind = { h(20, 0, 24, 4, 0.9, "circle"), h(0, 0, 4, 4, 0.95, "square"), h(28, 0, 31, 4, 0.6, "square") }
+    spec.assert(not E.judge(behind, "a red circle left of a red square"),
+                "a less confident square to the right does not rescue the pair")
   end)
 
   spec.it("scores per category and overall", function()

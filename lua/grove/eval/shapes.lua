@@ -12,11 +12,12 @@
 --
 -- Rules (docs/shapes.md): every phrase needs at least `count` detected
 -- objects of its shape, and of its colour when it names one; a counting
--- caption needs exactly that many; a position caption needs, for `count`
--- objects of its first phrase, an object of the second in GenEval's
--- relation (centre offset shrunk by 0.1 × the boxes' extents, normalised,
--- the relation's component above 0.5). Other objects in the image do not
--- matter, as in GenEval.
+-- caption needs exactly that many and nothing else in the image; a
+-- position caption needs the `count` most confident detections of its
+-- first phrase in GenEval's relation (centre offset shrunk by 0.1 × the
+-- boxes' extents, normalised, the relation's component above 0.5) to the
+-- most confident detection of the second. Outside counting, other objects
+-- in the image do not matter, as in GenEval.
 local ffi = require "ffi"
 
 return function(grove)
@@ -105,6 +106,16 @@ return function(grove)
     return out
   end
 
+  -- The n most confident (highest template IoU) of a list of detections.
+  local function most_confident(list, n)
+    local sorted = {}
+    for i, d in ipairs(list) do sorted[i] = d end
+    table.sort(sorted, function(a, b) return a.score > b.score end)
+    local out = {}
+    for i = 1, math.min(n, #sorted) do out[i] = sorted[i] end
+    return out
+  end
+
   local function judge(dets, spec)
     local found = {}
     for k, o in ipairs(spec.objects) do
@@ -114,17 +125,23 @@ return function(grove)
         if n ~= o.count then
           return false, "expected exactly " .. describe(o, o.count) .. ", found " .. n .. " (" .. summary(dets) .. ")"
         end
+        -- a count is only read off an uncluttered image: anything else
+        -- detected (another shape, an unreadable blob) fails it
+        if #dets > n then
+          return false, "expected exactly " .. describe(o, o.count) .. " and nothing else (" .. summary(dets) .. ")"
+        end
       elseif n < o.count then
         return false, "expected " .. describe(o, o.count) .. ", found " .. n .. " (" .. summary(dets) .. ")"
       end
     end
     if spec.relation then
+      -- GenEval's rule: the named objects' most confident detections, not
+      -- any pair that happens to qualify
       local a, b = spec.objects[1], spec.objects[2]
+      local ref = most_confident(found[2], 1)[1]
       local holding = 0
-      for _, da in ipairs(found[1]) do
-        for _, db in ipairs(found[2]) do
-          if E.relation_strength(spec.relation, da.box, db.box) > 0.5 then holding = holding + 1; break end
-        end
+      for _, da in ipairs(most_confident(found[1], a.count)) do
+        if E.relation_strength(spec.relation, da.box, ref.box) > 0.5 then holding = holding + 1 end
       end
       if holding < a.count then
         return false, "expected " .. describe(a, a.count) .. " " .. spec.relation .. " " .. describe(b, b.count)
