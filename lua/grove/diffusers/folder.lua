@@ -312,6 +312,62 @@ return function(grove, diffusers)
     self._readers = nil
   end
 
+  -- Calls fn(name, owner, key) for every parameter slot of a module tree.
+  local function each_slot(mod, prefix, fn)
+    for _, k in ipairs(mod._param_names) do
+      if mod[k] ~= nil then fn(prefix .. k, mod, k) end
+    end
+    for _, ch in ipairs(mod:children()) do each_slot(ch[2], prefix .. ch[1] .. ".", fn) end
+  end
+
+  local function shape_str(s) return "(" .. table.concat(s, ", ") .. ")" end
+
+  -- Fills a module tree built with shape-only stand-ins (nn.param_factory
+  -- { meta = true }) from a source of tensors (names(), info(name),
+  -- load(name): a component). Every parameter slot must be in the source
+  -- with its shape, stored as F32, BF16 or F16; every tensor of the source
+  -- must fill a slot or be in opts.ignore (a set of names read past). All
+  -- names, shapes and dtypes are checked before any data is read, so a bad
+  -- folder costs no loading. Tensors keep their stored dtype; F32 ones are
+  -- trainable (requires_grad). opts.where names the folder and opts.class
+  -- the model in errors. Returns model.
+  function diffusers.load_parameters(model, source, opts)
+    opts = opts or {}
+    local where, class, ignore = opts.where or "diffusers", opts.class or "model", opts.ignore or {}
+    local extra = {}
+    for _, n in ipairs(source:names()) do extra[n] = true end
+    local slots = {}
+    each_slot(model, "", function(name, owner, key)
+      if not extra[name] then error(where .. ": tensor '" .. name .. "' is missing (the config asks for it)", 0) end
+      extra[name] = nil
+      local info = source:info(name)
+      local want = owner[key]:shape()
+      local ok = #info.shape == #want
+      for i = 1, #want do ok = ok and info.shape[i] == want[i] end
+      if not ok then
+        error(string.format("%s: tensor '%s' has shape %s, but config.json implies %s", where, name,
+                            shape_str(info.shape), shape_str(want)), 0)
+      end
+      if info.dtype ~= "f32" and info.dtype ~= "bf16" and info.dtype ~= "f16" then
+        error(where .. ": tensor '" .. name .. "' is stored as " .. tostring(info.dtype) .. "; grove reads F32, BF16 and F16 weights", 0)
+      end
+      slots[#slots + 1] = { name, owner, key }
+    end)
+    local left = {}
+    for n in pairs(extra) do if not ignore[n] then left[#left + 1] = n end end
+    if #left > 0 then
+      table.sort(left)
+      error(where .. ": tensor '" .. left[1] .. "' is not part of a " .. class .. " with this config" ..
+            (#left > 1 and (" (nor " .. (#left - 1) .. " more: " .. table.concat(left, ", ", 2, math.min(#left, 6)) .. ")") or ""), 0)
+    end
+    for _, s in ipairs(slots) do
+      local t = source:load(s[1])
+      if t:dtype() == "f32" then t:requires_grad_(true) end
+      s[2]:add_parameter(s[3], t)
+    end
+    return model
+  end
+
   local function tensor_source(tensors)
     if type(tensors) ~= "table" then error("diffusers.write_component: expected tensors, got " .. type(tensors), 3) end
     if type(tensors.names) == "function" and type(tensors.load) == "function" then

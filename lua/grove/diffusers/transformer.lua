@@ -130,14 +130,6 @@ return function(grove)
     }
   end
 
-  -- Calls fn(name, owner, key) for every parameter slot of a module tree.
-  local function each_slot(mod, prefix, fn)
-    for _, k in ipairs(mod._param_names) do
-      if mod[k] ~= nil then fn(prefix .. k, mod, k) end
-    end
-    for _, ch in ipairs(mod:children()) do each_slot(ch[2], prefix .. ch[1] .. ".", fn) end
-  end
-
   local function shape_str(s) return "(" .. table.concat(s, ", ") .. ")" end
 
   -- Builds the model of a diffusers config and fills it from a source of
@@ -167,36 +159,7 @@ return function(grove)
       model.diffusers_config = config
       return model
     end
-    -- check every name and shape before reading any data
-    local slots = {}
-    each_slot(model, "", function(name, owner, key)
-      if not extra[name] then error(where .. ": tensor '" .. name .. "' is missing (the config asks for it)", 0) end
-      extra[name] = nil
-      local info = source:info(name)
-      local want = owner[key]:shape()
-      local ok = #info.shape == #want
-      for i = 1, #want do ok = ok and info.shape[i] == want[i] end
-      if not ok then
-        error(string.format("%s: tensor '%s' has shape %s, but config.json implies %s", where, name,
-                            shape_str(info.shape), shape_str(want)), 0)
-      end
-      if info.dtype ~= "f32" and info.dtype ~= "bf16" and info.dtype ~= "f16" then
-        error(where .. ": tensor '" .. name .. "' is stored as " .. tostring(info.dtype) .. "; grove reads F32, BF16 and F16 weights", 0)
-      end
-      slots[#slots + 1] = { name, owner, key }
-    end)
-    local left = {}
-    for n in pairs(extra) do left[#left + 1] = n end
-    if #left > 0 then
-      table.sort(left)
-      error(where .. ": tensor '" .. left[1] .. "' is not part of a " .. CLASS .. " with this config" ..
-            (#left > 1 and (" (nor " .. (#left - 1) .. " more: " .. table.concat(left, ", ", 2, math.min(#left, 6)) .. ")") or ""), 0)
-    end
-    for _, s in ipairs(slots) do
-      local t = source:load(s[1])
-      if t:dtype() == "f32" then t:requires_grad_(true) end
-      s[2]:add_parameter(s[3], t)
-    end
+    diffusers.load_parameters(model, source, { where = where, class = CLASS })
     model.make = nn.param_factory { generator = opts.generator }  -- new blocks (growth) are real
     model.diffusers_config = config
     return model
