@@ -10,18 +10,16 @@ enum { PAR_MIN = 1 << 15 };
 #define RUN(T, EXPR)                                   \
     do {                                               \
         const T *pa = va, *pb = vb;                    \
+        uint8_t *po = vo;                              \
         for (int64_t i = 0; i < len; i++) {            \
             T x = pa[i * as], z = pb[i * bs];          \
             (void)z;                                   \
-            out[i] = (uint8_t)(EXPR);                  \
+            po[i] = (uint8_t)(EXPR);                   \
         }                                              \
     } while (0)
 
-typedef void (*run_fn)(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, uint8_t *out,
-                       int64_t len);
-
 /* IEEE comparisons: a NaN is unequal to everything, ordered against nothing. */
-static void compare_run(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, uint8_t *out, int64_t len)
+static void compare_run(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, void *vo, int64_t len)
 {
     switch (op) {
     case GROVE_EQ: RUN(float, x == z); break;
@@ -34,7 +32,7 @@ static void compare_run(int32_t op, const void *va, int64_t as, const void *vb, 
     }
 }
 
-static void logical_run(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, uint8_t *out, int64_t len)
+static void logical_run(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, void *vo, int64_t len)
 {
     switch (op) {
     case GROVE_AND: RUN(uint8_t, x != 0 && z != 0); break;
@@ -44,50 +42,16 @@ static void logical_run(int32_t op, const void *va, int64_t as, const void *vb, 
     }
 }
 
-/* The strided walk of gv_cpu_binary: size-1 dimensions dropped, runs
- * merged, then one run per row of the output (esz: the inputs' bytes). */
-static void walk(run_fn run, int32_t op, int32_t ndim, const int64_t *shape_in, const void *a, const int64_t *a_stride,
-                 const void *b, const int64_t *b_stride, int64_t esz, uint8_t *out)
-{
-    int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
-    int64_t n = 1;
-    for (int32_t i = 0; i < ndim; i++) {
-        shape[i] = shape_in[i];
-        sa[i] = a_stride[i];
-        sb[i] = b_stride[i];
-        n *= shape[i];
-    }
-    if (n == 0) return;
-    int32_t k = gv_cpu_coalesce2(ndim, shape, sa, sb);
-    if (k == 0) {
-        run(op, a, 0, b, 0, out, 1);
-        return;
-    }
-    int64_t len = shape[k - 1], rows = n / len;
-    const char *ca = a, *cb = b;
-    GV_PARALLEL_FOR(n > PAR_MIN,
-        for (int64_t r = 0; r < rows; r++) {
-            int64_t oa = 0, ob = 0, rem = r;
-            for (int32_t d = k - 2; d >= 0; d--) {
-                int64_t i = rem % shape[d];
-                rem /= shape[d];
-                oa += i * sa[d];
-                ob += i * sb[d];
-            }
-            run(op, ca + oa * esz, sa[k - 1], cb + ob * esz, sb[k - 1], out + r * len, len);
-        });
-}
-
 void gv_cpu_compare(int32_t op, int32_t ndim, const int64_t *shape, const float *a, const int64_t *a_stride,
                     const float *b, const int64_t *b_stride, uint8_t *out)
 {
-    walk(compare_run, op, ndim, shape, a, a_stride, b, b_stride, sizeof(float), out);
+    gv_cpu_walk2(compare_run, op, ndim, shape, a, a_stride, b, b_stride, sizeof(float), 1, out);
 }
 
 void gv_cpu_logical(int32_t op, int32_t ndim, const int64_t *shape, const uint8_t *a, const int64_t *a_stride,
                     const uint8_t *b, const int64_t *b_stride, uint8_t *out)
 {
-    walk(logical_run, op, ndim, shape, a, a_stride, b, b_stride, 1, out);
+    gv_cpu_walk2(logical_run, op, ndim, shape, a, a_stride, b, b_stride, 1, 1, out);
 }
 
 void gv_cpu_reduce_mask(bool all, const gv_reduce_plan *p, const uint8_t *x, uint8_t *out)

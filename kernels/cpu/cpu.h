@@ -65,6 +65,15 @@ void gv_cpu_dynamic_map(float map[256]);
  * merges neighbours both step through as one run; returns the new rank
  * (elementwise.c). */
 int32_t gv_cpu_coalesce2(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb);
+/* One run of len outputs (out contiguous) from inputs stepping by as and bs
+ * elements. */
+typedef void (*gv_cpu_run2)(int32_t op, const void *a, int64_t as, const void *b, int64_t bs, void *out, int64_t len);
+/* Walks a broadcast binary op (elementwise.c): size-1 dimensions dropped,
+ * runs merged (gv_cpu_coalesce2), then one run per row of the output, rows
+ * across threads, or one long run split into blocks. in_size and out_size
+ * are the inputs' and the output's element bytes. */
+void gv_cpu_walk2(gv_cpu_run2 run, int32_t op, int32_t ndim, const int64_t *shape, const void *a, const int64_t *a_stride,
+                  const void *b, const int64_t *b_stride, int64_t in_size, int64_t out_size, void *out);
 /* Drops size-1 dimensions and merges neighbours that step through memory
  * as one run; returns the new rank (reduce.c). */
 int32_t gv_cpu_merge_dims(int32_t n, int64_t *shape, int64_t *stride);

@@ -111,8 +111,10 @@ int32_t gv_cpu_coalesce2(int32_t ndim, int64_t *shape, int64_t *sa, int64_t *sb)
         for (int64_t i = 0; i < len; i++) { float x = pa[i * as], z = pb[i * bs]; po[i] = OPX; }
 
 /* One run of len outputs with the inputs' innermost strides as and bs. */
-static void binary_run(int32_t op, const float *pa, int64_t as, const float *pb, int64_t bs, float *po, int64_t len)
+static void binary_run(int32_t op, const void *va, int64_t as, const void *vb, int64_t bs, void *vo, int64_t len)
 {
+    const float *pa = va, *pb = vb;
+    float *po = vo;
     switch (op) {
     case GROVE_ADD: BINARY_LOOP(x + z) break;
     case GROVE_SUB: BINARY_LOOP(x - z) break;
@@ -122,8 +124,8 @@ static void binary_run(int32_t op, const float *pa, int64_t as, const float *pb,
     }
 }
 
-void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const float *a, const int64_t *a_stride,
-                   const float *b, const int64_t *b_stride, float *out)
+void gv_cpu_walk2(gv_cpu_run2 run, int32_t op, int32_t ndim, const int64_t *shape_in, const void *a, const int64_t *a_stride,
+                  const void *b, const int64_t *b_stride, int64_t in_size, int64_t out_size, void *out)
 {
     int64_t shape[GROVE_MAX_DIMS], sa[GROVE_MAX_DIMS], sb[GROVE_MAX_DIMS];
     int64_t n = 1;
@@ -134,9 +136,11 @@ void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const floa
         n *= shape[i];
     }
     if (n == 0) return;
+    const char *ca = a, *cb = b;
+    char *co = out;
     int32_t k = gv_cpu_coalesce2(ndim, shape, sa, sb);
     if (k == 0) {
-        binary_run(op, a, 0, b, 0, out, 1);
+        run(op, a, 0, b, 0, out, 1);
         return;
     }
     int64_t len = shape[k - 1], rows = n / len;
@@ -147,7 +151,7 @@ void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const floa
         GV_PARALLEL_FOR(len > PAR_MIN,
             for (int64_t j = 0; j < nblk; j++) {
                 int64_t s = j * blk, m = len - s < blk ? len - s : blk;
-                binary_run(op, a + s * sa[0], sa[0], b + s * sb[0], sb[0], out + s, m);
+                run(op, ca + s * sa[0] * in_size, sa[0], cb + s * sb[0] * in_size, sb[0], co + s * out_size, m);
             });
         return;
     }
@@ -160,8 +164,14 @@ void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape_in, const floa
                 oa += i * sa[d];
                 ob += i * sb[d];
             }
-            binary_run(op, a + oa, sa[k - 1], b + ob, sb[k - 1], out + r * len, len);
+            run(op, ca + oa * in_size, sa[k - 1], cb + ob * in_size, sb[k - 1], co + r * len * out_size, len);
         });
+}
+
+void gv_cpu_binary(int32_t op, int32_t ndim, const int64_t *shape, const float *a, const int64_t *a_stride,
+                   const float *b, const int64_t *b_stride, float *out)
+{
+    gv_cpu_walk2(binary_run, op, ndim, shape, a, a_stride, b, b_stride, sizeof(float), sizeof(float), out);
 }
 
 void gv_cpu_binary_scalar(int32_t op, const float *a, float s, bool reverse, float *out, int64_t n)
