@@ -58,6 +58,10 @@ grove_tensor *gv_host_data(const char *op, grove_tensor *t);
  * Returns the tensor read (a new reference), NULL with the error set
  * (attention_rows.c). */
 grove_tensor *gv_attn_rows_of(grove_tensor *t, gv_attn_rows *r);
+/* The checks every attention op starts with: q, k, v f32 on one device, each
+ * 3-d (batch, tokens, what the op calls the last dimension: dims names it in
+ * the message), and k and v of one shape. Fails naming op and the shapes. */
+bool gv_attn_check_qkv(const char *op, grove_tensor *q, grove_tensor *k, grove_tensor *v, const char *dims);
 
 /* Sets "<op>: no CUDA kernel for <entry>" (or the device's name) and returns false. */
 bool gv_no_kernel(const char *op, const gv_kernels *k, const char *entry);

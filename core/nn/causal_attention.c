@@ -32,19 +32,7 @@ static grove_status no_backward(grove_node *n, grove_tensor *g, grove_tensor **g
 static bool check_args(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask, int32_t heads,
                        int32_t kv_heads, double scale, int64_t window, double softcap)
 {
-    if (!gv_check_f32(OP, q) || !gv_check_f32(OP, k) || !gv_check_f32(OP, v)) return false;
-    if (!gv_check_same_device(OP, q, k) || !gv_check_same_device(OP, q, v)) return false;
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3) {
-        gv_fail("%s: q %s, k %s and v %s must be 3-d (batch, tokens, heads·head_dim)", OP, gv_shape_str(q),
-                gv_shape_str(k), gv_shape_str(v));
-        return false;
-    }
-    for (int32_t i = 0; i < 3; i++) {
-        if (k->shape[i] != v->shape[i]) {
-            gv_fail("%s: k %s and v %s must have the same shape", OP, gv_shape_str(k), gv_shape_str(v));
-            return false;
-        }
-    }
+    if (!gv_attn_check_qkv(OP, q, k, v, "batch, tokens, heads·head_dim")) return false;
     if (q->shape[0] != k->shape[0] || q->shape[1] != k->shape[1]) {
         gv_fail("%s: q %s and k %s must have the same batch and tokens (self-attention)", OP, gv_shape_str(q),
                 gv_shape_str(k));

@@ -47,19 +47,7 @@ fail:
 
 static bool check_args(grove_tensor *q, grove_tensor *k, grove_tensor *v, grove_tensor *mask, int32_t heads)
 {
-    if (!gv_check_f32(OP, q) || !gv_check_f32(OP, k) || !gv_check_f32(OP, v)) return false;
-    if (!gv_check_same_device(OP, q, k) || !gv_check_same_device(OP, q, v)) return false;
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3) {
-        gv_fail("%s: q %s, k %s and v %s must be 3-d (batch, tokens, channels)", OP, gv_shape_str(q),
-                gv_shape_str(k), gv_shape_str(v));
-        return false;
-    }
-    for (int32_t i = 0; i < 3; i++) {
-        if (k->shape[i] != v->shape[i]) {
-            gv_fail("%s: k %s and v %s must have the same shape", OP, gv_shape_str(k), gv_shape_str(v));
-            return false;
-        }
-    }
+    if (!gv_attn_check_qkv(OP, q, k, v, "batch, tokens, channels")) return false;
     if (q->shape[0] != k->shape[0]) {
         gv_fail("%s: batch sizes of q %s and k %s differ (%lld vs %lld)", OP, gv_shape_str(q), gv_shape_str(k),
                 (long long)q->shape[0], (long long)k->shape[0]);
