@@ -519,6 +519,14 @@ grove_tensor *grove_image_decode(const void *data, int64_t size, const char *nam
  * (H, W, 4) as RGBA; f32 in [-1, 1] is converted as grove_image_to_u8 does.
  * Goes to path + ".tmp", then is renamed over path. */
 grove_status grove_image_write_png(const char *path, grove_tensor *image);
+/* The same, with n text chunks keys[i] = values[i] (keywords of 1 to 79
+ * bytes; an ASCII value goes into a tEXt chunk, any other UTF-8 into iTXt). */
+grove_status grove_image_write_png_text(const char *path, grove_tensor *image, const char *const *keys,
+                                        const char *const *values, int32_t n);
+/* The text chunks (tEXt, zTXt, iTXt) of PNG bytes as "key\0value\0" pairs:
+ * copied into buf when cap is large enough; returns the length they need,
+ * or -1 (an error) when the bytes are not a readable PNG. */
+int64_t grove_png_text(const void *data, int64_t size, char *buf, int64_t cap);
 /* The centre square of a u8 (H, W, 3) image, scaled to (size, size, 3):
  * area averaging when shrinking, bilinear (pixel centres) when enlarging. */
 grove_tensor *grove_image_resize_crop(grove_tensor *image, int32_t size);

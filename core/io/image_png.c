@@ -55,8 +55,20 @@ grove_tensor *gv_image_decode_png(const char *op, const char *name, const unsign
 
 grove_status grove_image_write_png(const char *path, grove_tensor *image)
 {
+    return grove_image_write_png_text(path, image, NULL, NULL, 0);
+}
+
+grove_status grove_image_write_png_text(const char *path, grove_tensor *image, const char *const *keys,
+                                        const char *const *values, int32_t n)
+{
     const char *op = "image_write_png";
     if (!path || !path[0]) return gv_fail("%s: expected a file path", op);
+    if (n < 0 || (n > 0 && (!keys || !values))) return gv_fail("%s: %s: bad text chunk list", op, path);
+    for (int32_t i = 0; i < n; i++) {
+        size_t kl = keys[i] ? strlen(keys[i]) : 0;
+        if (kl < 1 || kl > 79 || !values[i])
+            return gv_fail("%s: %s: text chunk %d: a PNG keyword is 1 to 79 bytes, with a value", op, path, (int)i + 1);
+    }
     if (!gv_check_live(op, image)) return -1;
     int64_t channels = image->ndim == 2 ? 1 : image->ndim == 3 ? image->shape[2] : 0;
     if ((image->dtype != GROVE_U8 && image->dtype != GROVE_F32) ||
@@ -75,7 +87,7 @@ grove_status grove_image_write_png(const char *path, grove_tensor *image)
     if (!px) return -1;
     unsigned char *png = NULL;
     size_t png_len = 0;
-    unsigned err = gv_png_encode(&png, &png_len, px->data, (unsigned)w, (unsigned)h, (int)channels);
+    unsigned err = gv_png_encode_text(&png, &png_len, px->data, (unsigned)w, (unsigned)h, (int)channels, keys, values, n);
     grove_tensor_release(px);
     if (err) {
         free(png);
@@ -86,3 +98,34 @@ grove_status grove_image_write_png(const char *path, grove_tensor *image)
     return rc;
 }
 
+
+int64_t grove_png_text(const void *data, int64_t size, char *buf, int64_t cap)
+{
+    const char *op = "png_text";
+    if (!data || size < 8 || memcmp(data, gv_png_magic, 8) != 0) {
+        gv_fail("%s: not a PNG (no PNG signature)", op);
+        return -1;
+    }
+    /* lodepng decodes the pixels to reach the chunks after them: the size
+     * is checked first, as for reading the image */
+    const unsigned char *b = data;
+    if (size < 24 || memcmp(b + 12, "IHDR", 4) != 0) {
+        gv_fail("%s: truncated PNG (no complete header)", op);
+        return -1;
+    }
+    if ((uint64_t)be32(b + 16) * be32(b + 20) > GROVE_IMAGE_MAX_PIXELS) {
+        gv_fail("%s: PNG of %u x %u pixels is larger than the %d-pixel limit", op, be32(b + 16), be32(b + 20),
+                GROVE_IMAGE_MAX_PIXELS);
+        return -1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    unsigned err = gv_png_read_text(data, (size_t)size, &text, &len);
+    if (err) {
+        gv_fail("%s: corrupt or truncated PNG (lodepng: %s)", op, gv_png_error_text(err));
+        return -1;
+    }
+    if (buf && cap >= (int64_t)len) memcpy(buf, text, len);
+    free(text);
+    return (int64_t)len;
+}

@@ -10,9 +10,11 @@
 --     white. min_side lets the JPEG decoder shrink a large photo by 2, 4 or 8
 --     while both sides stay >= min_side.
 --   grove.image.decode(bytes, name?) -> the same, from a Lua string.
---   grove.image.save(path, image) writes a PNG (atomically: path .. ".tmp",
---     then renamed). image: u8 or f32 in [-1, 1]; (H, W, 3), (H, W, 4),
---     (H, W) or (H, W, 1), or (1, H, W, C).
+--   grove.image.save(path, image, {text = {key = value}}?) writes a PNG
+--     (atomically: path .. ".tmp", then renamed). image: u8 or f32 in
+--     [-1, 1]; (H, W, 3), (H, W, 4), (H, W) or (H, W, 1), or (1, H, W, C).
+--     text: PNG text chunks (tEXt; iTXt for UTF-8 beyond ASCII).
+--   grove.image.read_text(path) -> {key = value} of a PNG's text chunks.
 --   grove.image.resize_crop(image, size) -> (size, size, 3) u8: the centre
 --     square, area-averaged down or bilinear up.
 --   grove.image.to_float(u8) -> f32 in [-1, 1];  grove.image.to_u8(f32) -> u8.
@@ -91,9 +93,37 @@ return function(grove)
     return wrap(p)
   end
 
-  function image.save(path, x)
+  -- opts.text: {key = value} written as PNG text chunks (keys sorted).
+  function image.save(path, x, opts)
     if type(path) ~= "string" then error("image.save: expected a file path, got " .. type(path), 2) end
     check_tensor(x, "image.save")
+    local text = opts and opts.text
+    local keys, vals, n = nil, nil, 0
+    if text ~= nil then
+      if type(text) ~= "table" then error("image.save: opts.text must be a table {key = value}, got " .. type(text), 2) end
+      local names = {}
+      for k, v in pairs(text) do
+        if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
+          error("image.save: opts.text holds string keys and string, number or boolean values; got " .. type(k) ..
+                " = " .. type(v), 2)
+        end
+        if #k < 1 or #k > 79 or k:find("%z") then
+          error("image.save: a PNG text keyword is 1 to 79 bytes without NUL, got '" .. k .. "'", 2)
+        end
+        if tostring(v):find("%z") then error("image.save: text '" .. k .. "' holds a NUL byte", 2) end
+        names[#names + 1] = k
+      end
+      table.sort(names)
+      n = #names
+      keys, vals = ffi.new("const char *[?]", math.max(n, 1)), ffi.new("const char *[?]", math.max(n, 1))
+      local keep = {}
+      for i, k in ipairs(names) do
+        local v = tostring(text[k])
+        keep[#keep + 1] = v
+        keys[i - 1], vals[i - 1] = k, v
+      end
+      text = keep -- the Lua strings stay alive through the call
+    end
     if x:dim() == 4 then
       if x:size(1) ~= 1 then
         error("image.save: got a batch of " .. x:size(1) .. " images " .. x:shape_str()
@@ -101,8 +131,30 @@ return function(grove)
       end
       x = x:select(1, 1)
     end
-    if C.grove_image_write_png(path, x.p) ~= 0 then fail(2) end
+    if C.grove_image_write_png_text(path, x.p, keys, vals, n) ~= 0 then fail(2) end
     return path
+  end
+
+  -- The text chunks of a PNG file (tEXt, zTXt, iTXt) as {key = value}.
+  function image.read_text(path)
+    if type(path) ~= "string" then error("image.read_text: expected a file path, got " .. type(path), 2) end
+    local f, err = io.open(path, "rb")
+    if not f then error("image.read_text: " .. tostring(err), 2) end
+    local bytes = f:read("*a")
+    f:close()
+    local need = C.grove_png_text(bytes, #bytes, nil, 0)
+    if need < 0 then error("image.read_text: " .. path .. ": " .. ffi.string(C.grove_last_error()), 2) end
+    local buf = ffi.new("char[?]", math.max(1, tonumber(need)))
+    C.grove_png_text(bytes, #bytes, buf, need)
+    local s = ffi.string(buf, need)
+    local out, i = {}, 1
+    while i <= #s do
+      local k_end = s:find("%z", i)
+      local v_end = s:find("%z", k_end + 1)
+      out[s:sub(i, k_end - 1)] = s:sub(k_end + 1, v_end - 1)
+      i = v_end + 1
+    end
+    return out
   end
 
   function image.resize_crop(x, size)

@@ -62,6 +62,41 @@ spec.describe("image files", function()
     spec.eq(maxdiff(grove.image.decode(read_all(at("a.png"))), img), 0, "decode")
   end)
 
+  spec.it("PNG text chunks are written and read back (tEXt; iTXt for UTF-8)", function()
+    local img = (grove.rand{ 5, 4, 3 } * 255.99):to("u8")
+    local text = { prompt = "a cyberpunk cat, \"neon\"\nsecond line", seed = 42, negative_prompt = "",
+                   caption = "chat cyberpunk \u{00e9}t\u{00e9} \u{732b}", binning = true }
+    grove.image.save(at("t.png"), img, { text = text })
+    local back = grove.image.read_text(at("t.png"))
+    spec.eq(back.prompt, text.prompt)
+    spec.eq(back.seed, "42")
+    spec.eq(back.negative_prompt, "")
+    spec.eq(back.caption, text.caption, "UTF-8 through iTXt")
+    spec.eq(back.binning, "true")
+    local n = 0
+    for _ in pairs(back) do n = n + 1 end
+    spec.eq(n, 5, "nothing else")
+    local bytes = read_all(at("t.png"))
+    spec.eq(count(bytes, "tEXt"), 4, "four ASCII values as tEXt")
+    spec.eq(count(bytes, "iTXt"), 1, "one UTF-8 value as iTXt")
+    spec.assert(bytes:find("tEXtseed\0" .. "42", 1, true), "a plain tEXt chunk: keyword, NUL, text")
+    -- the pixels are the same as without text
+    spec.eq(maxdiff(grove.image.load(at("t.png")), img), 0, "pixels")
+    grove.image.save(at("u.png"), img)
+    local plain = grove.image.read_text(at("u.png"))
+    spec.eq(next(plain), nil, "no text chunks")
+    -- bad keys and files
+    spec.raises(function() grove.image.save(at("v.png"), img, { text = { [""] = "x" } }) end, "1 to 79 bytes")
+    spec.raises(function() grove.image.save(at("v.png"), img, { text = { [string.rep("k", 80)] = "x" } }) end, "1 to 79")
+    spec.raises(function() grove.image.save(at("v.png"), img, { text = { k = "a\0b" } }) end, "NUL")
+    spec.raises(function() grove.image.save(at("v.png"), img, { text = { k = {} } }) end, "string, number or boolean")
+    spec.write_all(at("junk.png"), "not a png at all")
+    spec.raises(function() grove.image.read_text(at("junk.png")) end, "not a PNG")
+    spec.write_all(at("cut.png"), bytes:sub(1, #bytes - 30))
+    spec.raises(function() grove.image.read_text(at("cut.png")) end, "corrupt or truncated PNG")
+    spec.raises(function() grove.image.read_text(at("missing.png")) end, "missing.png")
+  end)
+
   spec.it("f32 in [-1, 1] is saved as u8 and converts both ways", function()
     local x = grove.tensor{ { { -1, 0, 1 }, { 0.5, -0.5, 2 } } }
     grove.image.save(at("f.png"), x)
