@@ -242,8 +242,15 @@ return function(grove, diffusers)
   -- (default: diffusion_pytorch_model, else model). Fields: dir, name,
   -- config (parsed config.json), config_path, class (config._class_name),
   -- files (the weight files, sorted), index (the index path or nil).
+  -- opts.dtype ("f32", "bf16", "f16"): floating-point tensors are converted
+  -- to it as they load (one tensor at a time, so a BF16 copy of an F32
+  -- model never holds both); info() reports the dtype load() returns.
+  local CASTS = { f32 = true, bf16 = true, f16 = true }
   function diffusers.component(dir, name, opts)
     opts = opts or {}
+    if opts.dtype ~= nil and not CASTS[opts.dtype] then
+      error("diffusers.component: dtype must be \"f32\", \"bf16\" or \"f16\", got " .. tostring(opts.dtype), 2)
+    end
     local cdir = component_dir(dir, name)
     local real_dir = real_path(cdir)
     local config_path = join(cdir, "config.json")
@@ -252,7 +259,7 @@ return function(grove, diffusers)
     local self = setmetatable({
       dir = cdir, name = name or cdir:gsub("/+$", ""):match("[^/]*$"), config = config, config_path = config_path,
       class = config._class_name or (type(config.architectures) == "table" and config.architectures[1]) or nil,
-      weights_name = w.stem,
+      weights_name = w.stem, cast = opts.dtype,
     }, Component)
     if w.file == w.names.index then
       self.index = join(cdir, w.file)
@@ -289,6 +296,7 @@ return function(grove, diffusers)
     local s = locate(self, name, "info")
     local i = s.reader:info(name)
     i.file = s.file
+    if self.cast and CASTS[i.dtype] then i.dtype = self.cast end
     return i
   end
 
@@ -296,7 +304,13 @@ return function(grove, diffusers)
   -- u8); its pages of the mapping are dropped, so loading a model tensor by
   -- tensor holds it once.
   function Component:load(name)
-    return locate(self, name, "load").reader:get(name)
+    local t = locate(self, name, "load").reader:get(name)
+    if self.cast and CASTS[t:dtype()] and t:dtype() ~= self.cast then
+      local c = t:to(self.cast)
+      t:free()
+      t = c
+    end
+    return t
   end
 
   -- Every tensor: {name = tensor}.

@@ -307,13 +307,15 @@ return function(grove, diffusers)
 
   -- dir: a pipeline folder or its text_encoder folder. opts.softcap (default
   -- false): apply attn_logit_softcapping; opts.meta: shapes only (no
-  -- weights are read); opts.variant: weight files of a variant ("bf16").
+  -- weights are read); opts.variant: weight files of a variant ("bf16");
+  -- opts.dtype ("f32", "bf16", "f16"): hold the weights in that dtype
+  -- instead of the stored one (each converted as it loads).
   function diffusers.text_encoder(dir, opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("diffusers.text_encoder: options must be a table", 2) end
     for k in pairs(opts) do
-      if k ~= "softcap" and k ~= "meta" and k ~= "variant" then
-        error("diffusers.text_encoder: unknown option '" .. tostring(k) .. "' (softcap, meta, variant)", 2)
+      if k ~= "softcap" and k ~= "meta" and k ~= "variant" and k ~= "dtype" then
+        error("diffusers.text_encoder: unknown option '" .. tostring(k) .. "' (softcap, meta, variant, dtype)", 2)
       end
     end
     if opts.softcap ~= nil and type(opts.softcap) ~= "boolean" then
@@ -323,7 +325,8 @@ return function(grove, diffusers)
       local c, where = diffusers.component_config(dir, "text_encoder")
       return Encoder(read_config(c, where), nil, opts, c)
     end
-    local comp = diffusers.component(dir, "text_encoder", { variant = opts.variant, weights_name = "model" })
+    local comp = diffusers.component(dir, "text_encoder", { variant = opts.variant, weights_name = "model",
+                                                                dtype = opts.dtype })
     local ok, enc = pcall(Encoder, read_config(comp.config, comp.config_path), comp, opts, comp.config)
     comp:close()
     if not ok then error(enc, 0) end

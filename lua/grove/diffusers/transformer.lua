@@ -168,7 +168,8 @@ return function(grove)
   -- grove.diffusers.transformer(dir, opts): dir is a pipeline folder (its
   -- transformer/ is read) or the transformer folder itself. opts.meta
   -- builds shapes only (config.json alone is read); opts.variant picks
-  -- variant weight files ("bf16", "fp16").
+  -- variant weight files ("bf16", "fp16"); opts.dtype ("f32", "bf16",
+  -- "f16") holds the weights in that dtype instead of the stored one.
   function diffusers.transformer(dir, opts)
     opts = opts or {}
     if opts.meta then
@@ -177,7 +178,7 @@ return function(grove)
       return diffusers.transformer_from(config, nil, { meta = true, config_where = path })
     end
     if not diffusers.component then error("diffusers.transformer: grove.diffusers.component is not available", 2) end
-    local comp = diffusers.component(dir, "transformer", { variant = opts.variant })
+    local comp = diffusers.component(dir, "transformer", { variant = opts.variant, dtype = opts.dtype })
     local ok, model = pcall(diffusers.transformer_from, comp.config, comp,
                             { where = comp.dir, config_where = comp.config_path, generator = opts.generator })
     if comp.close then comp:close() end
