@@ -6,7 +6,8 @@
 -- default), runs the encoder on the whole sequence, then keeps positions
 -- [0] + the last max_length − 1 of features and mask; the negative path
 -- (opts.negative = true) has neither the instruction nor the selection.
--- feats are f32 (B, max_length, hidden), fmask i64 (B, max_length) of 1/0.
+-- feats are f32 (B, max_length, hidden), fmask i64 (B, max_length) of 1/0;
+-- a third result lists what truncation dropped per prompt (tok:encode's).
 return function(grove, diffusers)
   -- Columns `select` (1-based, ascending) of x along dimension 2, as
   -- narrows of contiguous runs joined together.
@@ -45,10 +46,10 @@ return function(grove, diffusers)
     local instruction = opts.instruction
     if opts.negative then instruction = false elseif instruction == nil then instruction = true end
     local tok, enc = parts.tokenizer, parts.text_encoder
-    local ids, mask, select = tok:encode(prompts, { max_length = max_length, instruction = instruction })
+    local ids, mask, select, cut = tok:encode(prompts, { max_length = max_length, instruction = instruction })
     local h = enc:forward(ids, mask)
-    if opts.negative then return h, mask end
+    if opts.negative then return h, mask, cut end
     local feats, fmask = columns(h, select), columns(mask, select)
-    return feats, fmask
+    return feats, fmask, cut
   end
 end

@@ -16,6 +16,8 @@
 --     or max_length without the instruction. ids and mask are i64 (B, L);
 --     select is the 1-based list of the positions SanaPipeline keeps
 --     (1 and the last max_length - 1), tok.select_index(L, max_length).
+--     A 4th result says per prompt what the right cut dropped: false, or
+--     {tokens = n, text = the dropped pieces}.
 --   tok:ids(text) -> the model's ids of text as a Lua list (nothing added)
 --   tok:id(piece), tok:piece(id); tok.vocab_size, tok.pad_id, tok.bos_id,
 --   tok.eos_id, tok.unk_id (-1 where the model has none), tok.path
@@ -154,18 +156,25 @@ return function(grove, diffusers)
     end
     if self.pad_id < 0 then error("tokenizer:encode: '" .. self.path .. "' defines no <pad> to pad with", 2) end
     local B = #prompts
-    local ids, mask = {}, {}
+    local ids, mask, cut = {}, {}, {}
     for b = 1, B do
       local text = Tokenizer.clean(prompts[b])
       if chi then text = chi .. text end
       local seq = self:ids(text)
+      cut[b] = false
+      if #seq > L - 1 then
+        local tail = {}
+        for i = L, #seq do tail[#tail + 1] = self:piece(seq[i]) end
+        -- SentencePiece's word marker U+2581 reads as a space
+        cut[b] = { tokens = #seq - (L - 1), text = (table.concat(tail):gsub("\226\150\129", " ")) }
+      end
       local row, mrow = { self.bos_id }, { 1 }
       for i = 1, math.min(#seq, L - 1) do row[i + 1] = seq[i]; mrow[i + 1] = 1 end
       for i = #row + 1, L do row[i] = self.pad_id; mrow[i] = 0 end
       ids[b], mask[b] = row, mrow
     end
     return grove.tensor(ids, { dtype = "i64" }), grove.tensor(mask, { dtype = "i64" }),
-           Tokenizer.select_index(L, max_length)
+           Tokenizer.select_index(L, max_length), cut
   end
 
   -- A one-line description: the model path, its size and special ids.
