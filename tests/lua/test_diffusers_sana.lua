@@ -277,52 +277,23 @@ spec.describe("diffusers-sana fixtures", function()
   end)
 
   -- Step by step: what the pipeline feeds the transformer, what comes out,
-  -- and the latents after each scheduler step.
-  local function check_steps(name, kind, extra)
-    local i = grove.load_safetensors(sana .. "/" .. name .. "/sample_" .. kind .. "_in.safetensors")
-    local o = grove.load_safetensors(sana .. "/" .. name .. "/sample_" .. kind .. "_out.safetensors")
-    local T = diffusers.transformer(sana .. "/" .. name)
-    local opts = { sampler = kind, prompt_embeds = i.prompt_embeds, mask = i.prompt_attention_mask,
-                   negative_embeds = i.negative_prompt_embeds, negative_mask = i.negative_prompt_attention_mask,
-                   latents = nhwc(i.latents) }
-    for k, v in pairs(extra) do opts[k] = v end
-    local steps = 0
-    opts.callback = function(s, info)
-      local p = "step" .. (s - 1) .. "."
-      spec.near(info.t, o[p .. "t"]:item(), 1e-6 * math.max(1, math.abs(info.t)), p .. "t")
-      close_to(p .. "timestep_in", info.timestep_in, o[p .. "timestep_in"])
-      close_to(p .. "model_in", nchw(info.model_in), o[p .. "model_in"])
-      close_to(p .. "model_out", nchw(info.model_out), o[p .. "model_out"])
-      close_to(p .. "latents", nchw(info.latents), o[p .. "latents"])
-      if o[p .. "guidance_in"] then spec.near(info.guidance_in, o[p .. "guidance_in"]:item(), 1e-7, p .. "guidance_in") end
-      if s == 1 then
-        close_to("CFG batch text", info.encoder_hidden_states_in, o["step0.encoder_hidden_states_in"])
-        spec.eq(spec.max_diff(info.encoder_attention_mask_in, o["step0.encoder_attention_mask_in"]:to("f32")), 0)
-      end
-      steps = s
-    end
-    local x, info = diffusers.sample(T, opts)
-    spec.eq(steps, o["scheduler.timesteps"]:numel() - (kind == "scm" and 1 or 0))
-    close_to(name .. " " .. kind .. " latents", nchw(x), o.latents)
-    local ts = o["scheduler.timesteps"]:tolist()
-    for k, v in ipairs(ts) do spec.near(info.timesteps[k], v, 1e-6 * math.max(1, math.abs(v)), "timestep " .. k) end
-    if o["scheduler.sigmas"] then
-      for k, v in ipairs(o["scheduler.sigmas"]:tolist()) do spec.near(info.sigmas[k], v, 1e-7, "sigma " .. k) end
-    end
+  -- and the latents after each scheduler step (tests/lua/sana_steps.lua).
+  local steps = require "sana_steps"
+  local function check_steps(name, kind)
+    steps.check(sana, name, kind, function(dir, opts) return diffusers.sample(diffusers.transformer(dir), opts) end)
   end
 
   spec.it("b_sana15: DPM-Solver++ (4 steps, CFG 4.5) step by step", function()
-    check_steps("b_sana15", "dpm", { steps = 4, cfg = 4.5 })
+    check_steps("b_sana15", "dpm")
   end)
   spec.it("b_sana15: flow Euler (4 steps, CFG 4.5) step by step", function()
-    check_steps("b_sana15", "euler", { steps = 4, cfg = 4.5 })
+    check_steps("b_sana15", "euler")
   end)
   spec.it("e_teacher: DPM-Solver++ with timestep_scale 0.001 step by step", function()
-    check_steps("e_teacher", "dpm", { steps = 4, cfg = 4.5 })
+    check_steps("e_teacher", "dpm")
   end)
   spec.it("d_sprint: SCM (2 steps, guidance 4.5) step by step", function()
-    local i = grove.load_safetensors(sana .. "/d_sprint/sample_scm_in.safetensors")
-    check_steps("d_sprint", "scm", { steps = 2, guidance_scale = 4.5, noise = { nhwc(i.noise_0), nhwc(i.noise_1) } })
+    check_steps("d_sprint", "scm")
   end)
 
   spec.it("a scheduler folder's settings are honoured (flow_shift 6, SanaPipeline 4K)", function()

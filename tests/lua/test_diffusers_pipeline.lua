@@ -1,0 +1,225 @@
+-- grove.diffusers.pipeline: SANA's resolution binning (diffusers' tables and
+-- choice), resize_and_crop_tensor against a float64 reference, the denoising
+-- loop through pipe:generate against the diffusers-sana fixtures (the same
+-- step-by-step checks as the sampler's, tests/lua/sana_steps.lua), lazy
+-- components, offloading, replacing, and the errors bad input gets.
+local spec = require "spec"
+local steps = require "sana_steps"
+
+local diffusers, json = grove.diffusers, grove.json
+local sana = spec.fixture_path("diffusers-sana")
+local function exists(p)
+  local f = io.open(p, "r")
+  if f then f:close() return true end
+  return false
+end
+local have_fixtures = exists(sana .. "/b_sana15/transformer/config.json")
+
+spec.describe("resolution binning", function()
+  spec.it("picks diffusers' bin (ASPECT_RATIO_*_BIN, closest ratio, the first of equals)", function()
+    -- the answers of diffusers' classify_height_width_bin, computed with Python
+    local cases = {
+      { 1024, 1024, 32, 1024, 1024 }, { 1080, 1920, 32, 768, 1344 }, { 1920, 1080, 32, 1344, 768 },
+      { 1035, 1000, 32, 1024, 1024 },  -- 1.035: as near 1.0 as 1.07; the first wins
+      { 300, 1000, 32, 512, 1856 },    -- 0.3: between 0.28 and 0.32, 0.28 by a rounding
+      { 100, 1000, 32, 512, 2048 }, { 5000, 100, 32, 2048, 512 }, { 768, 1000, 32, 896, 1152 },
+      { 512, 512, 16, 512, 512 }, { 400, 800, 16, 352, 704 }, { 2048, 2048, 64, 2048, 2048 },
+      { 1000, 3000, 64, 1152, 3456 }, { 4096, 4096, 128, 4096, 4096 }, { 2160, 3840, 128, 3072, 5376 },
+    }
+    for _, c in ipairs(cases) do
+      local h, w = diffusers.bin_size(c[1], c[2], c[3])
+      spec.eq(h .. "x" .. w, c[4] .. "x" .. c[5], string.format("%dx%d at sample_size %d", c[1], c[2], c[3]))
+    end
+    spec.eq(#diffusers.aspect_ratio_bins[512], 33)
+    spec.eq(#diffusers.aspect_ratio_bins[1024], 33)
+    spec.eq(#diffusers.aspect_ratio_bins[2048], 40)
+    spec.eq(#diffusers.aspect_ratio_bins[4096], 40)
+    for _, bins in pairs(diffusers.aspect_ratio_bins) do
+      for _, b in ipairs(bins) do spec.assert(b[2] % 32 == 0 and b[3] % 32 == 0, "bins are multiples of 32") end
+    end
+  end)
+
+  spec.it("has no table for a sample_size SanaPipeline does not bin", function()
+    spec.raises(function() diffusers.bin_size(512, 512, 8) end, "no table for a transformer of sample_size 8")
+    spec.raises(function() diffusers.bin_size(0, 512, 32) end, "height must be a positive integer")
+  end)
+
+  spec.it("resizes and crops as resize_and_crop_tensor (bilinear, align_corners false, centre crop)", function()
+    local H, W, C = 6, 9, 2
+    local x = grove.randn({ 2, H, W, C }, { generator = grove.Generator(3) })
+    local xv = x:tolist()
+    -- float64 reference, pixel by pixel
+    local function src(i, n_out, n_in)
+      local s = math.max((i + 0.5) * n_in / n_out - 0.5, 0)
+      local i0 = math.floor(s)
+      return i0, math.min(i0 + 1, n_in - 1), s - i0
+    end
+    for _, size in ipairs { { 5, 5 }, { 10, 7 }, { 4, 13 }, { 12, 18 }, { 6, 9 }, { 3, 9 } } do
+      local h, w = size[1], size[2]
+      local y = diffusers.resize_crop(x, h, w)
+      spec.eq(y:shape_str(), grove.zeros { 2, h, w, C }:shape_str())
+      local r = math.max(h / H, w / W)
+      local rh, rw = math.floor(H * r), math.floor(W * r)
+      local top, left = math.floor((rh - h) / 2), math.floor((rw - w) / 2)
+      local yv, worst = y:tolist(), 0
+      for b = 1, 2 do
+        for i = 1, h do
+          local y0, y1, ly = src(i - 1 + top, rh, H)
+          for j = 1, w do
+            local x0, x1, lx = src(j - 1 + left, rw, W)
+            for c = 1, C do
+              local p = xv[b]
+              local v = (1 - ly) * ((1 - lx) * p[y0 + 1][x0 + 1][c] + lx * p[y0 + 1][x1 + 1][c])
+                      + ly * ((1 - lx) * p[y1 + 1][x0 + 1][c] + lx * p[y1 + 1][x1 + 1][c])
+              worst = math.max(worst, math.abs(v - yv[b][i][j][c]))
+            end
+          end
+        end
+      end
+      spec.assert(worst < 1e-5, string.format("%dx%d: error %.3g", h, w, worst))
+    end
+  end)
+end)
+
+-- A pipeline folder around a fixture's transformer: model_index.json, the
+-- transformer linked in, a scheduler config.
+local DPM = [[{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++", "beta_end": 0.02,
+ "beta_schedule": "linear", "beta_start": 0.0001, "dynamic_thresholding_ratio": 0.995, "euler_at_final": false,
+ "final_sigmas_type": "zero", "flow_shift": 3.0, "lambda_min_clipped": "-Infinity", "lower_order_final": true,
+ "num_train_timesteps": 1000, "prediction_type": "flow_prediction", "rescale_betas_zero_snr": false,
+ "sample_max_value": 1.0, "solver_order": 2, "solver_type": "midpoint", "steps_offset": 0, "thresholding": false,
+ "timestep_spacing": "linspace", "trained_betas": null, "use_beta_sigmas": false, "use_exponential_sigmas": false,
+ "use_flow_sigmas": true, "use_karras_sigmas": false, "use_lu_lambdas": false, "variance_type": null}]]
+local SCM = [[{"_class_name": "SCMScheduler", "prediction_type": "trigflow", "sigma_data": 0.5, "num_train_timesteps": 1000}]]
+
+local function fixture_pipeline(name)
+  local dir = spec.tmpdir()
+  local sprint = name == "d_sprint"
+  os.execute("mkdir -p '" .. dir .. "/scheduler' && ln -s '" .. sana .. "/" .. name .. "/transformer' '" .. dir .. "/transformer'")
+  spec.write_all(dir .. "/scheduler/scheduler_config.json", sprint and SCM or DPM)
+  spec.write_all(dir .. "/model_index.json", json.encode {
+    _class_name = sprint and "SanaSprintPipeline" or "SanaPipeline", _diffusers_version = "0.40.0.dev0",
+    transformer = json.array { "diffusers", "SanaTransformer2DModel" },
+    scheduler = json.array { "diffusers", sprint and "SCMScheduler" or "DPMSolverMultistepScheduler" },
+  })
+  return dir
+end
+
+spec.describe("pipe:generate against the diffusers-sana fixtures", function()
+  if not have_fixtures then
+    spec.skip("the shared fixtures are not at " .. sana .. " (set GROVE_FIXTURES)")
+    return
+  end
+  -- the sampler's options as pipe:generate takes them
+  local function through_pipeline(name)
+    return function(_, o)
+      local dir = fixture_pipeline(name)
+      local pipe = diffusers.pipeline(dir)
+      spec.assert(not pipe:loaded("transformer"), "nothing loads before it is needed")
+      local out = pipe:generate {
+        prompt_embeds = o.prompt_embeds, prompt_mask = o.mask, negative_prompt_embeds = o.negative_embeds,
+        negative_prompt_mask = o.negative_mask, latents = o.latents, steps = o.steps, cfg = o.cfg, sampler = o.sampler,
+        guidance_scale = o.guidance_scale, noise = o.noise, output = "latent",
+        callback = function(i, sigma, x, info)
+          spec.eq(x, info.latents)
+          spec.eq(sigma, info.sigma or info.t)
+          return o.callback(i, info)
+        end,
+      }
+      spec.assert(pipe:loaded("transformer") and not pipe:loaded("text_encoder"), "only the transformer loaded")
+      os.execute("rm -rf '" .. dir .. "'")
+      return out.latents, out.info
+    end
+  end
+  spec.it("b_sana15: DPM-Solver++ (4 steps, CFG 4.5) step by step", function()
+    steps.check(sana, "b_sana15", "dpm", through_pipeline("b_sana15"))
+  end)
+  spec.it("b_sana15: flow Euler (4 steps, CFG 4.5), asked for by name over the folder's DPM", function()
+    steps.check(sana, "b_sana15", "euler", through_pipeline("b_sana15"))
+  end)
+  spec.it("e_teacher: DPM-Solver++ with timestep_scale 0.001 step by step", function()
+    steps.check(sana, "e_teacher", "dpm", through_pipeline("e_teacher"))
+  end)
+  spec.it("d_sprint: SCM (2 steps, guidance 4.5) step by step, a SanaSprintPipeline folder", function()
+    steps.check(sana, "d_sprint", "scm", through_pipeline("d_sprint"))
+  end)
+
+  spec.it("same seed, same noise; components replace and offload", function()
+    local dir = fixture_pipeline("b_sana15")
+    local pipe = diffusers.pipeline(dir)
+    local i = grove.load_safetensors(sana .. "/b_sana15/sample_dpm_in.safetensors")
+    local base = { prompt_embeds = i.prompt_embeds, prompt_mask = i.prompt_attention_mask,
+                   negative_prompt_embeds = i.negative_prompt_embeds, negative_prompt_mask = i.negative_prompt_attention_mask,
+                   steps = 2, output = "latent", height = 128, width = 192, binning = false }
+    local function run(extra)
+      local o = {}
+      for k, v in pairs(base) do o[k] = v end
+      for k, v in pairs(extra) do o[k] = v end
+      return pipe:generate(o)
+    end
+    local a, b, c = run { seed = 7 }, run { seed = 7 }, run { seed = 8 }
+    spec.eq(a.latents:shape_str(), grove.zeros { 1, 4, 6, 4 }:shape_str())
+    spec.eq(spec.max_diff(a.latents, b.latents), 0, "same seed, same latents")
+    spec.assert(spec.max_diff(a.latents, c.latents) > 1e-3, "another seed, other latents")
+    -- the noise is grove's Philox stream for that seed
+    local noise = grove.randn({ 1, 4, 6, 4 }, { generator = grove.Generator(7) })
+    local d = run { latents = noise }
+    spec.eq(spec.max_diff(a.latents, d.latents), 0, "seed 7 draws the latents grove.randn draws")
+    -- num_images repeats the prompt, each image its own noise
+    local n2 = run { seed = 7, num_images = 2 }
+    spec.eq(n2.latents:size(1), 2)
+    spec.assert(spec.max_diff(n2.latents:narrow(1, 1, 1), n2.latents:narrow(1, 2, 1)) > 1e-3, "two images differ")
+    -- a replaced transformer is the one used; offload drops and reloads
+    local T = pipe.transformer
+    local calls = 0
+    local wrapped = setmetatable({ forward = function(self, ...) calls = calls + 1; return T.forward(T, ...) end },
+                                 { __index = T })
+    pipe.transformer = wrapped
+    run { seed = 7 }
+    spec.eq(calls, 2, "the replacement ran each step")
+    pipe:offload("transformer")
+    spec.assert(not pipe:loaded("transformer"), "offloaded")
+    local e = run { seed = 7 }
+    spec.eq(spec.max_diff(a.latents, e.latents), 0, "reloaded from the folder")
+    spec.raises(function() pipe:offload("unet") end, "'unet' is not a component")
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  spec.it("bad input: clear errors naming the option", function()
+    local dir = fixture_pipeline("b_sana15")
+    local pipe = diffusers.pipeline(dir)
+    local i = grove.load_safetensors(sana .. "/b_sana15/sample_dpm_in.safetensors")
+    local function gen(extra)
+      local o = { prompt_embeds = i.prompt_embeds, negative_prompt_embeds = i.negative_prompt_embeds, steps = 1,
+                  output = "latent", height = 128, width = 192, binning = false }
+      for k, v in pairs(extra) do o[k] = v end
+      return pipe:generate(o)
+    end
+    spec.raises(function() gen { steps = 0 } end, "steps must be an integer >= 1, got 0")
+    spec.raises(function() gen { num_images = 0 } end, "num_images must be an integer >= 1, got 0")
+    spec.raises(function() gen { num_images = -3 } end, "num_images must be an integer >= 1, got -3")
+    spec.raises(function() gen { cfg = 0 / 0 } end, "cfg must be a finite number")
+    spec.raises(function() gen { seed = -1 } end, "seed must be an integer >= 0, got -1")
+    spec.raises(function() gen { height = 100 } end, "multiples of 32")
+    spec.raises(function() gen { sampler = "ddim" } end, "sampler 'ddim' is not a registered scheduler")
+    spec.raises(function() gen { frobnicate = 1 } end, "unknown option 'frobnicate'")
+    spec.raises(function() gen { prompt = "a cat" } end, "prompt or prompt_embeds, not both")
+    -- binning needs a table for the transformer's sample_size (8 here)
+    spec.raises(function() gen { binning = true } end, "no table for a transformer of sample_size 8")
+    -- a prompt needs the text encoder, which this folder lacks
+    spec.raises(function() pipe:generate { prompt = "a cat", output = "latent" } end,
+                "has no text_encoder (text_encoder/config.json is missing)")
+    -- folders
+    spec.raises(function() diffusers.pipeline(sana .. "/b_sana15") end, "has no model_index.json")
+    spec.raises(function() diffusers.pipeline(dir .. "/nowhere") end, "is not a folder")
+    spec.raises(function() diffusers.pipeline(dir, { dtype = "f64" }) end, "dtype must be")
+    local index = json.read(dir .. "/model_index.json")
+    index.vae = json.array { "diffusers", "AutoencoderDC" }
+    spec.write_all(dir .. "/model_index.json", json.encode(index))
+    spec.raises(function() diffusers.pipeline(dir) end, "is missing its vae: model_index.json names one, but vae/config.json")
+    index.vae, index._class_name = nil, "StableDiffusionPipeline"
+    spec.write_all(dir .. "/model_index.json", json.encode(index))
+    spec.raises(function() diffusers.pipeline(dir) end, "'StableDiffusionPipeline' is not a pipeline grove runs")
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
