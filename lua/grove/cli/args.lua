@@ -85,4 +85,38 @@ function args.parse(argv, spec, o)
   return out, positional
 end
 
+-- Value checks for parsed options, raised as plain messages (no Lua
+-- file:line) that name the option as the user typed it:
+--   args.check_int(o, "steps", 1)       an integer >= 1 (when given)
+--   args.check_number(o, "cfg", 0)      a finite number >= 0 (when given)
+local function flag(name) return "--" .. name:gsub("_", "-") end
+
+function args.check_int(o, name, min)
+  local v = o[name]
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or (min and v < min) or math.abs(v) >= 2 ^ 53 then
+    error("option " .. flag(name) .. " must be an integer" .. (min and (" >= " .. min) or "") .. ", got " .. tostring(v), 0)
+  end
+  return v
+end
+
+function args.check_number(o, name, min)
+  local v = o[name]
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or (min and v < min) then
+    error("option " .. flag(name) .. " must be a finite number" .. (min and (" >= " .. min) or "") .. ", got " ..
+          tostring(v), 0)
+  end
+  return v
+end
+
+-- One of a list of words.
+function args.check_choice(o, name, choices)
+  local v = o[name]
+  if v == nil then return nil end
+  for _, c in ipairs(choices) do if v == c then return v end end
+  error("option " .. flag(name) .. " must be " .. table.concat(choices, ", ", 1, #choices - 1) .. " or " ..
+        choices[#choices] .. ", got '" .. tostring(v) .. "'", 0)
+end
+
 return args
