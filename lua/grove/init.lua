@@ -89,6 +89,7 @@ require "grove.diffusers.transformer"(grove)
 require "grove.diffusers.sample"(grove)
 require "grove.diffusers.binning"(grove, grove.diffusers)
 require "grove.diffusers.pipeline"(grove, grove.diffusers)
+require "grove.diffusers.tiny"(grove, grove.diffusers)
 -- grove.repl: the REPL's completion, help and printing, usable from scripts
 grove.repl = require "grove.repl"
 

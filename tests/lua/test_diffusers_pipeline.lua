@@ -223,3 +223,101 @@ spec.describe("pipe:generate against the diffusers-sana fixtures", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 end)
+
+-- The complete tiny folder (scripts/tiny-sana-folder): every component, read
+-- by the pipeline from a prompt.
+spec.describe("the tiny SANA folder", function()
+  local have_spm = io.popen("command -v spm_train 2>/dev/null"):read("*l")
+  if not have_spm or have_spm == "" then
+    spec.skip("spm_train is not installed (Debian's sentencepiece; scripts/install-deps)")
+    return
+  end
+  local root = spec.tmpdir()
+  local dir = root .. "/tiny"
+  diffusers.tiny_folder(dir, { seed = 1 })
+
+  spec.it("holds every component as diffusers names them", function()
+    for _, p in ipairs { "model_index.json", "scheduler/scheduler_config.json", "transformer/config.json",
+                         "transformer/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                         "text_encoder/model.safetensors", "tokenizer/tokenizer.model", "tokenizer/tokenizer_config.json",
+                         "tokenizer/special_tokens_map.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors" } do
+      spec.assert(exists(dir .. "/" .. p), "tiny folder has " .. p)
+    end
+    local tok = diffusers.tokenizer(dir)
+    spec.eq(tok.pad_id, 0); spec.eq(tok.eos_id, 1); spec.eq(tok.bos_id, 2); spec.eq(tok.unk_id, 3)
+    spec.eq(diffusers.text_encoder(dir, { meta = true }).settings.vocab, tok.vocab_size)
+    -- the DC-AE's names and shapes are diffusers' AutoencoderDC's: the enumeration
+    -- the folder is written with gives the shared fixture's exactly
+    local fx = spec.fixture_path("dcae/tiny-a")
+    if exists(fx .. "/config.json") then
+      local want = {}
+      local c = diffusers.component(fx)
+      for _, n in ipairs(c:names()) do want[n] = table.concat(c:info(n).shape, "x") end
+      local got = 0
+      for _, e in ipairs(diffusers._dcae_tensors(json.read(fx .. "/config.json"))) do
+        spec.eq(table.concat(e[2], "x"), want[e[1]], e[1])
+        got = got + 1
+      end
+      spec.eq(got, #c:names())
+    end
+    spec.raises(function() diffusers.tiny_folder(dir) end, "already holds a pipeline")
+  end)
+
+  spec.it("prompt to latents: same seed same latents, binning to the 512 table, a long prompt warned about", function()
+    local pipe = diffusers.pipeline(dir)
+    local warned = {}
+    local function run(o)
+      o.output, o.steps, o.warn = "latent", o.steps or 2, function(m) warned[#warned + 1] = m end
+      return pipe:generate(o)
+    end
+    local a = run { prompt = "a red cat at dusk", seed = 5 }
+    spec.eq(a.latents:shape_str(), "[1,16,16,8]", "512 x 512 by default (sample_size 16, the 512 bin)")
+    spec.assert(pipe:loaded("text_encoder") and pipe:loaded("tokenizer") and not pipe:loaded("vae"), "lazy components")
+    local b = run { prompt = "a red cat at dusk", seed = 5 }
+    spec.eq(spec.max_diff(a.latents, b.latents), 0, "same seed, same latents")
+    local c = run { prompt = "a blue dog", seed = 5 }
+    spec.assert(spec.max_diff(a.latents, c.latents) > 1e-4, "another prompt, other latents")
+    local wide = run { prompt = "a red cat", height = 300, width = 1000, seed = 5 }
+    spec.eq(wide.generated_height .. "x" .. wide.generated_width, "256x928", "0.3 -> the 0.28 bin of 512")
+    spec.eq(wide.latents:shape_str(), "[1,8,29,8]")
+    spec.eq(#warned, 0)
+    local long = string.rep("a fluffy dog next to a shiny robot ", 60)
+    run { prompt = long, steps = 1 }
+    spec.eq(#warned, 1, "one warning")
+    spec.assert(warned[1]:find("prompt 1 is longer than the text encoder takes", 1, true), warned[1])
+    -- the features of a long prompt are cut to max_sequence_length, as diffusers
+    local feats = diffusers.encode_prompt({ text_encoder = pipe.text_encoder, tokenizer = pipe.tokenizer }, long)
+    spec.eq(feats:size(2), 300)
+    -- two prompts and two images each: four rows, prompt-major
+    local four = run { prompt = { "a red cat", "a blue dog" }, num_images = 2, seed = 5, height = 64, width = 64,
+                       binning = false }
+    spec.eq(four.latents:shape_str(), "[4,2,2,8]")
+    -- offloading the text encoder between stages
+    local lean = diffusers.pipeline(dir, { drop_after_use = true })
+    local d = lean:generate { prompt = "a red cat at dusk", seed = 5, steps = 2, output = "latent" }
+    spec.eq(spec.max_diff(a.latents, d.latents), 0, "the same with offloading")
+    spec.assert(not lean:loaded("text_encoder"), "the text encoder was dropped after encoding")
+    -- weights held as bf16
+    local half = diffusers.pipeline(dir, { dtype = "bf16" })
+    half:generate { prompt = "a red cat", seed = 5, steps = 1, output = "latent", height = 64, width = 64, binning = false }
+    spec.eq(half.transformer.proj_out.weight:dtype(), "bf16")
+    spec.eq(half.text_encoder.embed_tokens.weight:dtype(), "bf16")
+  end)
+
+  spec.it("a Sprint folder samples with SCM in 2 steps by default and refuses a negative prompt", function()
+    local sdir = root .. "/sprint"
+    diffusers.tiny_folder(sdir, { seed = 2, sprint = true })
+    local pipe = diffusers.pipeline(sdir)
+    local seen = {}
+    local out = pipe:generate { prompt = "a red cat", seed = 0, output = "latent", height = 64, width = 64, binning = false,
+                                callback = function(i, t) seen[i] = t end }
+    spec.eq(out.sampler, "scm")
+    spec.eq(#seen, 2)
+    spec.near(seen[1], 1.5708, 1e-6)
+    spec.near(seen[2], 1.3, 1e-6)
+    spec.raises(function() pipe:generate { prompt = "x", negative_prompt = "blurry", output = "latent" } end,
+                "takes no negative prompt")
+  end)
+
+  os.execute("rm -rf '" .. root .. "'")
+end)
