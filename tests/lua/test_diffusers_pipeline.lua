@@ -304,6 +304,30 @@ spec.describe("the tiny SANA folder", function()
     spec.eq(half.text_encoder.embed_tokens.weight:dtype(), "bf16")
   end)
 
+  spec.it("decodes through pipe.vae (latents / scaling_factor) and resizes binned images back to the asked size", function()
+    local pipe = diffusers.pipeline(dir)
+    -- a stand-in decoder: each latent pixel becomes a 32 x 32 block of its first three channels
+    local seen
+    pipe.vae = { scaling_factor = 0.5, decode = function(_, z)
+      seen = z
+      local B, h, w = z:size(1), z:size(2), z:size(3)
+      local rgb = z:narrow(4, 1, 3):contiguous()
+      local up = rgb:reshape { B, h, 1, w, 1, 3 } + grove.zeros { B, h, 32, w, 32, 3 }
+      return up:reshape { B, h * 32, w * 32, 3 }
+    end }
+    local out = pipe:generate { prompt = "a red cat", seed = 2, steps = 1, height = 100, width = 150 }
+    spec.eq(out.generated_height .. "x" .. out.generated_width, "416x608", "100 x 150: the 0.68 bin of 512")
+    spec.eq(out.images:shape_str(), "[1,100,150,3]")
+    spec.eq(spec.max_diff(seen, out.latents * 2), 0, "the decoder gets latents / scaling_factor")
+    spec.assert(out.images:max():item() <= 1 and out.images:min():item() >= -1, "clamped to [-1, 1]")
+    local want = diffusers.resize_crop(pipe.vae:decode(out.latents * 2), 100, 150):clamp(-1, 1)
+    spec.eq(spec.max_diff(out.images, want), 0, "decoded, resized and cropped as resize_and_crop_tensor")
+    local same = pipe:generate { prompt = "a red cat", seed = 2, steps = 1, height = 100, width = 150 }
+    spec.eq(spec.max_diff(out.images, same.images), 0, "same seed, same image")
+    local exact = pipe:generate { prompt = "a red cat", seed = 2, steps = 1, height = 64, width = 96, binning = false }
+    spec.eq(exact.images:shape_str(), "[1,64,96,3]")
+  end)
+
   spec.it("a Sprint folder samples with SCM in 2 steps by default and refuses a negative prompt", function()
     local sdir = root .. "/sprint"
     diffusers.tiny_folder(sdir, { seed = 2, sprint = true })

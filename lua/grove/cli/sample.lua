@@ -58,7 +58,7 @@ local function progress(label, steps)
     local el = grove.now() - t0
     local width = 24
     local done = math.floor(width * i / steps + 0.5)
-    local line = string.format("%s step %d/%d [%s%s] %.1fs (%.2f s/step)", label, i, steps, string.rep("#", done),
+    local line = string.format("%sstep %d/%d [%s%s] %.1fs (%.2f s/step)", label, i, steps, string.rep("#", done),
                                string.rep(".", width - done), el, el / i)
     if tty then
       io.stderr:write("\r" .. line .. (i == steps and "\n" or ""))
@@ -102,7 +102,7 @@ local function sample_model(o)
                                                     drop_after_use = o.offload })
   local t0, k = grove.now(), 0
   for pi, prompt in ipairs(prompts) do
-    local label = #prompts > 1 and string.format("[%d/%d]", pi, #prompts) or ""
+    local label = #prompts > 1 and string.format("[%d/%d] ", pi, #prompts) or ""
     local bar
     local out = pipe:generate {
       prompt = prompt, negative_prompt = o.negative_prompt, steps = o.steps, cfg = o.cfg, height = o.height,

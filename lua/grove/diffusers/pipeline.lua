@@ -247,6 +247,14 @@ return function(grove, diffusers)
       fail("output must be \"image\" or \"latent\", got " .. tostring(o.output))
     end
 
+    -- a run that ends in images needs a decoder: say so before the steps
+    if o.output ~= "latent" and rawget(self, "vae") == nil then
+      component_path(self, "vae")
+      if type(diffusers.vae) ~= "function" then
+        fail("this build of grove has no DC-AE decoder (grove.diffusers.vae); ask for output = \"latent\"")
+      end
+    end
+
     -- prompts or their features
     local feats, fmask, nfeats, nmask
     if o.prompt_embeds ~= nil then
