@@ -6,9 +6,63 @@
 --     { "preset", "string", "tiny", "model preset" },
 --     { "steps", "number", 2000, "training steps" },
 --     { "resume", "boolean", false, "continue from the last checkpoint" },
---     { "n", "number", 1, "number of images", short = "n" },
+--     { "n", "number", 1, "number of images", short = "n", check = args.count },
 --   }, { usage = "grove recipes/train.lua [options]" })
+--
+-- A spec's `check` is a function(value) -> nil when the value is good, or
+-- a phrase saying what it must be ("an integer >= 1"); parse() then fails
+-- with "option --n must be an integer >= 1, got -3". The checkers below are
+-- the ones every command shares; args.validate runs one on a value that
+-- came from elsewhere (a config table, a Lua call).
 local args = {}
+
+local function is_finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+args.is_finite = is_finite
+
+-- A checker for whole numbers in [min, max] (either bound may be nil; a
+-- double holds every integer only below 2^53, so none is allowed beyond).
+function args.integer(min, max)
+  local want = "an integer" .. (min and max and string.format(" from %d to %d", min, max) or
+                                min and string.format(" >= %d", min) or max and string.format(" <= %d", max) or "")
+  return function(v)
+    if not is_finite(v) or v % 1 ~= 0 or math.abs(v) >= 2 ^ 53 or (min and v < min) or (max and v > max) then
+      return want
+    end
+  end
+end
+
+-- A checker for finite numbers in [min, max] (either bound may be nil).
+function args.number(min, max)
+  local want = "a finite number" .. (min and max and string.format(" from %g to %g", min, max) or
+                                     min and string.format(" >= %g", min) or max and string.format(" <= %g", max) or "")
+  return function(v)
+    if not is_finite(v) or (min and v < min) or (max and v > max) then return want end
+  end
+end
+
+-- Counts of things (images, steps, blocks): integers >= 1.
+args.count = args.integer(1)
+-- Seeds: integers >= 0 (below 2^53; the generator takes the seed as an
+-- unsigned 64-bit number).
+args.seed = args.integer(0)
+-- Any finite number (a guidance scale, a learning rate, a noise scale).
+args.finite = args.number()
+
+local function flag(name) return "--" .. (name:gsub("_", "-")) end
+
+local function shown(v)
+  if type(v) == "string" then return "'" .. v .. "'" end
+  return tostring(v)
+end
+
+-- Runs check on value; raises "<what> must be <phrase>, got <value>" (at
+-- error level `level`, default 2: the caller's caller) when it fails.
+-- Returns the value.
+function args.validate(value, check, what, level)
+  local want = check(value)
+  if want then error(what .. " must be " .. want .. ", got " .. shown(value), level == 0 and 0 or (level or 2) + 1) end
+  return value
+end
 
 -- The --device option of every command that runs a model; the value goes
 -- to grove.train.load_for_inference{device =} and the like, which fail with
@@ -81,33 +135,27 @@ function args.parse(argv, spec, o)
   end
   for _, s in ipairs(spec) do
     if s.required and out[s[1]] == nil then fail("option --" .. s[1] .. " is required") end
+    if s.check and out[s[1]] ~= nil then
+      args.validate(out[s[1]], s.check, "option " .. flag(s[1]), 0)
+    end
   end
   return out, positional
 end
 
--- Value checks for parsed options, raised as plain messages (no Lua
--- file:line) that name the option as the user typed it:
+-- Value checks for parsed options (the checkers above, on o[name]), raised
+-- as plain messages (no Lua file:line) that name the option as the user
+-- typed it:
 --   args.check_int(o, "steps", 1)       an integer >= 1 (when given)
 --   args.check_number(o, "cfg", 0)      a finite number >= 0 (when given)
-local function flag(name) return "--" .. name:gsub("_", "-") end
 
 function args.check_int(o, name, min)
-  local v = o[name]
-  if v == nil then return nil end
-  if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or (min and v < min) or math.abs(v) >= 2 ^ 53 then
-    error("option " .. flag(name) .. " must be an integer" .. (min and (" >= " .. min) or "") .. ", got " .. tostring(v), 0)
-  end
-  return v
+  if o[name] == nil then return nil end
+  return args.validate(o[name], args.integer(min), "option " .. flag(name), 0)
 end
 
 function args.check_number(o, name, min)
-  local v = o[name]
-  if v == nil then return nil end
-  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or (min and v < min) then
-    error("option " .. flag(name) .. " must be a finite number" .. (min and (" >= " .. min) or "") .. ", got " ..
-          tostring(v), 0)
-  end
-  return v
+  if o[name] == nil then return nil end
+  return args.validate(o[name], args.number(min), "option " .. flag(name), 0)
 end
 
 -- One of a list of words.

@@ -135,6 +135,12 @@ local function sample_model(o)
 end
 
 local function sample_checkpoint(o)
+  -- 0 or negative steps returned the noise itself; -n 0 failed deep inside
+  args.check_int(o, "n", 1)
+  args.check_int(o, "steps", 1)
+  args.check_number(o, "cfg")
+  args.check_int(o, "seed", 0)
+  args.check_int(o, "size", 1)
   if not o.prompt then error("give at least one --prompt", 0) end
   local n, seed = o.n or 4, o.seed or 1
   local parts = grove.train.load_for_inference(o.checkpoint, { ema = not o.raw, device = o.device })
