@@ -209,9 +209,10 @@ grove_tensor *grove_select(grove_tensor *t, int32_t dim, int64_t index)
 {
     if (!gv_check_live("select", t)) return NULL;
     if (!gv_norm_dim("select", t, &dim)) return NULL;
+    int64_t given = index;
     if (index < 0) index += t->shape[dim];
     if (index < 0 || index >= t->shape[dim])
-        return gv_fail_null("select: index %lld out of range for dimension %d of %s", (long long)index, dim,
+        return gv_fail_null("select: index %lld out of range for dimension %d of %s", (long long)given, dim,
                             gv_shape_str(t));
     int64_t sh[GROVE_MAX_DIMS], st[GROVE_MAX_DIMS];
     int32_t k = 0;

@@ -159,7 +159,7 @@ static bool dims_mask(const char *name, const grove_tensor *a, int32_t ndims, co
         if (a->ndim == 0 && (d == 0 || d == -1) && ndims == 1) continue;
         if (!gv_norm_dim(name, a, &d)) return false;
         if (mask[d]) {
-            gv_fail("%s: dimension %d repeated in %s for %s", name, dims[i], gv_dims_str(ndims, listed),
+            gv_fail("%s: dimension %d repeated in dimensions %s for %s", name, dims[i], gv_dims_str(ndims, listed),
                     gv_shape_str(a));
             return false;
         }

@@ -36,8 +36,32 @@ return function(grove)
   local device_names = { [C.GROVE_CPU] = "cpu", [C.GROVE_CUDA] = "cuda" }
   grove.devices, grove.device_names = device_ids, device_names
 
-  -- The message of the C call that just failed (grove_last_error).
-  local function c_error() return ffi.string(C.grove_last_error()) end
+  -- The C API counts dimensions and positions from 0, the Lua API from 1:
+  -- this is the one place a C message is put in the Lua user's numbering.
+  -- "dimension 0", "dimensions [0, 2]", "index 3 out of range for
+  -- dimension 0" and narrow's "range [2, 5)" become 1-based; negative
+  -- numbers (counted from the end, the same in both) stay as given.
+  local function plus1(n)
+    n = tonumber(n)
+    return tostring(n >= 0 and n + 1 or n)
+  end
+  local function lua_numbering(msg)
+    msg = msg:gsub("%f[%w_]dimension (%-?%d+)", function(n) return "dimension " .. plus1(n) end)
+    msg = msg:gsub("%f[%w_]dimensions %[([%-%d, ]*)%]", function(list)
+      return "dimensions [" .. list:gsub("%-?%d+", plus1) .. "]"
+    end)
+    msg = msg:gsub("%f[%w_]index (%-?%d+) out of range for dimension", function(n)
+      return "index " .. plus1(n) .. " out of range for dimension"
+    end)
+    msg = msg:gsub("%f[%w_]range %[(%-?%d+), (%-?%d+)%)", function(a, b)
+      return "range " .. plus1(a) .. ".." .. b
+    end)
+    return msg
+  end
+  grove._lua_numbering = lua_numbering
+  -- The message of the C call that just failed (grove_last_error), in the
+  -- Lua numbering.
+  local function c_error() return lua_numbering(ffi.string(C.grove_last_error())) end
   grove.c_error = c_error
   -- Raises the C error at `level` as error() counts it from the function
   -- calling fail (2, the default: that function's caller).
@@ -341,14 +365,28 @@ return function(grove)
     if t.p.ndim ~= 2 then error("t: expects a 2-d tensor, got " .. M.shape_str(t) .. "; use transpose", 2) end
     return wrap(C.grove_transpose(t.p, 0, 1))
   end
+  -- A 1-based (or negative, from the end) position along a dimension to
+  -- the C convention; 0 and non-integers are errors, never the first element.
+  local function cindex(i, op, what)
+    if type(i) ~= "number" or i % 1 ~= 0 or i == 0 then
+      error(op .. ": " .. (what or "index") .. " " .. tostring(i) ..
+            " is invalid (positions are 1-based; -1 is the last)", 3)
+    end
+    return i > 0 and i - 1 or i
+  end
+  grove._cindex = cindex
   function M.narrow(t, d, start, len)
     local cd = cdim(d, "narrow")
     local n = tonumber(t.p.shape[cd < 0 and t.p.ndim + cd or cd]) or 0
+    cindex(start, "narrow", "start")
+    if type(len) ~= "number" or len % 1 ~= 0 or len < 0 then
+      error("narrow: length " .. tostring(len) .. " is not a non-negative integer", 2)
+    end
     if start < 0 then start = n + start + 1 end
     return wrap(C.grove_narrow(t.p, cd, start - 1, len))
   end
   function M.select(t, d, i)
-    return wrap(C.grove_select(t.p, cdim(d, "select"), i > 0 and i - 1 or i))
+    return wrap(C.grove_select(t.p, cdim(d, "select"), cindex(i, "select")))
   end
   function M.expand(t, ...)
     local shape = shape_args(...)
@@ -356,10 +394,25 @@ return function(grove)
     return wrap(C.grove_expand(t.p, nd, sh))
   end
   function M.expand_as(t, o) return M.expand(t, M.shape(o)) end
-  function M.squeeze(t, d) return wrap(C.grove_squeeze(t.p, d == nil and -1 or (d < 0 and t.p.ndim + d or d - 1))) end
+  -- squeeze() drops every size-1 dimension; squeeze(d) only d (when it has
+  -- size 1). The C call takes a negative dimension as "all", so a Lua
+  -- dimension is checked and made non-negative here.
+  function M.squeeze(t, d)
+    if d == nil then return wrap(C.grove_squeeze(t.p, -1)) end
+    local cd = cdim(d, "squeeze")
+    if cd < 0 then cd = t.p.ndim + cd end
+    if cd < 0 or cd >= t.p.ndim then
+      error("squeeze: dimension " .. d .. " out of range for " .. M.shape_str(t) .. " (" .. t.p.ndim .. " dimensions)", 2)
+    end
+    return wrap(C.grove_squeeze(t.p, cd))
+  end
   function M.unsqueeze(t, d)
     -- -1 inserts after the last dimension, as torch
-    local cd = d > 0 and d - 1 or t.p.ndim + 1 + d
+    local cd = cdim(d, "unsqueeze")
+    if cd < 0 then cd = t.p.ndim + 1 + cd end
+    if cd < 0 or cd > t.p.ndim then
+      error("unsqueeze: dimension " .. d .. " out of range for " .. M.shape_str(t) .. " (" .. t.p.ndim .. " dimensions)", 2)
+    end
     return wrap(C.grove_unsqueeze(t.p, cd))
   end
   function M.flatten(t) return M.reshape(t, { -1 }) end

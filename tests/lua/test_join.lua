@@ -107,7 +107,7 @@ spec.describe("cat", function()
   end)
   spec.it("rejects mismatched pieces", function()
     spec.raises(function() grove.cat({ grove.randn{ 2, 3 }, grove.randn{ 3, 3 } }, 2) end,
-      "cat: tensor 2 has shape [3,3] but tensor 1 has [2,3]; shapes must match except in dimension 1")
+      "cat: tensor 2 has shape [3,3] but tensor 1 has [2,3]; shapes must match except in dimension 2")
     spec.raises(function() grove.cat({ grove.randn{ 2, 3 }, grove.randn{ 2, 3, 1 } }, 1) end, "shapes must match")
     spec.raises(function() grove.cat({ grove.randn{ 2 }, grove.tensor({ 1 }, { dtype = "i64" }) }, 1) end,
       "cat: tensor 2 is i64")
@@ -157,7 +157,7 @@ spec.describe("pad", function()
       inputs = { { 2, 130, 260 } }, no_backward = true }
   end)
   spec.it("rejects negative pads and too many pairs", function()
-    spec.raises(function() grove.randn{ 2, 3 }:pad({ 1, -1 }) end, "pad: negative padding (1, -1) for dimension 1 of [2,3]")
+    spec.raises(function() grove.randn{ 2, 3 }:pad({ 1, -1 }) end, "pad: negative padding (1, -1) for dimension 2 of [2,3]")
     spec.raises(function() grove.randn{ 3 }:pad({ 1, 1, 1, 1 }) end, "2 (before, after) pairs given for [3]")
   end)
 end)
