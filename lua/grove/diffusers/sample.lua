@@ -260,7 +260,9 @@ return function(grove)
     end
     if not s.scheduler.run then
       if o.cfg == nil then o.cfg = 4.5 end
-      if type(o.cfg) ~= "number" then error("diffusers.sample: cfg must be a number", 2) end
+      if type(o.cfg) ~= "number" or o.cfg ~= o.cfg or o.cfg == math.huge or o.cfg == -math.huge then
+        error("diffusers.sample: cfg must be a finite number, got " .. tostring(o.cfg), 2)
+      end
     end
     local dev = T:device()
     local x = o.latents

@@ -1,6 +1,8 @@
 -- Flow matching (DESIGN.md §4): the training loss on a model, and the
 -- samplers that integrate its velocity from noise (σ = 1) to data (σ = 0).
 local ffi = require "ffi"
+local checks = require "grove.cli.args"
+local function check_arg(v, check, what) return checks.validate(v, check, what, 3) end
 
 return function(grove)
   local nn, C = grove.nn, grove.C
@@ -144,6 +146,10 @@ return function(grove)
     local c = self.config
     o.steps = o.steps or 20
     if o.cfg == nil then o.cfg = 4.5 end
+    -- 0 or negative steps would return the noise itself as a "sample"
+    check_arg(o.steps, checks.count, "sample: steps")
+    check_arg(o.cfg, checks.finite, "sample: cfg")
+    if o.seed ~= nil then check_arg(o.seed, checks.seed, "sample: seed") end
     local ok, sampler = pcall(samplers.get, o.sampler or "dpm")
     if not ok then error(sampler, 2) end
     local x = o.noise

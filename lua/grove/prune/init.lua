@@ -161,6 +161,19 @@ return function(grove)
 
   -- A new model made of copies of the source blocks at kept (ascending).
   function prune.build(model, kept)
+    local N = grove.nn.check_blocks(model, "prune.build")
+    if type(kept) ~= "table" or #kept == 0 then
+      error("prune.build: kept must list at least one block of 1.." .. N .. " (a model needs blocks), got " ..
+            (type(kept) == "table" and "an empty list" or tostring(kept)), 2)
+    end
+    local seen = {}
+    for k, j in ipairs(kept) do
+      if not is_integer(j) or j < 1 or j > N then
+        error(string.format("prune.build: kept[%d] is %s, but the model has blocks 1..%d", k, tostring(j), N), 2)
+      end
+      if seen[j] then error(string.format("prune.build: block %d is listed twice in kept", j), 2) end
+      seen[j] = true
+    end
     local clone = grove.grow.clone_module
     local out = clone(model, { blocks = true })
     if type(model.config) == "table" then
