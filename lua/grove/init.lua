@@ -90,6 +90,7 @@ require "grove.diffusers.sample"(grove)
 require "grove.diffusers.binning"(grove, grove.diffusers)
 require "grove.diffusers.pipeline"(grove, grove.diffusers)
 require "grove.diffusers.tiny"(grove, grove.diffusers)
+require "grove.load"(grove)
 -- grove.repl: the REPL's completion, help and printing, usable from scripts
 grove.repl = require "grove.repl"
 

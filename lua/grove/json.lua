@@ -93,10 +93,22 @@ return function(grove)
     return value
   end
 
+  -- The largest JSON file read (configs, weight maps, tokenizer files are
+  -- well under it; a weight map of a 100B-parameter model is ~10 MB): a
+  -- downloaded file is not read whole into memory before its size is known.
+  json.max_file_bytes = 256 * 2 ^ 20
+
   -- Reads and decodes the file at path; errors name the file.
   function json.read(path, opts)
     local f, err = io.open(path, "rb")
     if not f then error("cannot read " .. path .. ": " .. tostring(err), 0) end
+    local size = f:seek("end")
+    if size and size > json.max_file_bytes then
+      f:close()
+      error(path .. ": " .. size .. " bytes is larger than grove reads as JSON (" .. json.max_file_bytes ..
+            " bytes, grove.json.max_file_bytes)", 0)
+    end
+    f:seek("set", 0)
     local text = f:read("*a")
     f:close()
     local o = { source = path }

@@ -124,9 +124,15 @@ return function(grove)
   -- checkpoint; opts.device ("cpu" default, "cuda") is where they go.
   function train.load_for_inference(path, opts)
     opts = opts or {}
+    if type(path) == "string" and C.grove_path_kind(path) == C.GROVE_PATH_DIR then
+      error(path .. " is " .. grove.describe(path).what .. ", not a grove training checkpoint or model weights file", 2)
+    end
     local tensors, meta = grove.load_safetensors(path)
     if not meta["grove.config"] or not meta["text.config"] then
-      error("checkpoint " .. path .. " lacks grove.config/text.config metadata (not a grove training checkpoint)", 2)
+      local ok, info = pcall(grove.describe, path)
+      error(path .. " is " .. (ok and info.what or "a file without grove.config/text.config metadata") ..
+            ", not a grove training checkpoint or model weights (a model with its text encoder)" ..
+            (ok and info.kind == "model" and "; a model alone loads with grove.nn.load" or ""), 2)
     end
     local o = { seed = 0 }
     local parts = train.build(o, { model = nn._decode_config(meta["grove.config"]), text = nn._decode_config(meta["text.config"]) })

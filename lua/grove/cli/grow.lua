@@ -3,18 +3,22 @@
 --   grove grow --in base.safetensors --out grown.safetensors --depth 60 \
 --              --strategy partial --init identity [--noise 1e-3] [--seed 0]
 -- --in may be a diffusers transformer folder (or a pipeline folder holding
--- transformer/): then --out is a new folder (grove.grow.folder).
+-- transformer/): then --out is a new folder (grove.grow.folder). A grove
+-- training checkpoint or weights file gives a weights file: the model's
+-- blocks grown (a checkpoint's EMA weights unless --raw), its text encoder
+-- copied.
 local args = require "grove.cli.args"
 
 local spec = {
-  { "in", "string", nil, "source checkpoint (safetensors, diffusers names transformer_blocks.<i>.*), or a diffusers " ..
-    "transformer folder or pipeline folder", required = true },
+  { "in", "string", nil, "source: a model file (safetensors, diffusers names transformer_blocks.<i>.*), grove model " ..
+    "weights or a training checkpoint, or a diffusers transformer folder or pipeline folder", required = true },
   { "out", "string", nil, "grown checkpoint to write (a new folder when --in is a folder)", required = true },
-  { "depth", "number", nil, "number of blocks to grow to", required = true },
+  { "depth", "number", nil, "number of blocks to grow to", required = true, check = args.count },
   { "strategy", "string", "partial", "partial, cyclic, block, a registered name, or a .lua file returning {map = fn(N, M)}" },
   { "init", "string", "identity", "identity, random or noise: how new and repeated blocks start" },
-  { "noise", "number", nil, "scale of the Gaussian noise (--init noise)" },
-  { "seed", "number", 0, "seed of the random and noise draws" },
+  { "noise", "number", nil, "scale of the Gaussian noise (--init noise)", check = args.number(0) },
+  { "seed", "number", 0, "seed of the random and noise draws", check = args.seed },
+  { "raw", "boolean", false, "a training checkpoint's raw weights instead of its EMA weights" },
   { "max_shard_size", "string", "10GB", "folders: largest shard file (bytes, or 500MB, 5GB, 2GiB)" },
   { "variant", "string", nil, "folders: read and write the <name>.<variant>.safetensors weights (bf16, fp16)" },
   { "quiet", "boolean", false, "print nothing but errors" },
@@ -32,7 +36,7 @@ return function(argv)
   if not folder and o.variant then error("--variant applies to folders; " .. o["in"] .. " is a file", 0) end
   local ok, res = pcall(folder and grove.grow.folder or grove.grow.file, o["in"], o.out, {
     max_shard_bytes = folder and o.max_shard_size or nil, variant = o.variant, depth = o.depth, strategy = strategy, init = o.init,
-    noise = o.noise, seed = o.seed, log = not o.quiet and function(i, M)
+    noise = o.noise, seed = o.seed, raw = o.raw, log = not o.quiet and function(i, M)
       if grove.now() - last > 5 then
         io.stderr:write(string.format("  block %d/%d\n", i, M))
         last = grove.now()
@@ -42,6 +46,10 @@ return function(argv)
   if not ok then error((tostring(res):gsub("^grow: ", "")), 0) end
   if not o.quiet then
     local size = res.bytes >= 1e9 and string.format("%.2f GB", res.bytes / 1e9) or string.format("%.1f MB", res.bytes / 1e6)
+    if res.source_kind == "train_checkpoint" then
+      print(string.format("%s is a training checkpoint: growing its %s weights into a weights file (the optimizer " ..
+                          "state stays behind)", o["in"], res.ema_used and "EMA" or "raw"))
+    end
     print(string.format("%s: %d -> %d blocks (%s, %s init: %d kept, %d repeated, %d new); %d tensors, %s in %.1f s -> %s",
       o["in"], res.source_depth, res.depth, o.strategy, o.init, res.keep, res.repeats, res.new, res.tensors, size,
       res.seconds, res.dir or o.out))

@@ -18,8 +18,9 @@ return function(grove, grow)
   -- names, dtypes and shapes of block 0.
   local function layout(r, path)
     local others, blocks, last = {}, {}, -1
+    local pattern = "^" .. (r.block_prefix or PREFIX):gsub("%.", "%%.") .. "(%d+)%.(.+)$"
     for _, name in ipairs(r.names) do
-      local i, rel = name:match("^transformer_blocks%.(%d+)%.(.+)$")
+      local i, rel = name:match(pattern)
       if i then
         i = tonumber(i)
         local b = blocks[i + 1] or { names = {}, info = {} }
@@ -135,6 +136,7 @@ return function(grove, grow)
   -- order), so tensors come out the same whatever order they are made in.
   function grow.stream(src, o, map_of, name)
     local others, ref, N = layout(src, src.path)
+    local block_prefix = src.block_prefix or PREFIX
     local map = map_of(N)
     if type(map) ~= "table" then error("grow: strategy " .. name .. ": map gave a " .. type(map), 0) end
     local M = o.depth or #map
@@ -187,7 +189,7 @@ return function(grove, grow)
     end
     for _, n in ipairs(others) do add(n, src.info(n), { name = n }) end
     for i = 1, M do
-      for _, rel in ipairs(order) do add(PREFIX .. (i - 1) .. "." .. rel, ref.info[rel], { block = i, rel = rel }) end
+      for _, rel in ipairs(order) do add(block_prefix .. (i - 1) .. "." .. rel, ref.info[rel], { block = i, rel = rel }) end
     end
 
     local init_gen, noise_gen = grove.Generator(o.seed), grove.Generator(o.seed + 1)
@@ -212,7 +214,7 @@ return function(grove, grow)
         init_gen.offset = init_gen.offset + init_at[rel]
         t = factory(s.shape, s.init):requires_grad_(false)
       else
-        t = src.load(PREFIX .. (map[i] - 1) .. "." .. rel)
+        t = src.load(block_prefix .. (map[i] - 1) .. "." .. rel)
       end
       grow.position(noise_gen, o.seed + 1, i)
       noise_gen.offset = noise_gen.offset + noise_at[rel]
@@ -238,17 +240,44 @@ return function(grove, grow)
              load = function(n) return r:get(n) end }
   end
 
+  -- A grove training checkpoint or weights file (model.* and text.*, a
+  -- checkpoint also ema.* and optim.*) as a source: its model's blocks
+  -- grow, the text encoder is copied, and the result is a weights file
+  -- (grove.kind = weights) that sample, prune and train's init read. A
+  -- checkpoint gives its EMA weights unless o.raw (as grove sample does);
+  -- the optimizer state stays behind: it belongs to the run, not the model.
+  local function parts_source(r, path, info, o)
+    local from = ""
+    if info.kind == "train_checkpoint" and info.ema and not o.raw then from = "ema." end
+    local names = {}
+    for _, n in ipairs(r.names) do
+      if n:sub(1, #from) == from then
+        local rest = n:sub(#from + 1)
+        if rest:match("^model%.") or rest:match("^text%.") then names[#names + 1] = rest end
+      end
+    end
+    local meta = { ["grove.kind"] = "weights", ["grove.config"] = r.metadata["grove.config"],
+                   ["text.config"] = r.metadata["text.config"] }
+    if info.kind == "train_checkpoint" then
+      meta["grove.source"] = string.format("training checkpoint step %s (%s weights)", tostring(info.step),
+                                           from == "ema." and "EMA" or "raw")
+    end
+    return { path = path, names = names, metadata = meta, block_prefix = "model." .. PREFIX,
+             ema_used = from == "ema.", kind = info.kind,
+             info = function(n) return r:info(from .. n) end, load = function(n) return r:get(from .. n) end }
+  end
+
   -- The strategy's map for N source blocks, checked.
   function grow.strategy_map(o)
     return function(N) return o.strategy.map(N, o.depth) end
   end
 
-  local function surgery(r, in_path, out_path, o)
+  local function surgery(src, in_path, out_path, o)
     local t0 = grove.now()
-    local plan = grow.stream(file_source(r, in_path), o, grow.strategy_map(o), o.strategy.name)
+    local plan = grow.stream(src, o, grow.strategy_map(o), o.strategy.name)
     local N, M = plan.N, plan.M
     local meta = {}
-    for k, v in pairs(r.metadata) do meta[k] = v end
+    for k, v in pairs(src.metadata) do meta[k] = v end
     if meta["grove.config"] then
       local c = nn._decode_config(meta["grove.config"])
       c.depth = M
@@ -272,7 +301,8 @@ return function(grove, grow)
     end
     w:finish()
     return { source_depth = N, depth = M, kinds = plan.kinds, tensors = #plan.entries, bytes = plan.bytes,
-             seconds = grove.now() - t0, keep = plan.keep, repeats = plan.repeats, new = plan.new }
+             seconds = grove.now() - t0, keep = plan.keep, repeats = plan.repeats, new = plan.new,
+             source_kind = src.kind, ema_used = src.ema_used }
   end
 
   -- One line for a file's metadata: what growth did.
@@ -293,8 +323,22 @@ return function(grove, grow)
       error("grow: strategy " .. o.strategy.name .. " has no map(N, M), which file surgery needs " ..
             "(a strategy that is only a function works on models in memory: grove.grow)", 0)
     end
+    local info = grove.describe(in_path)
+    local parts = grove.file_kinds_with_parts[info.kind]
+    if not parts and info.kind ~= "model" and info.kind ~= "diffusers_weights" and
+       not (info.kind == "safetensors" and not info.metadata["grove.kind"]) then
+      error("grow: " .. in_path .. " is " .. info.what .. "; grow reads model weights, a training checkpoint " ..
+            "or a diffusers folder", 0)
+    end
     local r = grove.safetensors_open(in_path)
-    local ok, res = pcall(surgery, r, in_path, out_path, o)
+    local src
+    if parts then
+      src = parts_source(r, in_path, info, { raw = opts and opts.raw })
+    else
+      src = file_source(r, in_path)
+      src.kind = info.kind
+    end
+    local ok, res = pcall(surgery, src, in_path, out_path, o)
     r:close()
     if not ok then error(res, 0) end
     return res
