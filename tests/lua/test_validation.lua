@@ -188,6 +188,30 @@ spec.describe("CLI validation and messages", function()
     spec.assert(out:find("stack traceback", 1, true) and out:find("%.lua:%d+"), out)
   end)
 
+  spec.it("every command refuses 0, negative, fractional and NaN counts and negative seeds before any work", function()
+    if not exe then spec.skip("the grove executable's path is unknown (arg[-1])"); return end
+    setup()
+    local common = " --checkpoint " .. ckpt .. " --judge evaluator --prompt x "
+    for _, c in ipairs {
+      { "eval --checkpoint " .. ckpt .. " --steps 0", "option --steps must be an integer >= 1, got 0" },
+      { "eval --checkpoint " .. ckpt .. " --prompts 1.5", "option --prompts must be an integer >= 1, got 1.5" },
+      { "eval --checkpoint " .. ckpt .. " --cfg inf", "option --cfg must be a finite number" },
+      { "search" .. common .. "-n 0", "option --n must be an integer >= 1, got 0" },
+      { "search" .. common .. "--pick -1", "option --pick must be an integer >= 1, got -1" },
+      { "search" .. common .. "--seed -4", "option --seed must be an integer from 0 to" },
+      { "search" .. common .. "--cfg nan", "option --cfg must be a finite number" },
+      { "prune --in " .. ckpt .. " --out " .. dir .. "/p.safetensors --depth 0", "option --depth must be an integer >= 1, got 0" },
+      { "prune --in " .. ckpt .. " --out " .. dir .. "/p.safetensors --depth 1 --batch 0", "option --batch must be an integer >= 1" },
+      { "grow --in " .. ckpt .. " --out " .. dir .. "/g.safetensors --depth -2", "option --depth must be an integer >= 1, got -2" },
+      { "grow --in " .. ckpt .. " --out " .. dir .. "/g.safetensors --depth 3 --noise nan", "option --noise must be a finite number >= 0" },
+    } do
+      local out, status = run("'" .. exe .. "' " .. c[1])
+      spec.eq(status, 1, c[1] .. ": " .. out)
+      spec.assert(out:find(c[2], 1, true), c[1] .. ": " .. out)
+      spec.assert(not out:find("%.lua:%d+"), c[1] .. " shows a Lua position: " .. out)
+    end
+  end)
+
   spec.it("cli.message strips Lua positions, nested ones too", function()
     local cli = require "grove.cli"
     spec.eq(cli.message("/a/b/tensor.lua:12: cat: expected at least one tensor"), "cat: expected at least one tensor")

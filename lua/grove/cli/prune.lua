@@ -12,7 +12,7 @@ local spec = {
     "transformer or pipeline folder", required = true },
   { "out", "string", nil, "weights file to write (loads with grove.train.load_for_inference, starts grove.train.run{init =});" ..
     " a new folder when --in is one", required = true },
-  { "depth", "number", nil, "number of blocks to keep (checkpoints: required)" },
+  { "depth", "number", nil, "number of blocks to keep (checkpoints: required)", check = args.count },
   { "remove", "string", nil, "folders: blocks to remove, comma-separated 1-based indices (e.g. 3,7)" },
   { "calib_features", "string", nil, "folders: score blocks on these calibration features (safetensors: prompt_embeds, " ..
     "prompt_attention_mask, latents [, sigmas]; docs/pruning.md) and keep --depth" },
@@ -23,12 +23,12 @@ local spec = {
   { "keep", "string", nil, "blocks never removed, comma-separated 1-based indices (e.g. 1,12); folders without " ..
     "--depth: exactly the blocks that stay" },
   { "calib", "string", nil, "calibration prompts, one per line (default: a seeded sample of the shapes evaluation prompts)" },
-  { "prompts", "number", 64, "number of shapes evaluation prompts when no --calib is given" },
-  { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule" },
+  { "prompts", "number", 64, "number of shapes evaluation prompts when no --calib is given", check = args.count },
+  { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule", check = args.count },
   { "x0", "string", nil, "clean images: render (shapes captions) or sample (the model's own); default by prompts" },
-  { "size", "number", 32, "image side of the calibration images" },
-  { "batch", "number", 32, "prompts per forward pass" },
-  { "seed", "number", 0, "seed of the prompt sample, noise, and the random schedule" },
+  { "size", "number", 32, "image side of the calibration images", check = args.count },
+  { "batch", "number", 32, "prompts per forward pass", check = args.count },
+  { "seed", "number", 0, "seed of the prompt sample, noise, and the random schedule", check = args.seed },
   { "chart", "string", nil, "write the per-block importance bar chart to this PNG" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
   { "quiet", "boolean", false, "print nothing but errors" },
