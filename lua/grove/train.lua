@@ -34,10 +34,10 @@ return function(grove)
       for k, v in pairs(o.config) do c[k] = v end
       mcfg = c
     end
-    local model = nn.Sana(mcfg, { seed = o.seed })
+    local model = nn.Sana(mcfg, { seed = o.seed, meta = o.meta })
     local tcfg = cfgs and cfgs.text or { vocab_size = tok:size(), width = mcfg.caption_channels, depth = o.text_depth,
                                          heads = o.text_heads, max_len = mcfg.text_len }
-    local text = grove.text.Encoder(tcfg, { seed = o.seed + 1 })
+    local text = grove.text.Encoder(tcfg, { seed = o.seed + 1, meta = o.meta })
     local both = nn.Container { { "model", model }, { "text", text } }
     return { tokenizer = tok, model = model, text = text, both = both, model_config = model.config, text_config = tcfg }
   end
@@ -120,6 +120,29 @@ return function(grove)
   end
   train.strip_prefix = strip
 
+  -- A file's configs decide what is allocated, and a file from a stranger
+  -- may say anything: the model and encoder are first built with shapes
+  -- only, and every parameter must be in the file (under prefix) with that
+  -- shape, so what is then allocated is never more than the file holds.
+  -- (A config whose depth exceeds the file's tensor count is refused before
+  -- even the shapes are built.)
+  function train.check_configs(path, cfgs, tensors, prefix)
+    local count = 0
+    for _ in pairs(tensors) do count = count + 1 end
+    local d = cfgs.model.depth
+    if type(d) ~= "number" or d % 1 ~= 0 or d < 0 or d > count then
+      error(path .. ": grove.config gives depth " .. tostring(d) .. ", which the file's " .. count ..
+            " tensors cannot hold", 3)
+    end
+    local ok, parts = pcall(train.build, { seed = 0, meta = true }, cfgs)
+    if not ok then
+      error(path .. ": grove.config/text.config do not describe a model grove can build: " ..
+            tostring(parts):gsub("^[^:]*%.lua:%d+: ", ""), 3)
+    end
+    local bad = nn.shape_mismatch(parts.both, tensors, prefix)
+    if bad then error(path .. ": its configs give " .. bad, 3) end
+  end
+
   -- Model and encoder (EMA weights when present and asked for) from a
   -- checkpoint; opts.device ("cpu" default, "cuda") is where they go.
   function train.load_for_inference(path, opts)
@@ -134,9 +157,11 @@ return function(grove)
             ", not a grove training checkpoint or model weights (a model with its text encoder)" ..
             (ok and info.kind == "model" and "; a model alone loads with grove.nn.load" or ""), 2)
     end
-    local o = { seed = 0 }
-    local parts = train.build(o, { model = nn._decode_config(meta["grove.config"]), text = nn._decode_config(meta["text.config"]) })
+    local cfgs = { model = nn._decode_config(meta["grove.config"]), text = nn._decode_config(meta["text.config"]) }
     local use_ema = opts.ema ~= false and tensors["ema.model.proj_out.weight"] ~= nil
+    train.check_configs(path, cfgs, tensors, use_ema and "ema." or "")
+    local o = { seed = 0 }
+    local parts = train.build(o, cfgs)
     parts.both:load_state_dict(strip(tensors, use_ema and "ema." or ""), { strict = false })
     parts.model:eval()
     parts.text:eval()

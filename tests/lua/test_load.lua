@@ -146,3 +146,40 @@ spec.describe("grove grow on grove's own files", function()
     spec.eq(status, 0, out)
   end)
 end)
+
+spec.describe("configs from files are checked against the file before allocating", function()
+  spec.it("a checkpoint whose grove.config claims a huge or different model is refused by name", function()
+    setup()
+    local tensors, meta = grove.load_safetensors(files.weights)
+    local function with_config(edit, name)
+      local m = {}
+      for k, v in pairs(meta) do m[k] = v end
+      local c = grove.nn._decode_config(m["grove.config"])
+      edit(c)
+      m["grove.config"] = grove.nn._encode_config(c)
+      local p = dir .. "/" .. name .. ".safetensors"
+      grove.save_safetensors(p, tensors, m)
+      return p
+    end
+    local before = grove.memory().live_bytes
+    local huge = with_config(function(c) c.width = 2 ^ 20 end, "huge")
+    spec.raises(function() grove.train.load_for_inference(huge) end, "its configs give model.")
+    local deep = with_config(function(c) c.depth = 1e12 end, "deep")
+    spec.raises(function() grove.train.load_for_inference(deep) end, "grove.config gives depth 1000000000000, which the file")
+    local other = with_config(function(c) c.depth = 3 end, "other")
+    spec.raises(function() grove.train.load_for_inference(other) end, "model.transformer_blocks.2.")
+    grove.collect()
+    spec.assert(grove.memory().live_bytes <= before, "nothing left allocated")
+  end)
+
+  spec.it("nn.load checks a model file's grove.config the same way", function()
+    setup()
+    local tensors, meta = grove.load_safetensors(files.model)
+    local c = grove.nn._decode_config(meta["grove.config"])
+    c.width = 4096
+    meta["grove.config"] = grove.nn._encode_config(c)
+    local p = dir .. "/model_wide.safetensors"
+    grove.save_safetensors(p, tensors, meta)
+    spec.raises(function() grove.nn.load(p) end, "nn.load: " .. p .. ": grove.config gives ")
+  end)
+end)

@@ -13,7 +13,9 @@
 -- recursive = false (also search subfolders), missing_caption = "empty"
 -- (an image without a .txt gets the caption "") or "skip" (it is left
 -- out), cache_mb = 512 (decoded, resized images are kept in memory up to
--- this much, so later epochs skip decoding).
+-- this much, so later epochs skip decoding), follow_links = false (an image
+-- or caption that is a symbolic link leading outside dir is an error unless
+-- this is true). A caption file larger than 1 MiB is an error.
 --
 -- The stream is endless: epoch after epoch, each in an order drawn from the
 -- seed (or in sorted path order when shuffle is false), and a batch may span
@@ -32,11 +34,35 @@ return function(grove)
   local Folder = {}
   Folder.__index = Folder
 
-  local function read_caption(path)
+  -- A caption is a line of text; a larger file is not read into memory.
+  local MAX_CAPTION_BYTES = 2 ^ 20
+
+  local function real_path(path)
+    local buf = ffi.new("char[?]", 4096)
+    if C.grove_path_real(path, buf, 4096) ~= 0 then return nil end
+    return ffi.string(buf)
+  end
+
+  -- Errors when path resolves outside the folder whose real path is real_dir
+  -- (a symbolic link in a downloaded data set must not make grove read
+  -- other files of the machine; opts.follow_links allows it).
+  local function check_inside(path, real_dir, what)
+    local real = real_path(path)
+    if real and real:sub(1, #real_dir + 1) ~= real_dir .. "/" then
+      error("data.folder: " .. what .. " " .. path .. " is a link leading outside the folder (to " .. real ..
+            "); pass follow_links = true to read it", 3)
+    end
+  end
+
+  local function read_caption(path, real_dir)
     local f = io.open(path, "rb")
     if not f then return nil end
-    local s = f:read("*a") or ""
+    if real_dir then check_inside(path, real_dir, "caption") end
+    local s = f:read(MAX_CAPTION_BYTES + 1) or ""
     f:close()
+    if #s > MAX_CAPTION_BYTES then
+      error("data.folder: caption file " .. path .. " is larger than " .. MAX_CAPTION_BYTES .. " bytes", 3)
+    end
     -- One line of text: newlines and runs of blanks become single spaces.
     return (s:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))
   end
@@ -77,9 +103,11 @@ return function(grove)
             .. (self.recursive and " or its subfolders" or " (subfolders are searched only with recursive = true)"), 2)
     end
 
+    local real_dir = not opts.follow_links and real_path(dir) or nil
     self.paths, self.captions = {}, {}
     for _, path in ipairs(found) do
-      local caption = read_caption((path:gsub("%.[^./]*$", "")) .. ".txt")
+      if real_dir then check_inside(path, real_dir, "image") end
+      local caption = read_caption((path:gsub("%.[^./]*$", "")) .. ".txt", real_dir)
       if caption or self.missing_caption == "empty" then
         self.paths[#self.paths + 1] = path
         self.captions[#self.captions + 1] = caption or ""

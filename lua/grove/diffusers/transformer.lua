@@ -26,6 +26,7 @@ return function(grove)
   -- Keys that change nothing grove computes.
   local INERT = { _class_name = true, _diffusers_version = true, _name_or_path = true }
 
+  local MAX_SIZE, MAX_LAYERS = 2 ^ 17, 4096
   local function is_null(v) return v == nil or v == "null" or (grove.json and v == grove.json.null) end
 
   -- grove.nn.Sana's config from a SanaTransformer2DModel config (a table as
@@ -54,14 +55,22 @@ return function(grove)
     local function bad(k, want)
       error(string.format("%s: key '%s' is %s; grove needs %s", where, k, tostring(config[k] == nil and DEFAULTS[k] or config[k]), want), 0)
     end
-    local function int(k, min)
+    -- Sizes are bounded before anything is built from them: a config from a
+    -- stranger must not make grove loop over 10^15 blocks or size a tensor
+    -- past memory (released models: at most 60 blocks, widths of 2240).
+    local function int(k, min, max)
       local v = get(k)
-      if type(v) ~= "number" or v % 1 ~= 0 or v < (min or 1) then bad(k, "an integer of at least " .. (min or 1)) end
+      max = max or MAX_SIZE
+      if type(v) ~= "number" or v % 1 ~= 0 or v < (min or 1) or v > max then
+        bad(k, "an integer from " .. (min or 1) .. " to " .. max)
+      end
       return v
     end
     local function num(k, positive)
       local v = get(k)
-      if type(v) ~= "number" or v ~= v or (positive and v <= 0) then bad(k, positive and "a positive number" or "a number") end
+      if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or (positive and v <= 0) then
+        bad(k, positive and "a positive finite number" or "a finite number")
+      end
       return v
     end
     local function bool(k)
@@ -71,9 +80,12 @@ return function(grove)
     end
 
     local c = {}
-    c.depth = int("num_layers", 0)
+    c.depth = int("num_layers", 0, MAX_LAYERS)
     local heads, head_dim = int("num_attention_heads"), int("attention_head_dim")
     c.width, c.head_dim = heads * head_dim, head_dim
+    if c.width > MAX_SIZE then
+      bad("num_attention_heads", "num_attention_heads × attention_head_dim of at most " .. MAX_SIZE .. " (it is " .. c.width .. ")")
+    end
     c.cross_heads, c.cross_head_dim = int("num_cross_attention_heads"), int("cross_attention_head_dim")
     local cad = get("cross_attention_dim")
     if cad ~= c.width then
@@ -86,6 +98,10 @@ return function(grove)
     c.out_channels = is_null(oc) and c.in_channels or int("out_channels")
     c.caption_channels = int("caption_channels")
     c.mlp_ratio = num("mlp_ratio", true)
+    if c.mlp_ratio > 64 then bad("mlp_ratio", "a positive number of at most 64") end
+    if c.cross_heads * c.cross_head_dim > MAX_SIZE then
+      bad("num_cross_attention_heads", "num_cross_attention_heads × cross_attention_head_dim of at most " .. MAX_SIZE)
+    end
     if get("dropout") ~= 0 then bad("dropout", "0 (grove's transformer has no dropout)") end
     c.attention_bias = bool("attention_bias")
     c.sample_size = int("sample_size")

@@ -86,12 +86,43 @@ return function(grove)
     return self:load_state_dict(state, opts)
   end
 
+  -- The first parameter of module (built with meta = true: shapes only)
+  -- that tensors lacks under prefix (unless allow_missing) or holds in
+  -- another shape, as "<name> the shape [..], but the file has [..] / lacks
+  -- it"; nil when all match. A config from a file is checked so before
+  -- anything is allocated.
+  function nn.shape_mismatch(module, tensors, prefix, allow_missing)
+    prefix = prefix or ""
+    for _, np in ipairs(module:named_parameters()) do
+      local name, want = np[1], np[2]:shape()
+      local t = tensors[prefix .. name]
+      local have = t and t:shape() or nil
+      local same = have and #have == #want
+      for i = 1, same and #want or 0 do same = same and have[i] == want[i] end
+      if not same and (have or not allow_missing) then
+        return string.format("%s the shape [%s], but the file %s", prefix .. name, table.concat(want, ","),
+                             have and ("has [" .. table.concat(have, ",") .. "]") or "lacks it")
+      end
+    end
+  end
+
   -- Rebuilds a model from a file saved by Module:save, with its config.
   function nn.load(path, opts)
     local state, meta = grove.load_safetensors(path)
     local cfg = meta and meta["grove.config"]
     if not cfg then error("nn.load: " .. path .. " has no grove.config metadata; build the model and use :load", 2) end
-    local model = nn.Sana(decode_flat(cfg), opts)
+    local count = 0
+    for _ in pairs(state) do count = count + 1 end
+    local c = decode_flat(cfg)
+    if type(c.depth) == "number" and c.depth > count then
+      error("nn.load: " .. path .. ": grove.config gives depth " .. c.depth .. ", which the file's " .. count ..
+            " tensors cannot hold", 2)
+    end
+    local ok, shapes = pcall(nn.Sana, c, { meta = true })
+    if not ok then error("nn.load: " .. path .. ": grove.config does not describe a model grove can build: " .. tostring(shapes), 2) end
+    local bad = nn.shape_mismatch(shapes, state, "", opts and opts.strict == false)
+    if bad then error("nn.load: " .. path .. ": grove.config gives " .. bad, 2) end
+    local model = nn.Sana(c, opts)
     model:load_state_dict(state, opts)
     return model
   end
