@@ -3,10 +3,15 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 EMU_BUILD ?= build-cuda-emulator
+FUZZ_BUILD ?= build-fuzz
+# `make fuzz`: each target for FUZZ_RUNS executions (the CI smoke), or for
+# FUZZ_SECONDS seconds each when that is set (the long runs)
+FUZZ_RUNS ?= 1000
+FUZZ_SECONDS ?=
 JOBS ?= $(shell nproc)
 PROFILE ?= quick
 
-.PHONY: all deps deps-test build run test test-cuda-emulator test-asan bench clean
+.PHONY: all deps deps-test build run test test-cuda-emulator test-asan fuzz bench clean
 
 all: build
 
@@ -47,8 +52,14 @@ test-asan: deps-test build
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ctest --output-on-failure
 
+# libFuzzer targets of every input format under ASan + UBSan (tests/fuzz/README.md)
+fuzz: deps-test
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGROVE_FUZZ=ON -DGROVE_TESTS=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(if $(FUZZ_SECONDS),seconds $(FUZZ_SECONDS),runs $(FUZZ_RUNS))
+
 bench: build
 	scripts/bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(EMU_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(EMU_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets of a fuzz build (tests/fuzz/README.md).
+#   tests/fuzz/run.sh BUILD_DIR [runs N | seconds S] [TARGET ...]
+# "runs N": each target for N executions from a fixed seed (the CI smoke;
+# the Lua-driven targets N/5);
+# "seconds S": each target for S seconds (the long runs of docs/reliability.md).
+# Each target starts from its seed corpus (tests/fuzz/corpus/<format>/, which
+# also holds the regression inputs of every crash found) in a scratch copy,
+# so the checked-in corpus does not grow. Crashes are written to
+# BUILD_DIR/fuzz-artifacts/; the script fails when any target fails.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="${1:?usage: run.sh BUILD_DIR [runs N | seconds S] [TARGET ...]}"
+shift
+mode=runs value=2000
+if [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ]; }; then mode=$1 value=$2; shift 2; fi
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors json png jpeg sentencepiece index config model_index captions checkpoint)
+
+artifacts="$build/fuzz-artifacts"
+mkdir -p "$artifacts"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}"
+export LSAN_OPTIONS="suppressions=$here/../lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# the PNG/JPEG/JSON inputs are small; so are the limits (a real config is < 4 KB)
+declare -A max_len=([safetensors]=4096 [json]=4096 [png]=4096 [jpeg]=4096 [sentencepiece]=8192 [index]=2048
+                    [config]=2048 [model_index]=2048 [captions]=1024 [checkpoint]=2048)
+declare -A dict=([json]=json.dict [index]=json.dict [config]=json.dict [model_index]=json.dict
+                 [safetensors]=json.dict [checkpoint]=json.dict)
+failed=()
+for t in "${targets[@]}"; do
+  bin="$build/tests/fuzz/fuzz_$t"
+  [ -x "$bin" ] || { echo "run.sh: no $bin (build with -DGROVE_FUZZ=ON)" >&2; failed+=("$t"); continue; }
+  work="$(mktemp -d)"
+  cp "$here/corpus/$t/"* "$work/" 2>/dev/null
+  args=(-seed=1 -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$artifacts/$t-")
+  [ -n "${dict[$t]:-}" ] && args+=(-dict="$here/${dict[$t]}")
+  # the Lua-driven targets run grove's Lua per input (tens to hundreds of
+  # executions a second, not thousands): a fifth of the runs in a smoke
+  runs="$value"
+  case "$t" in index|config|model_index|captions|checkpoint) runs=$(( (value + 4) / 5 ));; esac
+  if [ "$mode" = runs ]; then args+=(-runs="$runs"); else args+=(-max_total_time="$value"); fi
+  start=$(date +%s)
+  if "$bin" "${args[@]}" "$work" > "$work.log" 2>&1; then
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work.log" | grep -o '[0-9]*$')
+    echo "fuzz_$t: ok, ${execs:-?} executions in $(( $(date +%s) - start )) s, corpus $(ls "$work" | wc -l) inputs"
+    rm -f "$work.log"
+  else
+    echo "fuzz_$t: FAILED (log: $work.log; inputs in $artifacts)" >&2
+    grep -m5 -E 'ERROR|SUMMARY|fuzz_lua|Test unit written' "$work.log" >&2
+    failed+=("$t")
+  fi
+  [ "${FUZZ_KEEP:-0}" = 1 ] || rm -rf "$work"
+done
+if [ ${#failed[@]} -gt 0 ]; then echo "run.sh: failed: ${failed[*]}" >&2; exit 1; fi
