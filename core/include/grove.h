@@ -290,6 +290,16 @@ grove_tensor *grove_cat(int32_t n, grove_tensor *const *ts, int32_t dim);
 grove_tensor *grove_stack(int32_t n, grove_tensor *const *ts, int32_t dim);
 /* pads holds (before, after) pairs starting from the last dimension, as torch. */
 grove_tensor *grove_pad(grove_tensor *x, int32_t npairs, const int64_t *pads, double value);
+/* NHWC images x (B, H, W, C), f32. Nearest upsampling by an integer scale
+ * s >= 1: out (B, H·s, W·s, C), out[y, x] = x[y/s, x/s] (torch's
+ * interpolate(mode="nearest", scale_factor=s)); its gradient sums each
+ * s×s block. */
+grove_tensor *grove_upsample_nearest(grove_tensor *x, int32_t scale);
+/* PyTorch's pixel_shuffle on NHWC: (B, H, W, C·r²) → (B, H·r, W·r, C) with
+ * out[y·r + i, x·r + j, c] = x[y, x, c·r² + i·r + j]; pixel_unshuffle is
+ * its inverse (H and W divisible by r). Each is the other's gradient. */
+grove_tensor *grove_pixel_shuffle(grove_tensor *x, int32_t r);
+grove_tensor *grove_pixel_unshuffle(grove_tensor *x, int32_t r);
 /* cond is u8; a and b broadcast against it. */
 grove_tensor *grove_where(grove_tensor *cond, grove_tensor *a, grove_tensor *b);
 grove_tensor *grove_masked_fill(grove_tensor *x, grove_tensor *mask, double value);

@@ -742,6 +742,22 @@ return function(grove)
     for i = 1, #pads do arr[i - 1] = pads[i] end
     return wrap(C.grove_pad(x.p, #pads / 2, arr, value or 0))
   end
+  -- an integer resampling factor for C's int32 (the C side checks >= 1)
+  local function factor_arg(v, op, name)
+    if type(v) ~= "number" or v % 1 ~= 0 or v < -2 ^ 31 or v >= 2 ^ 31 then
+      error(op .. ": " .. name .. " must be an integer >= 1, got " .. tostring(v), 3)
+    end
+    return v
+  end
+  -- NHWC x (B, H, W, C) → (B, H·s, W·s, C), each pixel repeated s×s times
+  -- (torch's interpolate(mode="nearest", scale_factor=s)); the gradient sums
+  -- each s×s block.
+  function M.upsample_nearest(x, s) return wrap(C.grove_upsample_nearest(x.p, factor_arg(s, "upsample_nearest", "scale"))) end
+  -- NHWC x (B, H, W, C·r²) → (B, H·r, W·r, C) in PyTorch's channel order:
+  -- out[y·r + i, x·r + j, c] = x[y, x, c·r² + i·r + j].
+  function M.pixel_shuffle(x, r) return wrap(C.grove_pixel_shuffle(x.p, factor_arg(r, "pixel_shuffle", "r"))) end
+  -- NHWC x (B, H·r, W·r, C) → (B, H, W, C·r²), the inverse of pixel_shuffle.
+  function M.pixel_unshuffle(x, r) return wrap(C.grove_pixel_unshuffle(x.p, factor_arg(r, "pixel_unshuffle", "r"))) end
   function grove.where(cond, a, b)
     return wrap(C.grove_where(tensor_arg(cond, "where", "condition"), as_tensor(a, is_tensor(b) and b or nil).p,
                               as_tensor(b, is_tensor(a) and a or nil).p))
