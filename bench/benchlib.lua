@@ -92,4 +92,19 @@ function B.write_random_component(dir, config, build, opts)
   return written, params
 end
 
+-- Gemma-2-2B's text_encoder/config.json (the key set of the shared
+-- fixtures'), a new table each call: the text encoder of every released
+-- SANA pipeline.
+function B.gemma2_2b_config()
+  return {
+    architectures = { "Gemma2Model" }, attention_bias = false, attention_dropout = 0.0, attn_logit_softcapping = 50.0,
+    bos_token_id = 2, cache_implementation = "hybrid", eos_token_id = 1, final_logit_softcapping = 30.0,
+    head_dim = 256, hidden_act = "gelu_pytorch_tanh", hidden_activation = "gelu_pytorch_tanh", hidden_size = 2304,
+    initializer_range = 0.02, intermediate_size = 9216, max_position_embeddings = 8192, model_type = "gemma2",
+    num_attention_heads = 8, num_hidden_layers = 26, num_key_value_heads = 4, pad_token_id = 0,
+    query_pre_attn_scalar = 256, rms_norm_eps = 1e-06, rope_theta = 10000.0, sliding_window = 4096,
+    torch_dtype = "float32", use_cache = true, vocab_size = 256000,
+  }
+end
+
 return B
