@@ -119,6 +119,16 @@ spec.describe("grove sample --model on the tiny folder", function()
     spec.assert(not o:find("%.lua:%d+:"), o)
   end)
 
+  spec.it("holds the weights as bf16 and computes bf16 GEMMs when asked, with --offload", function()
+    local o, c = sample("-p 'a red cat' -H 64 -W 64 --no-binning --steps 1 --dtype bf16 --compute bf16 --offload -o " ..
+                        q(root .. "/half.png"))
+    spec.eq(c, 0, o)
+    local text = grove.image.read_text(root .. "/half.png")
+    spec.eq(text.dtype, "bf16")
+    spec.eq(text.compute, "bf16")
+    spec.eq(grove.image.load(root .. "/half.png"):shape_str(), "[64,64,3]")
+  end)
+
   spec.it("a Sprint folder samples with SCM", function()
     local sdir = root .. "/sprint"
     grove.diffusers.tiny_folder(sdir, { seed = 1, sprint = true })
