@@ -107,4 +107,49 @@ function B.gemma2_2b_config()
   }
 end
 
+-- ---- child processes: the benchmarks that run grove and PyTorch side by
+-- side start each side as its own process and read back one RESULT line.
+
+-- s quoted for sh.
+function B.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- The output (stdout and stderr together) and exit status of a shell command.
+function B.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo __status=$?")
+  local out = p:read("*a")
+  p:close()
+  local status = tonumber(out:match("__status=(%d+)%s*$"))
+  return (out:gsub("__status=%d+%s*$", "")), status
+end
+
+-- A size field of /proc/self/status (VmHWM, VmRSS) in bytes.
+function B.proc_status(key)
+  local f = io.open("/proc/self/status")
+  local s = f and f:read("*a") or ""
+  if f then f:close() end
+  return (tonumber(s:match(key .. ":%s*(%d+) kB")) or 0) * 1024
+end
+
+-- /proc/loadavg's line: the machine's load while a benchmark ran.
+function B.loadavg()
+  local f = io.open("/proc/loadavg")
+  local s = f and f:read("*l") or "?"
+  if f then f:close() end
+  return s
+end
+
+-- The fields of a child's "RESULT k=v ..." line (nil when there is none);
+-- load_s, hwm (hwm_bytes), rss_loaded (rss_loaded_bytes) as numbers and
+-- times the list of forward_s.
+function B.parse_result(out)
+  local line = out:match("RESULT ([^\n]*)")
+  if not line then return nil end
+  local r = {}
+  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = v end
+  r.load_s, r.hwm, r.rss_loaded = tonumber(r.load_s), tonumber(r.hwm_bytes), tonumber(r.rss_loaded_bytes)
+  r.times = {}
+  for t in (r.forward_s or ""):gmatch("[^,]+") do r.times[#r.times + 1] = tonumber(t) end
+  return r
+end
+
 return B

@@ -37,20 +37,7 @@ local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local exe = arg[-1]
 local benchlib = dofile(here .. "/benchlib.lua")
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo __status=$?")
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("__status=(%d+)%s*$"))
-  return (out:gsub("__status=%d+%s*$", "")), status
-end
-local function proc_status(key)
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("*a") or ""
-  if f then f:close() end
-  return (tonumber(s:match(key .. ":%s*(%d+) kB")) or 0) * 1024
-end
+local quote, sh, proc_status = benchlib.quote, benchlib.sh, benchlib.proc_status
 
 -- ---------------------------------------------------------------------------
 -- child: load one folder, run the forward, report (the parent parses RESULT)
@@ -205,12 +192,7 @@ local threads = grove.num_threads()
 local blas = grove.blas_info()
 local core = blas:match("OpenBLAS core (%S+)")
 local python = os.getenv("GROVE_BENCH_PYTHON") or "/usr/bin/python3"
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  local s = f and f:read("*l") or "?"
-  if f then f:close() end
-  return s
-end
+local loadavg = benchlib.loadavg
 
 print(string.format("diffusers bench: %s, %d threads, %s; %s", os.date("!%Y-%m-%d %H:%M UTC"), threads, blas,
                     o.small and "SMALL shapes (a check of the script)" or "released sizes"))
@@ -268,16 +250,7 @@ if grove.C.grove_path_kind(o.dir) ~= grove.C.GROVE_PATH_NONE then
 end
 local parent = o.dir:match("^(.*)/[^/]+$") or "."
 
-local function parse_result(out)
-  local line = out:match("RESULT ([^\n]*)")
-  if not line then return nil end
-  local r = {}
-  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = v end
-  r.load_s, r.hwm, r.rss_loaded = tonumber(r.load_s), tonumber(r.hwm_bytes), tonumber(r.rss_loaded_bytes)
-  r.times = {}
-  for t in r.forward_s:gmatch("[^,]+") do r.times[#r.times + 1] = tonumber(t) end
-  return r
-end
+local parse_result = benchlib.parse_result
 
 local function compare(a_path, b_path, name)
   local a, b = grove.load_safetensors(a_path)[name], grove.load_safetensors(b_path)[name]
