@@ -27,6 +27,13 @@ grove and this script), with three modes:
       and prints each case's max |out - expected| / max |expected|; exits 1
       when one exceeds 1e-9 (the script's own check against diffusers).
 
+Why not tests/reference/dcae_ref.py: that is the project's parity
+reference, written to be read (float64 functions over a name -> tensor
+dict, einsum for the 1x1 projections, nearest up-sampling by
+repeat_interleave). A speed baseline has to run what a diffusers user runs
+(nn.Conv2d and nn.Linear modules, F.interpolate, F.pixel_shuffle), so this
+file builds those modules; its check mode holds it to the same fixture.
+
 Run it with Debian's /usr/bin/python3 (python3-torch). decode prints a
 header, `decode <s> s` per step and one line
 
