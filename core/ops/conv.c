@@ -1,16 +1,19 @@
 /*
- * conv.c — conv2d on NHWC activations with PyTorch-layout weights.
+ * conv.c — conv2d on NHWC activations with PyTorch-layout weights
+ * (out, in/groups, kh, kw), so diffusers' weights load unchanged.
  *
- * Two cases cover SANA's Mix-FFN: the 1x1 convolution (a GEMM over pixels)
- * and the depthwise kxk convolution with stride 1. Anything else is refused
- * with a message saying what is supported, rather than computed slowly.
+ * Three cases: the 1x1 convolution with stride 1 and no padding (a GEMM
+ * over pixels), the depthwise square convolution with stride 1 (SANA's
+ * Mix-FFN; direct loops), and everything else — any kernel, stride,
+ * padding and groups — through the general conv kernels (im2col + GEMM in
+ * chunks of output rows), which read the weight in tap-major order.
  */
 #include "internal.h"
 #include "backend.h"
 
 #include <limits.h>
 
-enum { CONV_1X1 = 0, CONV_DEPTHWISE = 1 };
+enum { CONV_1X1 = 0, CONV_DEPTHWISE = 1, CONV_GENERAL = 2 };
 
 /* The depthwise weight (C, 1, k, k) as a contiguous (k, k, C) copy, so the
  * kernels read one tap's weights for all channels contiguously. */
@@ -25,6 +28,74 @@ static grove_tensor *taps_major(grove_tensor *w)
     return wt;
 }
 
+/* The weight (cout, cpg, kh, kw) as a contiguous tap-major (cout, kh, kw, cpg)
+ * copy: one output channel's taps in the order of the general kernels'
+ * columns (a view already in that order is read as it is). */
+static grove_tensor *weight_tap_major(grove_tensor *w)
+{
+    int64_t shape[4] = {w->shape[0], w->shape[2], w->shape[3], w->shape[1]};
+    int64_t stride[4] = {w->stride[0], w->stride[2], w->stride[3], w->stride[1]};
+    grove_tensor *view = gv_alias(w, 4, shape, stride, w->offset);
+    if (!view) return NULL;
+    grove_tensor *wk = gv_contiguous_data(view);
+    grove_tensor_release(view);
+    return wk;
+}
+
+/* A tap-major (cout, kh, kw, cpg) gradient back in PyTorch order (cout, cpg, kh, kw). */
+static grove_tensor *weight_torch_order(grove_tensor *dwk)
+{
+    int64_t co = dwk->shape[0], kh = dwk->shape[1], kw = dwk->shape[2], cpg = dwk->shape[3];
+    int64_t shape[4] = {co, cpg, kh, kw}, stride[4] = {kh * kw * cpg, 1, kw * cpg, cpg};
+    grove_tensor *view = gv_alias(dwk, 4, shape, stride, dwk->offset);
+    if (!view) return NULL;
+    grove_tensor *dw = gv_contiguous_data(view);
+    grove_tensor_release(view);
+    return dw;
+}
+
+static gv_conv_shape conv_shape_of(const grove_tensor *x, const grove_tensor *w, int64_t stride, int64_t pad,
+                                   int64_t groups)
+{
+    gv_conv_shape s = {
+        .b = x->shape[0], .h = x->shape[1], .w = x->shape[2], .cin = x->shape[3],
+        .cout = w->shape[0], .kh = w->shape[2], .kw = w->shape[3],
+        .stride = stride, .pad = pad, .groups = groups,
+    };
+    s.ho = (s.h + 2 * pad - s.kh) / stride + 1;
+    s.wo = (s.w + 2 * pad - s.kw) / stride + 1;
+    return s;
+}
+
+/* dx and dw of a general convolution, where not NULL; *dw comes tap-major
+ * (cout, kh, kw, cpg) and leaves in PyTorch's order. */
+static grove_status conv_general_backward(grove_node *n, const gv_kernels *kt, grove_tensor *x, grove_tensor *w,
+                                          grove_tensor *gc, grove_tensor *dx, grove_tensor **dw)
+{
+    gv_conv_shape s = conv_shape_of(x, w, n->ints[2], n->ints[1], n->ints[3]);
+    if (!gv_kernel_ready(n->name, kt, conv_scratch)) return -1;
+    int64_t floats = kt->conv_scratch(&s);
+    grove_tensor *scratch = gv_empty(1, &floats, GROVE_F32, x->device), *wk = NULL;
+    grove_status st = -1;
+    if (!scratch) return -1;
+    if (dx) {
+        if (!(wk = weight_tap_major(w))) goto out;
+        if (GV_KCALL(n->name, kt, conv_backward_input, &s, gc->data, wk->data, dx->data, scratch->data)) goto out;
+    }
+    if (*dw) {
+        if (GV_KCALL(n->name, kt, conv_backward_weight, &s, x->data, gc->data, (*dw)->data, scratch->data)) goto out;
+        grove_tensor *torch = weight_torch_order(*dw);
+        if (!torch) goto out;
+        grove_tensor_release(*dw);
+        *dw = torch;
+    }
+    st = 0;
+out:
+    grove_tensor_release(wk);
+    grove_tensor_release(scratch);
+    return st;
+}
+
 static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor **gi)
 {
     grove_tensor *x = n->saved[0], *w = n->saved[1];
@@ -36,7 +107,11 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
     if (!gc) return -1;
     grove_tensor *dx = NULL, *dw = NULL, *db = NULL, *wt = NULL;
     if (n->needs_grad[0] && !(dx = gv_empty(4, x->shape, GROVE_F32, x->device))) goto fail;
-    if (n->needs_grad[1] && !(dw = gv_empty(4, w->shape, GROVE_F32, w->device))) goto fail;
+    /* the general case writes a tap-major dw and swaps in PyTorch's order */
+    int64_t dw_shape[4] = {w->shape[0], w->shape[2], w->shape[3], w->shape[1]};
+    if (n->needs_grad[1] && !(dw = gv_empty(4, n->ints[0] == CONV_GENERAL ? dw_shape : w->shape, GROVE_F32,
+                                            w->device)))
+        goto fail;
     if (n->needs_grad[2] && !(db = gv_empty(1, &cout, GROVE_F32, g->device))) goto fail;
     int64_t m = bsz * h * wd;
     if (n->ints[0] == CONV_1X1) {
@@ -47,6 +122,8 @@ static grove_status conv_backward(grove_node *n, grove_tensor *g, grove_tensor *
         if (dw && GV_KCALL(n->name, kt, gemm, true, false, (int)cout, (int)cin, (int)m, gc->data, (int)cout,
                            x->data, (int)cin, NULL, dw->data))
             goto fail;
+    } else if (n->ints[0] == CONV_GENERAL) {
+        if (conv_general_backward(n, kt, x, w, gc, dx, &dw)) goto fail;
     } else {
         if (dx) {
             if (!(wt = taps_major(w))) goto fail;
@@ -87,13 +164,19 @@ static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_
         return false;
     }
     if (w->ndim != 4) {
-        gv_fail("conv2d: weight %s must be 4-d (out_channels, in_channels/groups, k, k)", gv_shape_str(w));
+        gv_fail("conv2d: weight %s must be 4-d (out_channels, in_channels/groups, kh, kw)", gv_shape_str(w));
         return false;
     }
-    if (groups < 1 || stride < 1 || padding < 0) {
-        gv_fail("conv2d: input %s, weight %s: invalid groups %d, stride %d or padding %d "
-                "(need groups >= 1, stride >= 1, padding >= 0)",
-                gv_shape_str(x), gv_shape_str(w), groups, stride, padding);
+    if (groups < 1) {
+        gv_fail("conv2d: input %s, weight %s: groups %d must be >= 1", gv_shape_str(x), gv_shape_str(w), groups);
+        return false;
+    }
+    if (stride < 1) {
+        gv_fail("conv2d: input %s, weight %s: stride %d must be >= 1", gv_shape_str(x), gv_shape_str(w), stride);
+        return false;
+    }
+    if (padding < 0) {
+        gv_fail("conv2d: input %s, weight %s: padding %d must be >= 0", gv_shape_str(x), gv_shape_str(w), padding);
         return false;
     }
     int64_t cin = x->shape[3], cout = w->shape[0];
@@ -108,9 +191,9 @@ static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_
                 (long long)(w->shape[1] * groups));
         return false;
     }
-    if (w->shape[2] != w->shape[3] || w->shape[2] < 1 || w->shape[2] > GV_DW_MAX_K) {
-        gv_fail("conv2d: weight %s: only square kxk kernels with 1 <= k <= %d are supported", gv_shape_str(w),
-                GV_DW_MAX_K);
+    int64_t kh = w->shape[2], kw = w->shape[3];
+    if (kh < 1 || kw < 1) {
+        gv_fail("conv2d: weight %s has an empty %lldx%lld kernel", gv_shape_str(w), (long long)kh, (long long)kw);
         return false;
     }
     if (b && (b->ndim != 1 || b->shape[0] != cout)) {
@@ -118,41 +201,27 @@ static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_
                 (long long)cout);
         return false;
     }
-    int64_t k = w->shape[2];
-    int64_t ho = (x->shape[1] + 2 * (int64_t)padding - k) / stride + 1;
-    int64_t wo = (x->shape[2] + 2 * (int64_t)padding - k) / stride + 1;
-    if (x->shape[1] + 2 * (int64_t)padding < k || x->shape[2] + 2 * (int64_t)padding < k || ho <= 0 || wo <= 0) {
+    if (x->shape[1] + 2 * (int64_t)padding < kh || x->shape[2] + 2 * (int64_t)padding < kw) {
         gv_fail("conv2d: input %s with padding %d is smaller than the %lldx%lld kernel of weight %s", gv_shape_str(x),
-                padding, (long long)k, (long long)k, gv_shape_str(w));
+                padding, (long long)kh, (long long)kw, gv_shape_str(w));
         return false;
     }
-    if (k == 1 && groups == 1) {
-        if (stride != 1 || padding != 0) {
-            gv_fail("conv2d: 1x1 weight %s with stride %d, padding %d: only stride 1 and padding 0 are supported "
-                    "for 1x1 convolutions", gv_shape_str(w), stride, padding);
-            return false;
-        }
-        int64_t m = x->shape[0] * x->shape[1] * x->shape[2];
-        if (m > INT_MAX || cin > INT_MAX || cout > INT_MAX) {
-            gv_fail("conv2d: input %s, weight %s: too large for one BLAS call", gv_shape_str(x), gv_shape_str(w));
-            return false;
-        }
+    /* BLAS takes int sizes: the column width kh·kw·cin, the channels, and
+     * (for the GEMMs over all pixels at once) the pixel count. */
+    int64_t ho = (x->shape[1] + 2 * (int64_t)padding - kh) / stride + 1;
+    int64_t wo = (x->shape[2] + 2 * (int64_t)padding - kw) / stride + 1;
+    if (kh * kw * cin > INT_MAX || cout > INT_MAX || x->shape[0] * ho * wo > INT_MAX ||
+        x->shape[0] * x->shape[1] * x->shape[2] > INT_MAX) {
+        gv_fail("conv2d: input %s, weight %s: too large for BLAS's int sizes", gv_shape_str(x), gv_shape_str(w));
+        return false;
+    }
+    if (kh == 1 && kw == 1 && groups == 1 && stride == 1 && padding == 0)
         *kind = CONV_1X1;
-        return true;
-    }
-    if (groups == cin && cout == cin && w->shape[1] == 1) {
-        if (stride != 1) {
-            gv_fail("conv2d: depthwise weight %s with stride %d: only stride 1 is supported for depthwise "
-                    "convolutions", gv_shape_str(w), stride);
-            return false;
-        }
+    else if (groups == cin && cout == cin && kh == kw && kh <= GV_DW_MAX_K && stride == 1)
         *kind = CONV_DEPTHWISE;
-        return true;
-    }
-    gv_fail("conv2d: weight %s with groups %d: only 1x1 and depthwise kxk convolutions are supported "
-            "(1x1 with groups 1, or groups = in = out channels with weight [C,1,k,k])",
-            gv_shape_str(w), groups);
-    return false;
+    else
+        *kind = CONV_GENERAL;
+    return true;
 }
 
 grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
@@ -160,9 +229,8 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
 {
     int32_t kind;
     if (!conv_check(x, w, b, stride, padding, groups, &kind)) return NULL;
-    int64_t bsz = x->shape[0], h = x->shape[1], wd = x->shape[2], cin = x->shape[3];
-    int64_t cout = w->shape[0], k = w->shape[2];
-    int64_t out_shape[4] = {bsz, h + 2 * (int64_t)padding - k + 1, wd + 2 * (int64_t)padding - k + 1, cout};
+    gv_conv_shape s = conv_shape_of(x, w, stride, padding, groups);
+    int64_t out_shape[4] = {s.b, s.ho, s.wo, s.cout};
     grove_tensor *inputs[3] = {x, w, b};
     gv_op o;
     if (!gv_op_begin(&o, "conv2d", conv_backward, 3, inputs)) return NULL;
@@ -170,12 +238,17 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     grove_tensor *out = gv_op_output(&o, 4, out_shape, GROVE_F32);
     if (kind == CONV_1X1) {
         /* y (m, cout) = x (m, cin) · w (cout, cin)ᵀ + bias: the weight read transposed in place. */
-        GV_OP_CALL(&o, gemm, false, true, (int)(bsz * h * wd), (int)cout, (int)cin, xc->data, (int)cin, wc->data,
-                   (int)cin, bc ? bc->data : NULL, out->data);
-    } else {
+        GV_OP_CALL(&o, gemm, false, true, (int)(s.b * s.h * s.w), (int)s.cout, (int)s.cin, xc->data, (int)s.cin,
+                   wc->data, (int)s.cin, bc ? bc->data : NULL, out->data);
+    } else if (kind == CONV_DEPTHWISE) {
         grove_tensor *wt = o.ok ? gv_op_hold(&o, taps_major(wc)) : NULL;
-        GV_OP_CALL(&o, dwconv_forward, bsz, h, wd, cin, k, padding, xc->data, wt->data, bc ? bc->data : NULL,
-                   out->data);
+        GV_OP_CALL(&o, dwconv_forward, s.b, s.h, s.w, s.cin, s.kh, padding, xc->data, wt->data,
+                   bc ? bc->data : NULL, out->data);
+    } else {
+        grove_tensor *wk = o.ok ? gv_op_hold(&o, weight_tap_major(wc)) : NULL;
+        int64_t floats = GV_OP_VALUE(&o, conv_scratch, &s);
+        grove_tensor *scratch = gv_op_temp(&o, 1, &floats, GROVE_F32);
+        GV_OP_CALL(&o, conv_forward, &s, xc->data, wk->data, bc ? bc->data : NULL, out->data, scratch->data);
     }
     /* The backward reads x for dw and w for dx: keep the contiguous data. */
     gv_op_save(&o, 0, xc);
@@ -183,6 +256,8 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     if (o.node) {
         o.node->ints[0] = kind;
         o.node->ints[1] = padding;
+        o.node->ints[2] = stride;
+        o.node->ints[3] = groups;
     }
     return gv_op_end(&o);
 }

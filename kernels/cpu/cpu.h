@@ -50,6 +50,13 @@ typedef struct gv_came_hyper {
     float eps1, eps2;
 } gv_came_hyper;
 
+/* A general convolution on NHWC data: input (b, h, w, cin), weight in
+ * tap-major order (cout, kh, kw, cin/groups), symmetric zero padding pad,
+ * output (b, ho, wo, cout) with ho = (h + 2·pad − kh)/stride + 1 (wo alike). */
+typedef struct gv_conv_shape {
+    int64_t b, h, w, cin, cout, kh, kw, stride, pad, groups, ho, wo;
+} gv_conv_shape;
+
 /* The largest depthwise kernel side the weight-gradient kernel keeps
  * per-tap accumulators for. */
 enum { GV_DW_MAX_K = 31 };

@@ -709,6 +709,10 @@ return function(grove)
     end
     return wrap(C.grove_rms_norm(x.p, opt_p(w, "rms_norm", "weight"), eps or grove.norm_eps.rms))
   end
+  -- conv2d(x, w, b, {stride =, padding =, groups =}): x NHWC (B, H, W, Cin),
+  -- w in PyTorch's layout (Cout, Cin/groups, kh, kw), b (Cout) or nil; stride
+  -- 1, padding 0 (zeros, both sides), groups 1 by default. The output is
+  -- (B, (H + 2·padding − kh)/stride + 1, (W + 2·padding − kw)/stride + 1, Cout).
   function M.conv2d(x, w, b, o)
     o = options(o)
     return wrap(C.grove_conv2d(x.p, tensor_arg(w, "conv2d", "weight"), opt_p(b, "conv2d", "bias"),

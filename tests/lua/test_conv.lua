@@ -1,18 +1,21 @@
--- conv2d on NHWC input with PyTorch-layout weights: 1x1 (a GEMM) and
--- depthwise kxk, forward against a float64 direct convolution, gradients
--- against finite differences, and the refused cases.
+-- conv2d on NHWC input with PyTorch-layout weights: 1x1 (a GEMM),
+-- depthwise kxk, and the general im2col path (any kernel, stride, padding,
+-- groups); forward against a float64 direct convolution, gradients against
+-- finite differences, and the errors.
 local grove = grove or require "grove"
 local spec = require "spec"
 local ref = require "ref"
 
--- Direct convolution: X (B, H, W, Cin), Wt (Cout, Cin/groups, k, k), Bi (Cout)
--- or nil; stride 1, zero padding pad.
-local function conv_ref(groups, pad)
+-- Direct convolution: X (B, H, W, Cin), Wt (Cout, Cin/groups, kh, kw), Bi
+-- (Cout) or nil; zero padding pad, stride (default 1).
+local function conv_ref(groups, pad, stride)
+  stride = stride or 1
   return function(X, Wt, Bi)
     local b, h, w, cin = X.shape[1], X.shape[2], X.shape[3], X.shape[4]
-    local cout, cpg, k = Wt.shape[1], Wt.shape[2], Wt.shape[3]
+    local cout, cpg, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3], Wt.shape[4]
     local opg = cout / groups
-    local ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    local ho = math.floor((h + 2 * pad - kh) / stride) + 1
+    local wo = math.floor((w + 2 * pad - kw) / stride) + 1
     local out = ref.new({ b, ho, wo, cout }, 0)
     local x, wt, y = X.data, Wt.data, out.data
     for bi = 0, b - 1 do
@@ -23,13 +26,13 @@ local function conv_ref(groups, pad)
             local g = math.floor(co / opg)
             for ci = 0, cpg - 1 do
               local c = g * cpg + ci
-              for i = 0, k - 1 do
-                local ih = oh + i - pad
+              for i = 0, kh - 1 do
+                local ih = oh * stride + i - pad
                 if ih >= 0 and ih < h then
-                  for j = 0, k - 1 do
-                    local iw = ow + j - pad
+                  for j = 0, kw - 1 do
+                    local iw = ow * stride + j - pad
                     if iw >= 0 and iw < w then
-                      s = s + x[((bi * h + ih) * w + iw) * cin + c + 1] * wt[((co * cpg + ci) * k + i) * k + j + 1]
+                      s = s + x[((bi * h + ih) * w + iw) * cin + c + 1] * wt[((co * cpg + ci) * kh + i) * kw + j + 1]
                     end
                   end
                 end
@@ -163,33 +166,139 @@ spec.describe("conv2d depthwise", function()
   end)
 end)
 
+spec.describe("conv2d general", function()
+  local function case(name, x, w, b, o)
+    spec.it(name, function()
+      local inputs = { x, w }
+      if b then inputs[3] = b end
+      spec.check_op{
+        fn = function(X, W, B) return grove.conv2d(X, W, B, o) end,
+        ref = conv_ref(o.groups or 1, o.padding or 0, o.stride or 1),
+        inputs = inputs,
+      }
+    end)
+  end
+  case("3x3 pad 1 on a non-square grid, batch 2, with bias", { 2, 5, 7, 3 }, { 4, 3, 3, 3 }, { 4 }, { padding = 1 })
+  case("3x3 stride 2 pad 1 on odd sizes", { 2, 7, 5, 3 }, { 5, 3, 3, 3 }, { 5 }, { stride = 2, padding = 1 })
+  case("3x3 stride 2 pad 0 on even sizes, no bias", { 1, 6, 8, 2 }, { 3, 2, 3, 3 }, nil, { stride = 2 })
+  case("kh != kw (2x3), stride 3, pad 2", { 1, 7, 8, 2 }, { 3, 2, 2, 3 }, { 3 }, { stride = 3, padding = 2 })
+  case("groups 2 with 3x3 pad 1", { 2, 4, 5, 4 }, { 6, 2, 3, 3 }, { 6 }, { padding = 1, groups = 2 })
+  case("grouped 1x1 (groups 3)", { 2, 3, 4, 6 }, { 9, 2, 1, 1 }, { 9 }, { groups = 3 })
+  case("1x1 stride 2 and 1x1 with padding", { 1, 5, 5, 3 }, { 4, 3, 1, 1 }, { 4 }, { stride = 2, padding = 1 })
+  case("depthwise 3x3 stride 2 (groups = C)", { 2, 7, 6, 4 }, { 4, 1, 3, 3 }, { 4 }, { stride = 2, padding = 1, groups = 4 })
+  case("depthwise with a channel multiplier", { 1, 5, 4, 3 }, { 6, 1, 3, 3 }, { 6 }, { padding = 1, groups = 3 })
+  case("depthwise non-square 1x3", { 1, 4, 5, 3 }, { 3, 1, 1, 3 }, nil, { padding = 1, groups = 3 })
+  case("5x5 pad 2 stride 1", { 1, 6, 5, 2 }, { 3, 2, 5, 5 }, { 3 }, { padding = 2 })
+  case("kernel as large as the padded input", { 1, 2, 3, 2 }, { 2, 2, 4, 5 }, { 2 }, { padding = 1 })
+
+  -- Wide enough rows (200 output pixels x 3x3 taps x 192 channels, or 100
+  -- x 5x5 x 96 at stride 2) for three chunks of output rows under the
+  -- CPU's 4M-float column bound, one of them spanning two batch items;
+  -- threaded im2col/col2im and split GEMMs; gradients against float64
+  -- formulas, and bit-identical results on one thread.
+  spec.it("chunked, threaded sizes agree with float64 and across thread counts", function()
+    local B, H, W, Cin, Cout, k, p, G = 2, nil, 200, nil, 4, nil, nil, 2
+    local function run(stride)
+      grove.manual_seed(11)
+      local x = grove.randn{ B, H, W, Cin }:requires_grad_(true)
+      local w = grove.randn{ Cout, Cin / G, k, k }:mul(0.1):detach():requires_grad_(true)
+      local b = grove.randn{ Cout }:requires_grad_(true)
+      local y = grove.conv2d(x, w, b, { padding = p, stride = stride, groups = G })
+      local g = grove.randn(y:shape())
+      y:backward(g)
+      return x, w, b, y, g
+    end
+    for _, stride in ipairs{ 1, 2 } do
+      if stride == 1 then H, Cin, k, p = 13, 192, 3, 1 else H, Cin, k, p = 37, 96, 5, 2 end
+      local x, w, b, y, g = run(stride)
+      local X, Wr, Br, Gr = ref.from_tensor(x), ref.from_tensor(w), ref.from_tensor(b), ref.from_tensor(g)
+      spec.assert(spec.rel_error(ref.from_tensor(y), conv_ref(G, p, stride)(X, Wr, Br)) < 1e-5, "forward")
+      local Ho, Wo = y:size(2), y:size(3)
+      local cpg, opg = Cin / G, Cout / G
+      local dx, dw, db = ref.new(X.shape, 0), ref.new(Wr.shape, 0), ref.new(Br.shape, 0)
+      local xd, wd, gd, dxd, dwd = X.data, Wr.data, Gr.data, dx.data, dw.data
+      for bi = 0, B - 1 do for oh = 0, Ho - 1 do for ow = 0, Wo - 1 do
+        for co = 0, Cout - 1 do
+          local gv = gd[((bi * Ho + oh) * Wo + ow) * Cout + co + 1]
+          db.data[co + 1] = db.data[co + 1] + gv
+          local c0 = math.floor(co / opg) * cpg
+          for i = 0, k - 1 do
+            local ih = oh * stride + i - p
+            if ih >= 0 and ih < H then
+              for j = 0, k - 1 do
+                local iw = ow * stride + j - p
+                if iw >= 0 and iw < W then
+                  local xb = ((bi * H + ih) * W + iw) * Cin + c0 + 1
+                  for ci = 0, cpg - 1 do
+                    local wi = ((co * cpg + ci) * k + i) * k + j + 1
+                    dxd[xb + ci] = dxd[xb + ci] + gv * wd[wi]
+                    dwd[wi] = dwd[wi] + gv * xd[xb + ci]
+                  end
+                end
+              end
+            end
+          end
+        end
+      end end end
+      spec.assert(spec.rel_error(ref.from_tensor(x.grad), dx) < 1e-5, "dx")
+      spec.assert(spec.rel_error(ref.from_tensor(w.grad), dw) < 1e-5, "dw")
+      spec.assert(spec.rel_error(ref.from_tensor(b.grad), db) < 1e-5, "db")
+      local threads = grove.num_threads()
+      grove.set_num_threads(1)
+      local x1, w1, b1, y1 = run(stride)
+      grove.set_num_threads(threads)
+      for _, pair in ipairs{ { y, y1 }, { x.grad, x1.grad }, { w.grad, w1.grad }, { b.grad, b1.grad } } do
+        local a, c = ref.from_tensor(pair[1]), ref.from_tensor(pair[2])
+        for i = 1, #a.data do spec.eq(a.data[i], c.data[i], "thread-count dependence at " .. i) end
+      end
+    end
+  end)
+
+  spec.it("reads a non-contiguous weight", function()
+    spec.check_op{
+      fn = function(x, w) return grove.conv2d(x, w:transpose(3, 4), nil, { padding = 1, stride = 2 }) end,
+      ref = function(X, Wt)
+        local co, ci, a, b = Wt.shape[1], Wt.shape[2], Wt.shape[3], Wt.shape[4]
+        local T = ref.new({ co, ci, b, a }, 0)
+        for o = 1, co do for c = 1, ci do for i = 1, b do for j = 1, a do
+          ref.set(T, { o, c, i, j }, ref.get(Wt, { o, c, j, i }))
+        end end end end
+        return conv_ref(1, 1, 2)(X, T)
+      end,
+      inputs = { { 1, 5, 6, 2 }, { 3, 2, 2, 3 } },
+    }
+  end)
+end)
+
 spec.describe("conv2d errors", function()
   spec.it("rejects a channel mismatch", function()
     spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 6 }, grove.randn{ 8, 4, 1, 1 }) end,
       "conv2d: input [1,2,2,6] has 6 channels but weight [8,4,1,1]")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 4, 3, 3 }, nil, { groups = 2 }) end,
+      "conv2d: input [1,4,4,4] has 4 channels but weight [4,4,3,3] expects 4 per group x 2 groups = 8")
   end)
-  spec.it("names what it supports for other convolutions", function()
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 5, 5, 4 }, grove.randn{ 8, 4, 3, 3 }, nil, { padding = 1 }) end,
-      "conv2d: weight [8,4,3,3] with groups 1: only 1x1 and depthwise kxk convolutions are supported")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 2, 3, 3 }, nil, { groups = 2 }) end,
-      "only 1x1 and depthwise")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 8, 4, 1, 1 }, nil, { stride = 2 }) end,
-      "only stride 1 and padding 0 are supported for 1x1")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 1, 3, 3 }, nil, { groups = 4, stride = 2 }) end,
-      "only stride 1 is supported for depthwise")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 1, 3, 2 }, nil, { groups = 4 }) end,
-      "square")
+  spec.it("names the bad groups, stride or padding", function()
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 4, 3, 3 }, nil, { stride = 0 }) end,
+      "conv2d: input [1,4,4,4], weight [4,4,3,3]: stride 0 must be >= 1")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 4, 3, 3 }, nil, { groups = 0 }) end,
+      "groups 0 must be >= 1")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 1, 3, 3 }, nil, { groups = 4, padding = -1 }) end,
+      "padding -1 must be >= 0")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 6 }, grove.randn{ 6, 1, 3, 3 }, nil, { groups = 4 }) end,
+      "conv2d: input [1,2,2,6], weight [6,1,3,3]: channels (6 in, 6 out) are not divisible by groups 4")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 6, 1, 3, 3 }, nil, { groups = 4 }) end,
+      "channels (4 in, 6 out) are not divisible by groups 4")
   end)
-  spec.it("validates bias, padding, rank and output size", function()
+  spec.it("validates bias, rank and output size", function()
     spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 4 }, grove.randn{ 3, 4, 1, 1 }, grove.randn{ 4 }) end,
       "conv2d: bias [4] does not match weight [3,4,1,1]")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 1, 3, 3 }, nil, { groups = 4, padding = -1 }) end,
-      "padding >= 0")
     spec.raises(function() grove.conv2d(grove.randn{ 2, 4, 4 }, grove.randn{ 4, 4, 1, 1 }) end, "must be 4-d NHWC")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 4, 3 }) end,
+      "weight [4,4,3] must be 4-d (out_channels, in_channels/groups, kh, kw)")
     spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 4 }, grove.randn{ 4, 1, 5, 5 }, nil, { groups = 4, padding = 1 }) end,
       "smaller than the 5x5 kernel")
-    spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 6 }, grove.randn{ 6, 1, 3, 3 }, nil, { groups = 4 }) end,
-      "not divisible by groups 4")
+    spec.raises(function() grove.conv2d(grove.randn{ 1, 6, 2, 4 }, grove.randn{ 4, 4, 3, 5 }, nil, { padding = 1 }) end,
+      "conv2d: input [1,6,2,4] with padding 1 is smaller than the 3x5 kernel of weight [4,4,3,5]")
   end)
 end)
 
@@ -201,7 +310,9 @@ spec.describe("conv2d memory", function()
       local pw = grove.randn{ 5, 8, 1, 1 }:requires_grad_(true)
       local y = grove.conv2d(grove.conv2d(x, dw, grove.randn{ 8 }, { padding = 1, groups = 8 }), pw)
       y:sum():backward()
-      pcall(grove.conv2d, x, grove.randn{ 4, 8, 3, 3 })
+      local g = grove.conv2d(x, grove.randn{ 6, 4, 3, 2 }:requires_grad_(true), grove.randn{ 6 }, { stride = 2, padding = 1, groups = 2 })
+      g:sum():backward()
+      pcall(grove.conv2d, x, grove.randn{ 4, 3, 3, 3 })
     end
     spec.no_leaks(work)
   end)

@@ -25,7 +25,7 @@ local cases = {
   {"layer_norm weight", function() return grove.layer_norm(t{2, 4}, t{3}) end, "layer_norm"},
   {"rms_norm weight",   function() return grove.rms_norm(t{2, 4}, t{5}) end, "rms_norm"},
   {"conv channels",     function() return grove.conv2d(t{1, 4, 4, 3}, t{8, 5, 1, 1}) end, "conv2d"},
-  {"conv unsupported",  function() return grove.conv2d(t{1, 4, 4, 3}, t{8, 3, 3, 3}) end, "conv2d"},
+  {"conv bad stride",  function() return grove.conv2d(t{1, 4, 4, 3}, t{8, 3, 3, 3}, nil, {stride = 0}) end, "stride 0"},
   {"where shapes",      function() return grove.where(grove.ones({2}, {dtype = "u8"}), t{3}, t{3}) end, "where"},
   {"cosine shapes",     function() return grove.cosine_similarity(t{2, 3}, t{2, 4}) end, "cosine_similarity"},
   -- dims and indices

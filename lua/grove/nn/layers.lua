@@ -72,27 +72,30 @@ return function(grove)
   end
   layers.LayerNorm = LayerNorm
 
-  -- A convolution with a PyTorch-layout weight (out, in/groups, k, k) on
-  -- NHWC grids; opts: groups, padding, stride (default 1, 0, 1), bias
-  -- (false: none). 1×1 ones with stride 1 and no padding run as a Linear
-  -- over tokens (no grid needed).
+  -- A convolution with a PyTorch-layout weight (out, in/groups, kh, kw) on
+  -- NHWC grids; k is a side or { kh, kw }; opts: groups, padding, stride
+  -- (default 1, 0, 1), bias (false: none). 1×1 ones with stride 1 and no
+  -- padding run as a Linear over tokens (no grid needed).
   local Conv2d = Module.class("Conv2d")
   function Conv2d:init(make, n_in, n_out, k, opts)
     opts = opts or {}
-    self.k, self.groups, self.padding, self.stride = k, opts.groups or 1, opts.padding or 0, opts.stride or 1
-    self:add_parameter("weight", make({ n_out, n_in / self.groups, k, k }, opts.init or "xavier"))
+    local kh, kw = k, k
+    if type(k) == "table" then kh, kw = k[1], k[2] end
+    self.k, self.groups, self.padding, self.stride = kh, opts.groups or 1, opts.padding or 0, opts.stride or 1
+    self.pointwise = kh == 1 and kw == 1 and self.groups == 1 and self.stride == 1 and self.padding == 0
+    self:add_parameter("weight", make({ n_out, n_in / self.groups, kh, kw }, opts.init or "xavier"))
     if opts.bias ~= false then self:add_parameter("bias", make({ n_out }, opts.bias_init or "zeros")) end
   end
-  -- x: tokens (..., in) for 1×1, a grid (B, H, W, C) otherwise.
+  -- x: tokens (..., in) for a pointwise 1×1, a grid (B, H, W, C) otherwise.
   function Conv2d:forward(x)
     local w, cw = f32(self.weight)
     local b, cb = f32(self.bias)
     local y
-    if self.k == 1 and self.groups == 1 and self.stride == 1 and self.padding == 0 then
+    if self.pointwise then
       local w2 = w:view{ w:size(1), w:size(2) }
       if self.compute_dtype == "bf16" then y = grove.linear_bf16(x, w2, b) else y = x:linear(w2, b) end
     else
-      y = x:conv2d(w, b, { padding = self.padding, groups = self.groups, stride = self.stride })
+      y = x:conv2d(w, b, { stride = self.stride, padding = self.padding, groups = self.groups })
     end
     drop(w, cw, y); drop(b, cb, y)
     return y
