@@ -270,6 +270,22 @@ spec.describe("conv2d general", function()
   end)
 end)
 
+spec.describe("nn.Conv2d", function()
+  spec.it("passes stride, padding, groups and a {kh, kw} kernel to conv2d", function()
+    grove.manual_seed(3)
+    local m = grove.nn.Conv2d(grove.nn.param_factory(), 4, 6, { 3, 2 }, { stride = 2, padding = 1, groups = 2 })
+    spec.eq(table.concat(m.weight:shape(), ","), "6,2,3,2")
+    local x = grove.randn{ 2, 7, 6, 4 }
+    local y = m:forward(x)
+    local expect = grove.conv2d(x, m.weight, m.bias, { stride = 2, padding = 1, groups = 2 })
+    spec.eq(table.concat(y:shape(), ","), "2,4,4,6")
+    spec.assert(spec.rel_error(ref.from_tensor(y), ref.from_tensor(expect)) == 0, "same as conv2d")
+    -- a 1x1 with stride 2 is a convolution, not the Linear over tokens
+    local p = grove.nn.Conv2d(grove.nn.param_factory(), 4, 3, 1, { stride = 2 })
+    spec.eq(table.concat(p:forward(x):shape(), ","), "2,4,3,3")
+  end)
+end)
+
 spec.describe("conv2d errors", function()
   spec.it("rejects a channel mismatch", function()
     spec.raises(function() grove.conv2d(grove.randn{ 1, 2, 2, 6 }, grove.randn{ 8, 4, 1, 1 }) end,

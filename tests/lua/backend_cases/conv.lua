@@ -1,5 +1,6 @@
 -- Parity cases (CPU vs CUDA) of the depthwise convolution on NHWC data
--- (conv2d with groups = channels), and the 1x1 convolution (a GEMM).
+-- (conv2d with groups = channels), the 1x1 convolution (a GEMM), and the
+-- general im2col + GEMM path (any kernel, stride, padding, groups).
 local grove = grove or require "grove"
 
 return {
@@ -21,4 +22,22 @@ return {
   { name = "conv 1x1 [2,5,7,24] -> 40 + bias",
     fn = function(x, w, b) return grove.conv2d(x, w, b) end,
     inputs = { { 2, 5, 7, 24 }, { 40, 24, 1, 1 }, { 40 } }, grad = true },
+  { name = "conv 3x3 pad 1 [2,9,7,16] -> 24 + bias",
+    fn = function(x, w, b) return grove.conv2d(x, w, b, { padding = 1 }) end,
+    inputs = { { 2, 9, 7, 16 }, { 24, 16, 3, 3 }, { 24 } }, grad = true },
+  { name = "conv 3x3 stride 2 pad 1 [2,9,11,8] -> 12",
+    fn = function(x, w) return grove.conv2d(x, w, nil, { stride = 2, padding = 1 }) end,
+    inputs = { { 2, 9, 11, 8 }, { 12, 8, 3, 3 } }, grad = true },
+  { name = "conv 2x3 stride 3 pad 2 groups 2 [1,10,8,6] -> 4 + bias",
+    fn = function(x, w, b) return grove.conv2d(x, w, b, { stride = 3, padding = 2, groups = 2 }) end,
+    inputs = { { 1, 10, 8, 6 }, { 4, 3, 2, 3 }, { 4 } }, grad = true },
+  { name = "grouped 1x1 (groups 6) [2,5,4,24] -> 36 + bias",
+    fn = function(x, w, b) return grove.conv2d(x, w, b, { groups = 6 }) end,
+    inputs = { { 2, 5, 4, 24 }, { 36, 4, 1, 1 }, { 36 } }, grad = true },
+  { name = "depthwise 5x5 stride 2 pad 2 [2,9,8,12] (general path)",
+    fn = function(x, w, b) return grove.conv2d(x, w, b, { stride = 2, padding = 2, groups = 12 }) end,
+    inputs = { { 2, 9, 8, 12 }, { 12, 1, 5, 5 }, { 12 } }, grad = true },
+  { name = "conv 3x3 pad 1 on a transposed [2,7,9,8] view",
+    fn = function(x, w) return grove.conv2d(x:transpose(2, 3), w, nil, { padding = 1 }) end,
+    inputs = { { 2, 7, 9, 8 }, { 10, 8, 3, 3 } }, grad = true },
 }
