@@ -281,10 +281,17 @@ grove_tensor *grove_log_softmax(grove_tensor *x, int32_t dim);
 /* Over the last dimension; w and b may be NULL (no affine). */
 grove_tensor *grove_layer_norm(grove_tensor *x, grove_tensor *w, grove_tensor *b, double eps);
 grove_tensor *grove_rms_norm(grove_tensor *x, grove_tensor *w, double eps);
-/* NHWC input (B, H, W, Cin), PyTorch-layout weight (Cout, Cin/groups, k, k),
- * bias (Cout) or NULL. Supported: 1x1 (groups 1) and depthwise kxk (groups = C). */
+/* NHWC input (B, H, W, Cin), PyTorch-layout weight (Cout, Cin/groups, kh, kw),
+ * bias (Cout) or NULL; any kernel, stride >= 1, symmetric zero padding >= 0,
+ * groups dividing Cin and Cout. Output (B, (H + 2p - kh)/stride + 1,
+ * (W + 2p - kw)/stride + 1, Cout). */
 grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b,
                            int32_t stride, int32_t padding, int32_t groups);
+/* Whether this build runs the general CPU conv2d forward through oneDNN
+ * (found at build time); grove_conv_set_dnnl(0) turns it off for the
+ * process (im2col + sgemm instead), 1 back on (the default). */
+bool grove_conv_dnnl_available(void);
+void grove_conv_set_dnnl(int32_t on);
 grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices);
 grove_tensor *grove_cat(int32_t n, grove_tensor *const *ts, int32_t dim);
 grove_tensor *grove_stack(int32_t n, grove_tensor *const *ts, int32_t dim);

@@ -261,3 +261,7 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     }
     return gv_op_end(&o);
 }
+
+bool grove_conv_dnnl_available(void) { return gv_cpu_conv_dnnl_available(); }
+
+void grove_conv_set_dnnl(int32_t on) { gv_cpu_conv_dnnl_enable(on != 0); }

@@ -154,6 +154,7 @@ void gv_cpu_conv_forward(gv_cpu_sgemm_fn sgemm, const gv_conv_shape *s, const fl
     const int64_t cpg = s->cin / s->groups, opg = s->cout / s->groups, kg = s->kh * s->kw * cpg;
     const int64_t total = s->b * s->ho, step = chunk_rows(s);
     const bool direct = conv_is_pointwise(s);
+    if (gv_cpu_conv_forward_dnnl(s, x, wk, bias, y)) return;
     for (int64_t r0 = 0; r0 < total; r0 += step) {
         int64_t r1 = r0 + step < total ? r0 + step : total, pixels = (r1 - r0) * s->wo;
         float *yc = y + r0 * s->wo * s->cout;

@@ -85,6 +85,15 @@ void gv_cpu_walk2(gv_cpu_run2 run, int32_t op, int32_t ndim, const int64_t *shap
  * as one run; returns the new rank (reduce.c). */
 int32_t gv_cpu_merge_dims(int32_t n, int64_t *shape, int64_t *stride);
 
+/* The general convolution's forward through oneDNN (conv_dnnl.c): false,
+ * computing nothing, where the build has no oneDNN or oneDNN refuses the
+ * shape (the caller then runs im2col + sgemm). */
+bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias, float *y);
+/* Whether the build has oneDNN; turning it off (on by default) leaves the
+ * forward to im2col + sgemm. */
+bool gv_cpu_conv_dnnl_available(void);
+void gv_cpu_conv_dnnl_enable(bool on);
+
 /* ---- the kernels ---------------------------------------------------------- */
 
 /* (sgemm, params...) and (sgemm, args...) for the kernels that take it. */

@@ -12,6 +12,12 @@ return function(grove)
 
   function grove.blas_info() return ffi.string(C.grove_blas_info()) end
 
+  -- Whether this build runs the general CPU conv2d forward through oneDNN
+  -- (libdnnl-dev found at build time); set_conv_dnnl(false) makes it use
+  -- im2col + sgemm instead (for comparing the two), true restores it.
+  function grove.conv_dnnl_available() return C.grove_conv_dnnl_available() end
+  function grove.set_conv_dnnl(on) C.grove_conv_set_dnnl(on and 1 or 0) end
+
   -- The build of the loaded libgrove as a table of strings (grove.h's
   -- grove_build_info keys): version, compiler, build_type, march, simd,
   -- sanitizers, openmp, cuda ("on"/"off"), cuda_architectures, openblas.

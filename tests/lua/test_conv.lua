@@ -166,16 +166,30 @@ spec.describe("conv2d depthwise", function()
   end)
 end)
 
+-- The general path's forward runs through oneDNN where the build has it;
+-- each case runs with it and with im2col + sgemm.
+local forward_paths = grove.conv_dnnl_available() and { true, false } or { false }
+local function on_each_path(fn)
+  for _, dnnl in ipairs(forward_paths) do
+    grove.set_conv_dnnl(dnnl)
+    local ok, err = pcall(fn, dnnl and "oneDNN" or "im2col")
+    grove.set_conv_dnnl(true)
+    if not ok then error(err, 0) end
+  end
+end
+
 spec.describe("conv2d general", function()
   local function case(name, x, w, b, o)
     spec.it(name, function()
       local inputs = { x, w }
       if b then inputs[3] = b end
-      spec.check_op{
-        fn = function(X, W, B) return grove.conv2d(X, W, B, o) end,
-        ref = conv_ref(o.groups or 1, o.padding or 0, o.stride or 1),
-        inputs = inputs,
-      }
+      on_each_path(function()
+        spec.check_op{
+          fn = function(X, W, B) return grove.conv2d(X, W, B, o) end,
+          ref = conv_ref(o.groups or 1, o.padding or 0, o.stride or 1),
+          inputs = inputs,
+        }
+      end)
     end)
   end
   case("3x3 pad 1 on a non-square grid, batch 2, with bias", { 2, 5, 7, 3 }, { 4, 3, 3, 3 }, { 4 }, { padding = 1 })
@@ -208,6 +222,7 @@ spec.describe("conv2d general", function()
       y:backward(g)
       return x, w, b, y, g
     end
+    on_each_path(function(path)
     for _, stride in ipairs{ 1, 2 } do
       if stride == 1 then H, Cin, k, p = 13, 192, 3, 1 else H, Cin, k, p = 37, 96, 5, 2 end
       local x, w, b, y, g = run(stride)
@@ -249,9 +264,10 @@ spec.describe("conv2d general", function()
       grove.set_num_threads(threads)
       for _, pair in ipairs{ { y, y1 }, { x.grad, x1.grad }, { w.grad, w1.grad }, { b.grad, b1.grad } } do
         local a, c = ref.from_tensor(pair[1]), ref.from_tensor(pair[2])
-        for i = 1, #a.data do spec.eq(a.data[i], c.data[i], "thread-count dependence at " .. i) end
+        for i = 1, #a.data do spec.eq(a.data[i], c.data[i], path .. ": thread-count dependence at " .. i) end
       end
     end
+    end)
   end)
 
   spec.it("reads a non-contiguous weight", function()
