@@ -25,7 +25,13 @@ Run with Debian's interpreter (/usr/bin/python3), which has python3-torch:
                                      and, with --tile, tiled_sample.i,
                                      tiled_latent.i: float64, from the
                                      weights as stored; tiles as diffusers'
-                                     enable_tiling(T, T, S, S))
+                                     enable_tiling(T, T, S, S)); with
+                                     --grad, grad.decode.* / grad.encode.*:
+                                     the gradients of sum(out * w) for the
+                                     first latents / images (w:
+                                     grad_weight.* in inputs) with respect
+                                     to the input ("input") and to every
+                                     parameter of that half
 
 Exit status: 0 on success, 1 on a parity failure, 2 on a usage or input error.
 """
@@ -433,7 +439,24 @@ def dims(s):
     return v
 
 
-def cmd_make(d, cfg, dtype, seed, latents, images, tile, stride):
+def gradients(ref, weights, fn, x, side, g):
+    """Gradients of sum(fn(x) * w) (w random, returned) with respect to x and
+    to every float parameter of `side` ("encoder" or "decoder") but
+    BatchNorm's running statistics, as {name: tensor} (float64)."""
+    names = [n for n in sorted(weights) if n.startswith(side + ".") and weights[n].is_floating_point()
+             and not n.endswith(".running_mean") and not n.endswith(".running_var")]
+    leaves = {n: weights[n].to(torch.float64).requires_grad_() for n in names}
+    r = Ref(ref.s.cfg, dict(weights, **leaves))
+    xl = x.to(torch.float64).requires_grad_()
+    y = fn(r, xl)
+    w = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((y * w).sum(), [xl] + [leaves[n] for n in names])
+    out = {"input": grads[0]}
+    out.update({n: t for n, t in zip(names, grads[1:])})
+    return w, out
+
+
+def cmd_make(d, cfg, dtype, seed, latents, images, tile, stride, grad):
     store = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
     os.makedirs(d, exist_ok=True)
     weights = {k: (v.to(store) if v.is_floating_point() else v) for k, v in random_weights(cfg, seed).items()}
@@ -452,12 +475,20 @@ def cmd_make(d, cfg, dtype, seed, latents, images, tile, stride):
         outs["sample.%d" % i] = ref.decode(z)
         if tile:
             outs["tiled_sample.%d" % i] = ref.tiled_decode(z, tile, stride)
+        if grad and i == 1:
+            w, gr = gradients(ref, weights, Ref.decode, z, "decoder", g)
+            ins["grad_weight.decode"] = w
+            outs.update({"grad.decode." + n: t for n, t in gr.items()})
     for i, (B, H, W) in enumerate(images, 1):
         x = (torch.rand(B, s.img_ch, H, W, generator=g, dtype=torch.float64) * 2 - 1).float()
         ins["images.%d" % i] = x
         outs["latent.%d" % i] = ref.encode(x)
         if tile:
             outs["tiled_latent.%d" % i] = ref.tiled_encode(x, tile, stride)
+        if grad and i == 1:
+            w, gr = gradients(ref, weights, Ref.encode, x, "encoder", g)
+            ins["grad_weight.encode"] = w
+            outs.update({"grad.encode." + n: t for n, t in gr.items()})
     safetensors_io.save(os.path.join(d, "inputs.safetensors"), ins)
     safetensors_io.save(os.path.join(d, "outputs.safetensors"), outs)
     unused = sorted(set(weights) - ref.used)
@@ -482,6 +513,8 @@ def main(argv):
     m.add_argument("--image", action="append", default=[], help="B,H,W of images to encode (repeatable)")
     m.add_argument("--tile", type=int, default=0, help="tile size in pixels (0: no tiled outputs)")
     m.add_argument("--stride", type=int, default=0, help="tile stride in pixels")
+    m.add_argument("--grad", action="store_true",
+                   help="also the gradients of sum(out * w) for the first latents and images")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "fixture":
@@ -490,7 +523,7 @@ def main(argv):
             if a.tile and not (0 < a.stride <= a.tile):
                 raise ValueError("--stride must be in 1..--tile")
             return cmd_make(a.dir, json.loads(a.config), a.dtype, a.seed, [dims(v) for v in a.latent],
-                            [dims(v) for v in a.image], a.tile, a.stride)
+                            [dims(v) for v in a.image], a.tile, a.stride, a.grad)
     except (OSError, ValueError, KeyError, safetensors_io.SafetensorsError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
