@@ -30,74 +30,24 @@ return function(grove, diffusers)
   end
 
   -- ---- the DC-AE's tensors --------------------------------------------------------
-  -- The names and shapes diffusers' AutoencoderDC gives a config (ResBlock
-  -- and EfficientViTBlock stages, stride-2 conv down-sampling, interpolate
-  -- up-sampling; every stage with at least one layer), as
-  -- {name, shape, kind}: kind "norm_w"/"norm_b"/"bias" or a fan-in.
+  -- The names and shapes of the DC-AE a config describes (grove.diffusers.vae's
+  -- AutoencoderDC built as shapes only), as {name, shape, kind}: kind
+  -- "norm_w" for a norm's weight (every 1-d weight is one), "bias", or the
+  -- fan-in.
   local function dcae_tensors(c)
+    local m = diffusers.AutoencoderDC(diffusers.vae_config(c, "tiny vae config"), c, {})
     local out = {}
-    local function add(name, shape, kind) out[#out + 1] = { name, shape, kind } end
-    local function conv(name, cout, cin, k, bias, groups)
-      groups = groups or 1
-      add(name .. ".weight", { cout, cin / groups, k, k }, cin / groups * k * k)
-      if bias then add(name .. ".bias", { cout }, "bias") end
-    end
-    local function norm(name, ch)
-      add(name .. ".weight", { ch }, "norm_w")
-      add(name .. ".bias", { ch }, "norm_b")
-    end
-    local head = c.attention_head_dim
-    local function block(prefix, kind, ch, scales)
-      if kind == "ResBlock" then
-        conv(prefix .. ".conv1", ch, ch, 3, true)
-        conv(prefix .. ".conv2", ch, ch, 3, false)
-        norm(prefix .. ".norm", ch)
-      elseif kind == "EfficientViTBlock" then
-        local heads = math.floor(ch / head)
-        local inner = heads * head
-        for _, p in ipairs { "to_q", "to_k", "to_v" } do add(prefix .. ".attn." .. p .. ".weight", { inner, ch }, ch) end
-        for s, k in ipairs(scales) do
-          local m = prefix .. ".attn.to_qkv_multiscale." .. (s - 1)
-          conv(m .. ".proj_in", 3 * inner, 3 * inner, k, false, 3 * inner)
-          conv(m .. ".proj_out", 3 * inner, 3 * inner, 1, false, 3 * heads)
-        end
-        add(prefix .. ".attn.to_out.weight", { ch, inner * (1 + #scales) }, inner * (1 + #scales))
-        norm(prefix .. ".attn.norm_out", ch)
-        local hidden = 4 * ch
-        conv(prefix .. ".conv_out.conv_inverted", 2 * hidden, ch, 1, true)
-        conv(prefix .. ".conv_out.conv_depth", 2 * hidden, 2 * hidden, 3, true, 2 * hidden)
-        conv(prefix .. ".conv_out.conv_point", ch, hidden, 1, false)
-        norm(prefix .. ".conv_out.norm", ch)
+    for _, np in ipairs(m:named_parameters()) do
+      local name, shape = np[1], np[2]:shape()
+      local kind
+      if #shape == 1 then
+        kind = name:find("%.weight$") and "norm_w" or "bias"
       else
-        fail("block type " .. tostring(kind) .. " is not one the tiny folder writes")
+        kind = 1
+        for i = 2, #shape do kind = kind * shape[i] end
       end
+      out[#out + 1] = { name, shape, kind }
     end
-    local enc, dec = c.encoder_block_out_channels, c.decoder_block_out_channels
-    local n = #enc
-    conv("encoder.conv_in", enc[1], c.in_channels, 3, true)
-    for i = 1, n do
-      local j = 0
-      for _ = 1, c.encoder_layers_per_block[i] do
-        block("encoder.down_blocks." .. (i - 1) .. "." .. j, c.encoder_block_types[i], enc[i], c.encoder_qkv_multiscales[i])
-        j = j + 1
-      end
-      if i < n then conv("encoder.down_blocks." .. (i - 1) .. "." .. j .. ".conv", enc[i + 1], enc[i], 3, true) end
-    end
-    conv("encoder.conv_out", c.latent_channels, enc[n], 3, true)
-    conv("decoder.conv_in", dec[n], c.latent_channels, 3, true)
-    for i = 1, n do
-      local j = 0
-      if i < n then
-        conv("decoder.up_blocks." .. (i - 1) .. ".0.conv", dec[i], dec[i + 1], 3, true)
-        j = 1
-      end
-      for _ = 1, c.decoder_layers_per_block[i] do
-        block("decoder.up_blocks." .. (i - 1) .. "." .. j, c.decoder_block_types[i], dec[i], c.decoder_qkv_multiscales[i])
-        j = j + 1
-      end
-    end
-    norm("decoder.norm_out", dec[1])
-    conv("decoder.conv_out", c.in_channels, dec[1], 3, true)
     return out
   end
   diffusers._dcae_tensors = dcae_tensors
