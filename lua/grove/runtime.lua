@@ -46,19 +46,36 @@ return function(grove)
   function grove.reset_peak_memory(device) C.grove_memory_reset_peak(device_ids[device or "cpu"] or C.GROVE_CPU) end
   function grove.empty_cache(device) C.grove_memory_empty_cache(device_ids[device or "cpu"] or C.GROVE_CPU) end
 
+  -- The collector's view and the core's: Lua heap KB, live bytes, tensors, nodes.
+  local cstats = ffi.new("grove_memory_stats")
+  local function counts()
+    local heap = collectgarbage("count")
+    C.grove_memory(C.GROVE_CPU, cstats)
+    return heap, tonumber(C.grove_memory_live_total()), tonumber(cstats.live_tensors), tonumber(cstats.live_nodes)
+  end
+
   -- Runs the collector until finalizers have released every unreachable
   -- tensor. One cycle runs the finalizers of what it found unreachable; what
   -- only those objects held becomes unreachable in the next, so a chain of
   -- holders (a module holding a table holding tensors) needs one cycle per
-  -- link: collect until a cycle frees nothing more.
+  -- link: collect until a cycle frees nothing more. "Nothing" counts tensor
+  -- objects and tape nodes as well as bytes (a view frees no bytes), and
+  -- takes two quiet cycles in a row: a cycle whose finalizers free only Lua
+  -- objects, while allocating as much, looks quiet and left a link of the
+  -- chain for later.
   function grove.collect()
-    local live_total = C.grove_memory_live_total
-    local heap, bytes = -1, -1
-    for _ = 1, 16 do
+    local heap, bytes, tensors, nodes = -1, -1, -1, -1
+    local quiet = 0
+    for _ = 1, 32 do
       collectgarbage("collect")
-      local h, b = collectgarbage("count"), tonumber(live_total())
-      if h >= heap and b == bytes then break end
-      heap, bytes = h, b
+      local h, b, t, n = counts()
+      if h >= heap and b == bytes and t == tensors and n == nodes then
+        quiet = quiet + 1
+        if quiet == 2 then break end
+      else
+        quiet = 0
+      end
+      heap, bytes, tensors, nodes = h, b, t, n
     end
   end
 
