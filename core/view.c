@@ -195,9 +195,10 @@ grove_tensor *grove_narrow(grove_tensor *t, int32_t dim, int64_t start, int64_t 
 {
     if (!gv_check_live("narrow", t)) return NULL;
     if (!gv_norm_dim("narrow", t, &dim)) return NULL;
-    if (start < 0 || length < 0 || start + length > t->shape[dim])
+    /* written so that no sum can overflow: start and length come from callers */
+    if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start)
         return gv_fail_null("narrow: range [%lld, %lld) out of bounds for dimension %d of %s", (long long)start,
-                            (long long)(start + length), dim, gv_shape_str(t));
+                            (long long)((uint64_t)start + (uint64_t)length), dim, gv_shape_str(t));
     int64_t sh[GROVE_MAX_DIMS];
     memcpy(sh, t->shape, sizeof sh);
     sh[dim] = length;

@@ -175,6 +175,9 @@ return function(grove)
   function M.size(t, d)
     if d == nil then return M.shape(t) end
     local n = t.p.ndim
+    if type(d) ~= "number" or d % 1 ~= 0 then
+      error("size: dimension " .. tostring(d) .. " is invalid (dimensions are 1-based; -1 is the last)", 2)
+    end
     local i = d < 0 and n + d or d - 1
     if d == 0 or i < 0 or i >= n then error("size: dimension " .. tostring(d) .. " out of range for a " .. n .. "-d tensor", 2) end
     return tonumber(t.p.shape[i])
@@ -191,8 +194,15 @@ return function(grove)
   end
 
   -- ---- values ----------------------------------------------------------------
+  -- Reading into Lua: a (possibly expanded, stride-0) tensor with more
+  -- elements than this is refused before a buffer is asked for.
+  local MAX_READ = 2 ^ 27
   local function read_all(t)
     local n = M.numel(t)
+    if n > MAX_READ then
+      error("tolist: " .. M.shape_str(t) .. " has " .. string.format("%.0f", n) .. " elements; reading into Lua is " ..
+            "limited to " .. MAX_READ, 3)
+    end
     local buf = ffi.new("double[?]", n > 0 and n or 1)
     if C.grove_tensor_read_doubles(t.p, buf, n) ~= 0 then fail(3) end
     return buf, n
@@ -297,6 +307,9 @@ return function(grove)
     if type(step) == "table" then opts, step = step, nil end
     if type(b) == "table" then opts, b = b, nil end
     if b == nil then a, b = 0, a end
+    for _, v in ipairs { { a, "start" }, { b, "end" }, { step or 1, "step" } } do
+      if type(v[1]) ~= "number" then error("arange: " .. v[2] .. " must be a number, got " .. type(v[1]), 2) end
+    end
     opts = options(opts)
     return finish_new(wrap(C.grove_arange(a, b, step or 1, dtype_id(opts.dtype, "arange"))), opts)
   end
@@ -377,7 +390,12 @@ return function(grove)
   grove._cindex = cindex
   function M.narrow(t, d, start, len)
     local cd = cdim(d, "narrow")
-    local n = tonumber(t.p.shape[cd < 0 and t.p.ndim + cd or cd]) or 0
+    local i = cd < 0 and t.p.ndim + cd or cd
+    -- checked before the shape array is read (an FFI index is not bounds-checked)
+    if i < 0 or i >= t.p.ndim then
+      error("narrow: dimension " .. d .. " out of range for " .. M.shape_str(t) .. " (" .. t.p.ndim .. " dimensions)", 2)
+    end
+    local n = tonumber(t.p.shape[i])
     cindex(start, "narrow", "start")
     if type(len) ~= "number" or len % 1 ~= 0 or len < 0 then
       error("narrow: length " .. tostring(len) .. " is not a non-negative integer", 2)
@@ -734,6 +752,7 @@ return function(grove)
   function grove.stack(ts, d)
     local n, arr = tensor_list(ts, "stack")
     d = d or 1
+    cdim(d, "stack")
     -- stack may insert after the last dimension: -1 means a new last dim
     local cd = d > 0 and d - 1 or ((n > 0 and ts[1].p.ndim or 0) + 1 + d)
     return wrap(C.grove_stack(n, arr, cd))
