@@ -37,6 +37,17 @@ spec.describe("1-based positions", function()
     spec.eq(t:narrow(1, -2, 2):tolist()[2], 4)
   end)
 
+  spec.it("a dimension far out of range is an error, never a read outside the shape (it was a segfault)", function()
+    local t = grove.zeros { 3, 4 }
+    spec.raises(function() return t:narrow(2 ^ 40, 1, 1) end, "narrow: dimension 1099511627776 out of range for [3,4]")
+    spec.raises(function() return t:narrow(-2 ^ 40, 1, 1) end, "out of range for [3,4]")
+    spec.raises(function() return t:narrow(1, 2 ^ 62, 2 ^ 62) end, "out of bounds for dimension 1 of [3,4]")
+    spec.raises(function() return t:size("2") end, "size: dimension 2 is invalid")
+    spec.raises(function() return grove.arange(nil) end, "arange: end must be a number, got nil")
+    spec.raises(function() return grove.stack({ t, t }, 0) end, "stack: dimension 0 is invalid")
+    spec.raises(function() return t:expand { 2 ^ 40, 3, 4 }:tolist() end, "elements; reading into Lua is limited to")
+  end)
+
   spec.it("squeeze(0) is an error, not squeeze-all; squeeze(d) drops only d", function()
     local t = grove.zeros { 1, 3, 1 }
     spec.raises(function() return t:squeeze(0) end, "squeeze: dimension 0 is invalid")
