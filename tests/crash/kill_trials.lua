@@ -1,0 +1,147 @@
+-- Crash safety: a child grove process writes in a loop (a safetensors
+-- checkpoint, a sharded diffusers folder, or a training run saving every
+-- step) and is killed with SIGKILL at a random moment; then the file must
+-- load and hold one complete generation of what was written, and the next
+-- successful save must leave no temporary file behind.
+--
+--   build/grove tests/crash/kill_trials.lua [--trials N] [--kind save|folder|train|all] [--seed S]
+--
+-- Prints one line per kind; exits with status 1 on the first bad trial.
+local args = require "grove.cli.args"
+local o = args.parse(arg, {
+  { "trials", "number", 5, "trials per kind", check = args.count },
+  { "kind", "string", "all", "save, folder, train or all" },
+  { "seed", "number", 1, "seed of the kill times", check = args.seed },
+}, { usage = "grove tests/crash/kill_trials.lua [options]" })
+if not o then return end
+math.randomseed(o.seed)
+
+local exe = arg[-1]
+local function sh(cmd) return os.execute(cmd) end
+local function tmpdir()
+  local p = io.popen("mktemp -d"); local d = p:read("*l"); p:close(); return d
+end
+local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
+local function list(dir)
+  local p = io.popen("ls -A '" .. dir .. "' 2>/dev/null"); local s = p:read("*a"); p:close()
+  local out = {}
+  for l in s:gmatch("[^\n]+") do out[#out + 1] = l end
+  return out
+end
+
+-- The children: each writes generation g = 1, 2, ... forever, every
+-- tensor filled with g, so a loaded file names the generation it holds.
+local child = {
+  save = [[
+    local path = arg[1]
+    local g = 0
+    while true do
+      g = g + 1
+      local t = {}
+      for i = 1, 8 do t["w" .. i] = grove.full({ 64, 256 }, g) end
+      grove.save_safetensors(path, t, { generation = tostring(g) })
+    end]],
+  folder = [[
+    local dir = arg[1]
+    local g = 0
+    while true do
+      g = g + 1
+      local t = {}
+      for i = 1, 8 do t["w" .. i] = grove.full({ 64, 256 }, g) end
+      grove.diffusers.write_component(dir, { _class_name = "Test", generation = g }, t, { max_shard_bytes = 3 * 65536 })
+    end]],
+  train = [[
+    grove.train.run { preset = "tiny", batch = 2, steps = 100000, save_every = 1, sample_every = 0, log_every = 100000,
+                      eval = false, seed = 3, out = arg[1], config = { depth = 1, width = 64, cross_heads = 2 },
+                      text_depth = 1, text_heads = 2 }]],
+}
+
+-- Checks what a killed child left; returns nil or a message.
+local check = {
+  save = function(dir)
+    local path = dir .. "/ckpt.safetensors"
+    if not exists(path) then return nil, "none" end -- killed before the first save finished
+    local ok, t, meta = pcall(grove.load_safetensors, path)
+    if not ok then return "the checkpoint does not load: " .. tostring(t) end
+    local g = tonumber(meta.generation)
+    for i = 1, 8 do
+      local x = t["w" .. i]
+      if not x or x:min():item() ~= g or x:max():item() ~= g then return "tensor w" .. i .. " is not generation " .. g end
+    end
+    return nil, g
+  end,
+  folder = function(dir)
+    local path = dir .. "/out"
+    if not exists(path .. "/config.json") then return nil, "none" end
+    local ok, comp = pcall(grove.diffusers.component, path)
+    if not ok then return "the folder does not load: " .. tostring(comp) end
+    local g = comp.config.generation
+    local gens = {}
+    for i = 1, 8 do
+      local ok2, x = pcall(comp.load, comp, "w" .. i)
+      if not ok2 then comp:close(); return "w" .. i .. " does not load: " .. tostring(x) end
+      if x:min():item() ~= x:max():item() then comp:close(); return "w" .. i .. " holds two generations" end
+      gens[i] = x:max():item()
+    end
+    comp:close()
+    for i = 1, 8 do
+      if gens[i] ~= g then
+        return "config.json is generation " .. g .. " but the shards hold generations " .. table.concat(gens, ",")
+      end
+    end
+    return nil, g
+  end,
+  train = function(dir)
+    local path = dir .. "/run/checkpoint.safetensors"
+    if not exists(path) then return nil, "none" end
+    local ok, parts = pcall(grove.train.load_for_inference, path)
+    if not ok then return "the checkpoint does not load: " .. tostring(parts) end
+    return nil, parts.step
+  end,
+}
+
+-- The next save after a kill: it must succeed and leave no temporary file.
+local resave = {
+  save = function(dir) grove.save_safetensors(dir .. "/ckpt.safetensors", { w = grove.zeros { 2 } }) return dir end,
+  folder = function(dir)
+    grove.diffusers.write_component(dir .. "/out", { _class_name = "Test" }, { w = grove.zeros { 2 } })
+    return dir .. "/out"
+  end,
+  train = function(dir)
+    grove.train.run { preset = "tiny", batch = 2, steps = 1, save_every = 1, sample_every = 0, log_every = 100000,
+                      eval = false, seed = 3, out = dir .. "/run2", config = { depth = 1, width = 64, cross_heads = 2 },
+                      text_depth = 1, text_heads = 2 }
+    return dir .. "/run2"
+  end,
+}
+
+local kinds = o.kind == "all" and { "save", "folder", "train" } or { o.kind }
+for _, kind in ipairs(kinds) do
+  if not child[kind] then error("unknown --kind " .. kind .. " (save, folder, train or all)", 0) end
+  local seen, t0 = {}, os.time()
+  for trial = 1, o.trials do
+    local dir = tmpdir()
+    local script = dir .. "/child.lua"
+    local f = assert(io.open(script, "w")); f:write(child[kind]); f:close()
+    local target = kind == "save" and dir .. "/ckpt.safetensors" or kind == "folder" and dir .. "/out" or dir .. "/run"
+    -- grove starts in ~0.2 s; a kill from 0.3 s to 3 s lands in the loop
+    local delay = string.format("%.3f", 0.3 + math.random() * (kind == "train" and 6 or 2.7))
+    sh(string.format("timeout -s KILL %s '%s' '%s' '%s' > /dev/null 2>&1", delay, exe, script, target))
+    local err, g = check[kind](dir)
+    if err then
+      io.stderr:write(string.format("kill_trials: %s trial %d (killed after %s s): %s (left in %s)\n", kind, trial, delay, err, dir))
+      os.exit(1)
+    end
+    seen[#seen + 1] = tostring(g)
+    local where = resave[kind](dir)
+    for _, name in ipairs(list(where)) do
+      if name:match("%.tmp$") then
+        io.stderr:write(string.format("kill_trials: %s trial %d: %s/%s left after the next save\n", kind, trial, where, name))
+        os.exit(1)
+      end
+    end
+    sh("rm -rf '" .. dir .. "'")
+  end
+  print(string.format("%s: %d kills, every time the last complete save loaded and the next save left no temporary " ..
+                      "file (%d s; generations/steps found: %s)", kind, o.trials, os.time() - t0, table.concat(seen, " ")))
+end
