@@ -32,6 +32,9 @@ bool gv_shape_ok(const char *op, int32_t ndim, const int64_t *shape)
         gv_fail("%s: missing shape", op);
         return false;
     }
+    /* The bound is on the product of the non-zero sizes, not only on the
+     * element count: a tensor with no elements ([0, 2^62, 2^62]) would
+     * otherwise be accepted, and its strides overflow. */
     int64_t n = 1;
     for (int32_t i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
@@ -42,7 +45,7 @@ bool gv_shape_ok(const char *op, int32_t ndim, const int64_t *shape)
             gv_fail("%s: shape %s has too many elements", op, gv_dims_str(ndim, shape));
             return false;
         }
-        n *= shape[i];
+        if (shape[i] > 0) n *= shape[i];
     }
     return true;
 }

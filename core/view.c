@@ -78,6 +78,7 @@ static bool infer_shape(const char *op, const grove_tensor *t, int32_t ndim, con
     for (int32_t i = 0; i < ndim; i++) {
         if (shape[i] == -1 && infer < 0) {
             infer = i;
+            out[i] = 1;
             continue;
         }
         if (shape[i] < 0) {
@@ -85,8 +86,11 @@ static bool infer_shape(const char *op, const grove_tensor *t, int32_t ndim, con
             return false;
         }
         out[i] = shape[i];
-        known *= shape[i];
     }
+    /* bounded before multiplying: sizes come from callers */
+    if (!gv_shape_ok(op, ndim, out)) return false;
+    for (int32_t i = 0; i < ndim; i++)
+        if (i != infer) known *= out[i];
     int64_t n = grove_tensor_numel(t);
     if (infer >= 0) {
         if (known == 0 || n % known) {
@@ -95,6 +99,7 @@ static bool infer_shape(const char *op, const grove_tensor *t, int32_t ndim, con
         }
         out[infer] = n / known;
         known = n;
+        if (!gv_shape_ok(op, ndim, out)) return false;
     }
     if (known != n) {
         gv_fail("%s: cannot view %s (%lld elements) as %s (%lld elements)", op, gv_shape_str(t), (long long)n,
@@ -233,6 +238,8 @@ grove_tensor *grove_expand(grove_tensor *t, int32_t ndim, const int64_t *shape)
         return gv_fail_null("expand: cannot expand %s to %s", gv_shape_str(t), gv_dims_str(ndim, shape));
     int64_t sh[GROVE_MAX_DIMS], st[GROVE_MAX_DIMS];
     int32_t lead = ndim - t->ndim;
+    for (int32_t i = 0; i < ndim; i++) sh[i] = shape[i] == -1 ? 1 : shape[i];
+    if (!gv_shape_ok("expand", ndim, sh)) return NULL;
     for (int32_t i = 0; i < ndim; i++) {
         int32_t it = i - lead;
         int64_t have = it >= 0 ? t->shape[it] : 1;

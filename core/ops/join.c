@@ -201,6 +201,9 @@ grove_tensor *grove_pad(grove_tensor *x, int32_t npairs, const int64_t *pads, do
             return gv_fail_null("pad: negative padding (%lld, %lld) for dimension %d of %s; only constant padding "
                                 "with pads >= 0 is supported (use narrow to crop)",
                                 (long long)lo, (long long)hi, d, gv_shape_str(x));
+        if (lo > ((int64_t)1 << 50) || hi > ((int64_t)1 << 50))
+            return gv_fail_null("pad: padding (%lld, %lld) for dimension %d of %s is too large", (long long)lo,
+                                (long long)hi, d, gv_shape_str(x));
         before[d] = lo;
         shape[d] += lo + hi;
     }
