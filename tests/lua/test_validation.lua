@@ -48,6 +48,15 @@ spec.describe("1-based positions", function()
     spec.raises(function() return t:expand { 2 ^ 40, 3, 4 }:tolist() end, "elements; reading into Lua is limited to")
   end)
 
+  spec.it("sizes whose product overflows are refused even when the tensor has no elements", function()
+    spec.raises(function() return grove.zeros { 0, 2 ^ 40, 2 ^ 40 } end, "has too many elements")
+    spec.raises(function() return grove.zeros { 0, 3 }:view { 0, 2 ^ 40, 2 ^ 40 } end, "has too many elements")
+    spec.raises(function() return grove.zeros { 0, 3 }:reshape { 2 ^ 62, 2 ^ 62, 0 } end, "has too many elements")
+    spec.raises(function() return grove.zeros { 1, 3 }:expand { 2 ^ 40, 2 ^ 40, 3 } end, "expand: shape [")
+    spec.raises(function() return grove.zeros { 2, 3 }:pad { 2 ^ 62, 2 ^ 62 } end, "pad: padding")
+    spec.eq(grove.zeros { 0, 3 }:view { 0, 3, 1 }:shape_str(), "[0,3,1]")
+  end)
+
   spec.it("squeeze(0) is an error, not squeeze-all; squeeze(d) drops only d", function()
     local t = grove.zeros { 1, 3, 1 }
     spec.raises(function() return t:squeeze(0) end, "squeeze: dimension 0 is invalid")
