@@ -76,6 +76,38 @@ return function(grove, diffusers)
     error(where .. ": key '" .. bad[1] .. "' is not implemented by grove" .. more, 0)
   end
 
+  -- A config value as errors show it: strings quoted, lists as JSON.
+  function diffusers.show_value(v)
+    if type(v) == "table" then return (grove.json.encode(v):gsub("%s+", "")) end
+    if type(v) == "string" then return '"' .. v .. '"' end
+    return tostring(v)
+  end
+
+  -- The opening every component's config reader shares: every key is one of
+  -- defaults (diffusers' defaults) or inert (keys that change nothing) and
+  -- _class_name, when given, is class. Returns get(k), the value or its
+  -- default, and bad(k, want [, v]), which raises
+  -- "<where>: key '<k>' is <v>; grove needs <want>".
+  function diffusers.config_reader(config, class, defaults, inert, where)
+    local known = {}
+    for k in pairs(defaults) do known[k] = true end
+    for k in pairs(inert) do known[k] = true end
+    diffusers.check_config(config, known, where)
+    if config._class_name ~= nil and config._class_name ~= class then
+      error(where .. ": _class_name is '" .. tostring(config._class_name) .. "', grove reads " .. class .. " here", 0)
+    end
+    local function get(k)
+      local v = config[k]
+      if v == nil then v = defaults[k] end
+      return v
+    end
+    local function bad(k, want, v)
+      if v == nil then v = get(k) end
+      error(string.format("%s: key '%s' is %s; grove needs %s", where, k, diffusers.show_value(v), want), 0)
+    end
+    return get, bad
+  end
+
   -- File names of one weights stem in one variant.
   local function weight_names(stem, variant)
     local v = variant and ("." .. variant) or ""

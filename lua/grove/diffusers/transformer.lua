@@ -34,27 +34,7 @@ return function(grove)
   function diffusers.transformer_config(config, where)
     where = where or "transformer config"
     if type(config) ~= "table" then error(where .. ": expected a config table, got " .. type(config), 2) end
-    local known = {}
-    for k in pairs(DEFAULTS) do known[k] = true end
-    for k in pairs(INERT) do known[k] = true end
-    if diffusers.check_config then
-      diffusers.check_config(config, known, where)
-    else
-      for k in pairs(config) do
-        if not known[k] then error(where .. ": key '" .. tostring(k) .. "' is not implemented by grove", 0) end
-      end
-    end
-    if config._class_name ~= nil and config._class_name ~= CLASS then
-      error(where .. ": _class_name is '" .. tostring(config._class_name) .. "', grove reads " .. CLASS .. " here", 0)
-    end
-    local function get(k)
-      local v = config[k]
-      if v == nil then v = DEFAULTS[k] end
-      return v
-    end
-    local function bad(k, want)
-      error(string.format("%s: key '%s' is %s; grove needs %s", where, k, tostring(config[k] == nil and DEFAULTS[k] or config[k]), want), 0)
-    end
+    local get, bad = diffusers.config_reader(config, CLASS, DEFAULTS, INERT, where)
     -- Sizes are bounded before anything is built from them: a config from a
     -- stranger must not make grove loop over 10^15 blocks or size a tensor
     -- past memory (released models: at most 60 blocks, widths of 2240).

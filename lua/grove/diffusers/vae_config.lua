@@ -3,7 +3,6 @@
 -- option grove does not compute refused with its key and value
 -- (docs/diffusers.md, "DC-AE").
 return function(grove, diffusers)
-  local json = grove.json
   local CLASS = "AutoencoderDC"
   local MAX_SIZE, MAX_LAYERS, MAX_STAGES, MAX_KERNEL = 2 ^ 17, 4096, 16, 31
 
@@ -27,11 +26,7 @@ return function(grove, diffusers)
   local BLOCKS = { ResBlock = true, EfficientViTBlock = true }
   local NORMS = { rms_norm = true, batch_norm = true }
 
-  local function show(v)
-    if type(v) == "table" then return (json.encode(v):gsub("%s+", "")) end
-    if type(v) == "string" then return '"' .. v .. '"' end
-    return tostring(v)
-  end
+  local show = diffusers.show_value
 
   -- The autoencoder's settings from a parsed config.json; where names the
   -- file. Every key is checked; an option grove does not compute is refused
@@ -39,22 +34,7 @@ return function(grove, diffusers)
   local function read_config(config, where)
     where = where or "vae config"
     if type(config) ~= "table" then error(where .. ": expected a config table, got " .. type(config), 0) end
-    local known = {}
-    for k in pairs(DEFAULTS) do known[k] = true end
-    for k in pairs(INERT) do known[k] = true end
-    diffusers.check_config(config, known, where)
-    if config._class_name ~= nil and config._class_name ~= CLASS then
-      error(where .. ": _class_name is '" .. tostring(config._class_name) .. "', grove reads " .. CLASS .. " here", 0)
-    end
-    local function get(k)
-      local v = config[k]
-      if v == nil then v = DEFAULTS[k] end
-      return v
-    end
-    local function bad(k, want, v)
-      if v == nil then v = get(k) end
-      error(string.format("%s: key '%s' is %s; grove needs %s", where, k, show(v), want), 0)
-    end
+    local get, bad = diffusers.config_reader(config, CLASS, DEFAULTS, INERT, where)
     -- Sizes are bounded before anything is built from them: a config from a
     -- stranger must not make grove loop for ever or size a tensor past
     -- memory (the released autoencoder: 6 stages, widths up to 1024).
