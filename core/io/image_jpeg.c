@@ -47,6 +47,26 @@ static void jpeg_message(j_common_ptr c, int level)
 
 static void jpeg_silent(j_common_ptr c) { (void)c; }
 
+/* Memory libjpeg may use for its own work arrays: enough for a progressive
+ * image at the pixel limit's usual shapes (2 bytes per coefficient, 64 per
+ * 8×8 block, 1.5 blocks per 64 pixels with 4:2:0 chroma: 3 bytes a pixel). */
+#define JPEG_MAX_WORK_BYTES (1l << 30)
+
+/* A Huffman-coded block costs at least one bit for its DC code and, in a
+ * sequential scan, one more for its AC codes (an end-of-block code at the
+ * least: no Huffman code is shorter than a bit). A progressive image sends
+ * each block's DC in a scan of its own, one bit at the least. Counting only
+ * the blocks of the component at full resolution (the widest sampling
+ * factors) gives a bound no valid file exceeds. Arithmetic coding can go
+ * below a bit per block and gets no such bound, only the work-memory one. */
+static bool jpeg_size_implausible(const struct jpeg_decompress_struct *c, size_t len)
+{
+    if (c->arith_code) return false;
+    uint64_t blocks = (uint64_t)((c->image_width + 7) / 8) * ((c->image_height + 7) / 8);
+    uint64_t bits_per_block = c->progressive_mode ? 1 : 2;
+    return blocks * bits_per_block > (uint64_t)len * 8;
+}
+
 grove_tensor *gv_image_decode_jpeg(const char *op, const char *name, const unsigned char *buf, size_t len,
                                    int32_t min_side)
 {
@@ -79,6 +99,19 @@ grove_tensor *gv_image_decode_jpeg(const char *op, const char *name, const unsig
         jpeg_destroy_decompress(&cinfo);
         return NULL;
     }
+    /* The header's size is only a claim: tie it to the bytes that follow
+     * before anything is allocated for it, so that a few hundred bytes
+     * cannot ask for gigabytes. */
+    if (jpeg_size_implausible(&cinfo, len)) {
+        gv_fail("%s: %s: JPEG declares %u x %u pixels, more than %zu bytes of Huffman-coded data can hold", op,
+                name, cinfo.image_width, cinfo.image_height, len);
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
+    /* libjpeg's own buffers (a progressive image's coefficients: 2 bytes per
+     * coefficient of every block) are bounded too; past it libjpeg fails
+     * with "backing store not supported" instead of allocating. */
+    cinfo.mem->max_memory_to_use = JPEG_MAX_WORK_BYTES;
     bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     if (min_side > 0) {

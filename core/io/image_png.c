@@ -7,6 +7,7 @@
 #include "image.h"
 #include "png.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,16 +18,38 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Signature, then the IHDR chunk: length, "IHDR", width, height. The size
+ * it declares is checked before lodepng allocates for it: against the
+ * pixel limit, and against the file's length. Deflate expands by 1032:1 at
+ * most and a pixel is one bit at the least (a 1-bit grey image), so len
+ * bytes hold at most about 8 · 1032 · len pixels; a larger claim is a
+ * decompression bomb or a damaged header. */
+static bool png_header_ok(const char *op, const char *name, const unsigned char *buf, size_t len)
+{
+    const char *sep = name ? ": " : "";
+    if (!name) name = "";
+    if (len < 24 || memcmp(buf + 12, "IHDR", 4) != 0) {
+        gv_fail("%s: %s%struncated PNG (no complete header)", op, name, sep);
+        return false;
+    }
+    uint32_t w = be32(buf + 16), h = be32(buf + 20);
+    uint64_t hw = (uint64_t)w * h;
+    if (hw > GROVE_IMAGE_MAX_PIXELS) {
+        gv_fail("%s: %s%sPNG of %u x %u pixels is larger than the %d-pixel limit", op, name, sep, w, h,
+                GROVE_IMAGE_MAX_PIXELS);
+        return false;
+    }
+    if (hw > (uint64_t)len * 8 * 1040) {
+        gv_fail("%s: %s%sPNG declares %u x %u pixels, more than %zu bytes of deflate data can hold", op, name, sep, w,
+                h, len);
+        return false;
+    }
+    return true;
+}
+
 grove_tensor *gv_image_decode_png(const char *op, const char *name, const unsigned char *buf, size_t len)
 {
-    /* Signature, then the IHDR chunk: length, "IHDR", width, height. Check
-     * the size before lodepng allocates for it. */
-    if (len < 24 || memcmp(buf + 12, "IHDR", 4) != 0)
-        return gv_fail_null("%s: %s: truncated PNG (no complete header)", op, name);
-    uint64_t hw = (uint64_t)be32(buf + 16) * be32(buf + 20);
-    if (hw > GROVE_IMAGE_MAX_PIXELS)
-        return gv_fail_null("%s: %s: PNG of %u x %u pixels is larger than the %d-pixel limit", op, name,
-                            be32(buf + 16), be32(buf + 20), GROVE_IMAGE_MAX_PIXELS);
+    if (!png_header_ok(op, name, buf, len)) return NULL;
     unsigned char *rgba = NULL;
     unsigned w = 0, h = 0;
     unsigned err = gv_png_decode_rgba(&rgba, &w, &h, buf, len);
@@ -108,16 +131,7 @@ int64_t grove_png_text(const void *data, int64_t size, char *buf, int64_t cap)
     }
     /* lodepng decodes the pixels to reach the chunks after them: the size
      * is checked first, as for reading the image */
-    const unsigned char *b = data;
-    if (size < 24 || memcmp(b + 12, "IHDR", 4) != 0) {
-        gv_fail("%s: truncated PNG (no complete header)", op);
-        return -1;
-    }
-    if ((uint64_t)be32(b + 16) * be32(b + 20) > GROVE_IMAGE_MAX_PIXELS) {
-        gv_fail("%s: PNG of %u x %u pixels is larger than the %d-pixel limit", op, be32(b + 16), be32(b + 20),
-                GROVE_IMAGE_MAX_PIXELS);
-        return -1;
-    }
+    if (!png_header_ok(op, NULL, data, (size_t)size)) return -1;
     char *text = NULL;
     size_t len = 0;
     unsigned err = gv_png_read_text(data, (size_t)size, &text, &len);

@@ -151,6 +151,40 @@ spec.describe("image files", function()
     spec.raises(function() grove.image.load(42) end, "expected a file path")
     spec.raises(function() grove.image.save(at("nodir/x.png"), solid(2, 2, { 1, 2, 3 })) end, "does not exist")
   end)
+
+  -- A header's width and height are a claim: a small file declaring a huge
+  -- image (a decompression bomb, or a damaged header) is refused before
+  -- anything is allocated for it.
+  spec.it("a size the file's bytes cannot hold is refused before decoding", function()
+    local function be16(n) return string.char(math.floor(n / 256) % 256, n % 256) end
+    local function be32(n) return be16(math.floor(n / 65536)) .. be16(n % 65536) end
+    -- PNG: width and height are bytes 17..24, inside IHDR
+    grove.image.save(at("small.png"), solid(4, 4, { 9, 9, 9 }))
+    local png = read_all(at("small.png"))
+    local function png_sized(w, h) return png:sub(1, 16) .. be32(w) .. be32(h) .. png:sub(25) end
+    spec.raises(function() grove.image.decode(png_sized(20000, 20000), "huge.png") end,
+                "huge.png: PNG of 20000 x 20000 pixels is larger than the 268435456-pixel limit")
+    spec.raises(function() grove.image.decode(png_sized(8000, 8000), "bomb.png") end,
+                "bomb.png: PNG declares 8000 x 8000 pixels, more than " .. #png .. " bytes of deflate data can hold")
+    write_all(at("bomb.png"), png_sized(8000, 8000))
+    spec.raises(function() grove.image.read_text(at("bomb.png")) end, "PNG declares 8000 x 8000 pixels, more than " .. #png .. " bytes")
+    -- JPEG: the frame header (SOF0 baseline, SOF2 progressive) holds
+    -- FF Cn, length, precision, height, width
+    for _, f in ipairs { data_dir .. "/quadrants.jpg", here .. "/../fuzz/corpus/jpeg/progressive.jpg" } do
+      local jpg = read_all(f)
+      local at_sof = jpg:find("\255[\192\194]")
+      spec.assert(at_sof, f .. ": a SOF0 or SOF2 marker")
+      local sized = jpg:sub(1, at_sof + 4) .. be16(8000) .. be16(8000) .. jpg:sub(at_sof + 9)
+      spec.raises(function() grove.image.decode(sized, "bomb.jpg") end,
+                  "bomb.jpg: JPEG declares 8000 x 8000 pixels, more than " .. #jpg .. " bytes of Huffman-coded data can hold")
+      -- the untouched file still decodes
+      spec.eq(grove.image.decode(jpg, "ok.jpg"):dim(), 3)
+    end
+    -- a flat image is as compressible as images get, and still decodes
+    local white = solid(1024, 1024, { 255, 255, 255 })
+    grove.image.save(at("white.png"), white)
+    spec.eq(maxdiff(grove.image.load(at("white.png")), white), 0, "a flat 1024² PNG")
+  end)
 end)
 
 spec.describe("image resize_crop", function()
