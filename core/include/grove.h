@@ -578,6 +578,19 @@ int32_t grove_path_kind(const char *path);
 grove_status grove_path_real(const char *path, char *out, int64_t cap);
 /* Makes a directory and its missing parents (mkdir -p); an existing one is fine. */
 grove_status grove_dir_make(const char *path);
+/* Puts the folder `staged` at `dir` in one step: renamed there when dir does
+ * not exist, else swapped with it (Linux's RENAME_EXCHANGE; two renames on
+ * file systems without it), the old folder then renamed to `old` for the
+ * caller to remove. A reader sees the old folder or the new one, whole. */
+grove_status grove_dir_replace(const char *staged, const char *dir, const char *old);
+/* Removes a file or a folder with everything in it (rm -rf), never following
+ * symbolic links; a missing path is fine. */
+grove_status grove_dir_remove(const char *path);
+/* Makes dst a copy of the file or folder src that costs no space: files
+ * hard-linked (copied where the file system cannot link them), folders
+ * made anew and filled the same way, symbolic links recreated as they
+ * read (never followed). dst must not exist. */
+grove_status grove_path_link(const char *src, const char *dst);
 
 /* The built-in 5×7 font in a 6×8 cell per character, times scale. */
 enum { GROVE_FONT_WIDTH = 6, GROVE_FONT_HEIGHT = 8 };

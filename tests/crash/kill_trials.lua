@@ -134,8 +134,9 @@ for _, kind in ipairs(kinds) do
     end
     seen[#seen + 1] = tostring(g)
     local where = resave[kind](dir)
-    for _, name in ipairs(list(where)) do
-      if name:match("%.tmp$") then
+    -- a folder is staged beside itself (out.tmp, out.old), a file inside it
+    for _, name in ipairs(list(kind == "folder" and dir or where)) do
+      if name:match("%.tmp$") or name:match("%.old$") then
         io.stderr:write(string.format("kill_trials: %s trial %d: %s/%s left after the next save\n", kind, trial, where, name))
         os.exit(1)
       end

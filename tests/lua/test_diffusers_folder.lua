@@ -198,6 +198,39 @@ spec.describe("diffusers folders", function()
     rm_rf(dir)
   end)
 
+  spec.it("replaces a folder whole: other files stay, a failed write changes nothing", function()
+    local dir = spec.tmpdir()
+    local comp = dir .. "/transformer"
+    local ts = sample_tensors()
+    diffusers.write_component(comp, config, ts, { max_shard_bytes = 600 })
+    write_all(comp .. "/README.md", "notes")
+    os.execute("mkdir -p '" .. comp .. "/extra' && echo x > '" .. comp .. "/extra/f.txt'")
+    diffusers.write_component(comp, config, ts, { variant = "fp16" })
+    -- the sharded write's shards stay: another variant is another name
+    spec.eq(read_all(comp .. "/README.md"), "notes")
+    spec.eq(read_all(comp .. "/extra/f.txt"), "x\n")
+    local listing = spec.run("ls " .. dir)
+    spec.eq(listing, "transformer\n", "no staging folder left beside it")
+    -- a source that fails halfway: the folder is as it was, nothing staged is left
+    local before = spec.run("ls -R " .. comp)
+    local failing = {
+      names = function() return { "a", "b" } end,
+      info = function() return { dtype = "f32", shape = { 4 } } end,
+      load = function(_, n) if n == "b" then error("cannot read b", 0) end return grove.zeros { 4 } end,
+    }
+    spec.raises(function() diffusers.write_component(comp, config, failing) end, "cannot read b")
+    spec.eq(spec.run("ls -R " .. comp), before)
+    spec.eq(spec.run("ls " .. dir), "transformer\n")
+    local c = diffusers.component(dir, "transformer")
+    for name, t in pairs(ts) do same(c:load(name), t, name) end
+    c:close()
+    -- a file where the folder should be is refused, not replaced
+    write_all(dir .. "/file", "keep me")
+    spec.raises(function() diffusers.write_component(dir .. "/file", config, ts) end, "exists and is not a folder")
+    spec.eq(read_all(dir .. "/file"), "keep me")
+    rm_rf(dir)
+  end)
+
   spec.it("reads and writes variants under diffusers' names", function()
     local dir = spec.tmpdir()
     local ts = sample_tensors()

@@ -433,31 +433,13 @@ return function(grove, diffusers)
            function(n) return tensors[n], false end
   end
 
-  -- Writes a component folder: config.json (sorted keys, as diffusers
-  -- writes it) and the tensors as <weights_name>.safetensors, or, when they
-  -- exceed opts.max_shard_bytes, as shards <weights_name>-0000i-of-0000K
-  -- .safetensors with <weights_name>.safetensors.index.json. tensors:
-  -- {name = tensor} or a component (anything with names/info/load: copied
-  -- one tensor at a time). opts: max_shard_bytes (default: one file),
-  -- weights_name (default "diffusion_pytorch_model"), variant (adds
-  -- ".<variant>" as diffusers names it), metadata (each file's safetensors
-  -- metadata, default {format = "pt"}). Every file goes to a temporary and
-  -- is renamed into place, config.json last; weight files of the same name
-  -- left from an earlier write (other shard counts) are removed. Dtypes are
-  -- kept. Returns {files = {...}, total_size = bytes}.
-  function diffusers.write_component(dir, config, tensors, opts)
-    opts = opts or {}
-    if type(dir) ~= "string" then error("diffusers.write_component: expected a folder path, got " .. type(dir), 2) end
-    if type(config) ~= "table" then error("diffusers.write_component: expected a config table, got " .. type(config), 2) end
-    local max = opts.max_shard_bytes
-    if max ~= nil and (type(max) ~= "number" or max < 1) then
-      error("diffusers.write_component: max_shard_bytes must be a positive number", 2)
-    end
-    local names, info, load = tensor_source(tensors)
-    local config_text = json.encode(config) -- before any file is touched: a bad config changes nothing
-    if C.grove_dir_make(dir) ~= 0 then error(last_error(), 2) end
+  -- Writes the weights, the index and config.json into the staging folder
+  -- dir, and links in the files of the folder being replaced (final) that
+  -- this write does not make. Returns write_component's result.
+  local function write_staged(dir, final, config_text, names, info, load, opts)
     local w = weight_names(opts.weights_name or "diffusion_pytorch_model", opts.variant)
     local metadata = opts.metadata or { format = "pt" }
+    local max = opts.max_shard_bytes
 
     -- Plan: names in sorted order, a new shard when the next tensor would
     -- overflow the current one (a tensor larger than the limit gets its own).
@@ -492,20 +474,71 @@ return function(grove, diffusers)
       writer:finish()
       written[#written + 1] = s.file
     end
+    local files = require "grove.files"
     if k > 1 then
-      local files = require "grove.files"
       files.write_atomic(join(dir, w.index), json.encode { metadata = { total_size = total }, weight_map = weight_map })
       written[#written + 1] = w.index
     end
-    -- Leftovers of an earlier write under the same name would make the
-    -- folder ambiguous (a single file beside an index) or stale.
-    local keep = {}
-    for _, f in ipairs(written) do keep[f] = true end
-    for _, f in ipairs(list_dir(dir)) do
-      if not keep[f] and (f == w.single or f == w.index or f:find(w.shard_pattern)) then os.remove(join(dir, f)) end
-    end
-    require "grove.files".write_atomic(join(dir, "config.json"), config_text)
+    files.write_atomic(join(dir, "config.json"), config_text)
     written[#written + 1] = "config.json"
+    -- The replaced folder's other files and folders come along (linked,
+    -- not copied); its weights of this name (another shard count: a single
+    -- file beside an index would be ambiguous) do not.
+    if kind(final) == C.GROVE_PATH_DIR then
+      for _, f in ipairs(list_dir(final)) do
+        local ours = f == "config.json" or f == w.single or f == w.index or f:find(w.shard_pattern)
+        if not ours and C.grove_path_link(join(final, f), join(dir, f)) ~= 0 then error(last_error(), 0) end
+      end
+    end
     return { files = written, total_size = total }
+  end
+
+  -- Writes a component folder: config.json (sorted keys, as diffusers
+  -- writes it) and the tensors as <weights_name>.safetensors, or, when they
+  -- exceed opts.max_shard_bytes, as shards <weights_name>-0000i-of-0000K
+  -- .safetensors with <weights_name>.safetensors.index.json. tensors:
+  -- {name = tensor} or a component (anything with names/info/load: copied
+  -- one tensor at a time). opts: max_shard_bytes (default: one file),
+  -- weights_name (default "diffusion_pytorch_model"), variant (adds
+  -- ".<variant>" as diffusers names it), metadata (each file's safetensors
+  -- metadata, default {format = "pt"}). The whole folder is written beside
+  -- dir (dir.tmp), complete, and then put in dir's place in one step
+  -- (grove_dir_replace), so a reader, or a kill at any moment, finds the
+  -- old folder or the new one, never files of both. Files of an existing
+  -- dir that are not this write's (other weight names or variants, a
+  -- README) are carried over; weight files of the same name from the
+  -- earlier write (other shard counts) are not. Dtypes are kept. Returns
+  -- {files = {...}, total_size = bytes}.
+  function diffusers.write_component(dir, config, tensors, opts)
+    opts = opts or {}
+    if type(dir) ~= "string" then error("diffusers.write_component: expected a folder path, got " .. type(dir), 2) end
+    if type(config) ~= "table" then error("diffusers.write_component: expected a config table, got " .. type(config), 2) end
+    local max = opts.max_shard_bytes
+    if max ~= nil and (type(max) ~= "number" or max < 1) then
+      error("diffusers.write_component: max_shard_bytes must be a positive number", 2)
+    end
+    local names, info, load = tensor_source(tensors)
+    local config_text = json.encode(config) -- before any file is touched: a bad config changes nothing
+    local final = dir:gsub("/+$", "")
+    if final == "" then error("diffusers.write_component: cannot replace the root folder", 2) end
+    local k = kind(final)
+    if k ~= C.GROVE_PATH_NONE and k ~= C.GROVE_PATH_DIR then
+      error("diffusers.write_component: " .. final .. " exists and is not a folder", 2)
+    end
+    local old = final .. ".old"
+    dir = final .. ".tmp"
+    -- leftovers of an interrupted write (a kill between the swap and the cleanup)
+    for _, p in ipairs { dir, old } do
+      if C.grove_dir_remove(p) ~= 0 then error(last_error(), 2) end
+    end
+    if C.grove_dir_make(dir) ~= 0 then error(last_error(), 2) end
+    local ok, res = pcall(write_staged, dir, final, config_text, names, info, load, opts)
+    if ok and C.grove_dir_replace(dir, final, old) ~= 0 then ok, res = false, last_error() end
+    if not ok then
+      C.grove_dir_remove(dir)
+      error(res, 0)
+    end
+    if C.grove_dir_remove(old) ~= 0 then error(last_error(), 2) end
+    return res
   end
 end
