@@ -304,6 +304,33 @@ spec.describe("the tiny SANA folder", function()
     spec.eq(half.text_encoder.embed_tokens.weight:dtype(), "bf16")
   end)
 
+  spec.it("trimming the text padding changes nothing but the work", function()
+    local pipe = diffusers.pipeline(dir)
+    local parts = { text_encoder = pipe.text_encoder, tokenizer = pipe.tokenizer }
+    local prompts = { "a red cat", "a blue dog next to a shiny robot at dusk" }
+    for _, negative in ipairs { false, true } do
+      local full, fmask = diffusers.encode_prompt(parts, prompts, { negative = negative })
+      local cut, cmask = diffusers.encode_prompt(parts, prompts, { negative = negative, trim = true })
+      local L = cut:size(2)
+      spec.assert(L < full:size(2), "trimmed: " .. L .. " of " .. full:size(2))
+      -- the kept mask is the full one's first L columns, and nothing after them is kept
+      spec.eq(spec.max_diff(cmask:float(), fmask:narrow(2, 1, L):float()), 0)
+      spec.eq(fmask:narrow(2, L + 1, full:size(2) - L):float():sum():item(), 0, "only padding cut")
+      spec.eq(cmask:narrow(2, L, 1):float():sum():item() > 0, true, "the last kept column is some prompt's")
+      -- every position a mask keeps has the full run's features, to rounding
+      local keep = cmask:float():unsqueeze(3)
+      local err = spec.max_diff(cut * keep, full:narrow(2, 1, L) * keep) / full:abs():max():item()
+      spec.assert(err < 1e-5, (negative and "negative" or "prompt") .. " features differ: " .. err)
+    end
+    -- the images: trimmed (the default) and diffusers' full padding
+    local o = { prompt = "a red cat at dusk", seed = 3, steps = 2, height = 64, width = 64, binning = false, output = "latent" }
+    local a = pipe:generate(o)
+    o.trim_text = false
+    local b = pipe:generate(o)
+    local err = spec.max_diff(a.latents, b.latents) / b.latents:abs():max():item()
+    spec.assert(err < 1e-5, "trimmed and full latents differ: " .. err)
+  end)
+
   spec.it("decodes through pipe.vae (latents / scaling_factor) and resizes binned images back to the asked size", function()
     local pipe = diffusers.pipeline(dir)
     -- a stand-in decoder: each latent pixel becomes a 32 x 32 block of its first three channels

@@ -164,7 +164,7 @@ return function(grove, diffusers)
     prompt = true, negative_prompt = true, steps = true, cfg = true, height = true, width = true, seed = true,
     generator = true, sampler = true, latents = true, callback = true, prompt_embeds = true, prompt_mask = true,
     negative_prompt_embeds = true, negative_prompt_mask = true, num_images = true, binning = true, output = true,
-    max_sequence_length = true, instruction = true, warn = true,
+    max_sequence_length = true, instruction = true, warn = true, trim_text = true,
     -- passed to grove.diffusers.sample as they are
     flow_shift = true, guidance_scale = true, noise = true, max_timesteps = true, intermediate_timesteps = true,
     timesteps = true,
@@ -189,7 +189,7 @@ return function(grove, diffusers)
   -- warning for each prompt the tokenizer limit cut.
   local function encode(self, prompts, o, negative)
     local parts = { text_encoder = self.text_encoder, tokenizer = self.tokenizer }
-    local eopts = { max_length = o.max_sequence_length }
+    local eopts = { max_length = o.max_sequence_length, trim = o.trim_text ~= false }
     if negative then eopts.negative = true else eopts.instruction = o.instruction end
     local feats, mask, cut = grove.no_grad(diffusers.encode_prompt, parts, prompts, eopts)
     for i, c in ipairs(cut or {}) do
@@ -202,6 +202,15 @@ return function(grove, diffusers)
       end
     end
     return feats, mask
+  end
+
+  -- x (B, L, ...) with zero columns added up to length L along dimension 2.
+  local function pad_columns(x, L)
+    local have = x:size(2)
+    if have >= L then return x end
+    local shape = x:shape()
+    shape[2] = L - have
+    return grove.cat({ x, grove.zeros(shape, { dtype = x:dtype(), device = x:device() }) }, 2)
   end
 
   local function as_list(p, name)
@@ -256,7 +265,7 @@ return function(grove, diffusers)
     end
 
     -- prompts or their features
-    local feats, fmask, nfeats, nmask
+    local feats, fmask, nfeats, nmask, text_len
     if o.prompt_embeds ~= nil then
       if o.prompt ~= nil then fail("give prompt or prompt_embeds, not both") end
       if not grove.is_tensor(o.prompt_embeds) or o.prompt_embeds:dim() ~= 3 then
@@ -264,9 +273,11 @@ return function(grove, diffusers)
       end
       feats, fmask = o.prompt_embeds, o.prompt_mask
       nfeats, nmask = o.negative_prompt_embeds, o.negative_prompt_mask
+      text_len = feats:size(2)
     elseif o.prompt ~= nil then
       local prompts = as_list(o.prompt, "prompt")
       feats, fmask = encode(self, prompts, o, false)
+      text_len = o.max_sequence_length or 300
     else
       fail("give prompt (a string or a list) or prompt_embeds")
     end
@@ -287,7 +298,14 @@ return function(grove, diffusers)
         fail("negative_prompt has " .. #neg .. " entries for " .. feats:size(1) .. " prompts")
       end
       -- diffusers pads the negative prompt to the prompt features' length
-      nfeats, nmask = encode(self, neg, { max_sequence_length = feats:size(2), warn = o.warn }, true)
+      -- (the length before any trimming)
+      nfeats, nmask = encode(self, neg, { max_sequence_length = text_len, warn = o.warn,
+                                          trim_text = o.trim_text }, true)
+      -- trimmed, the two may differ in length: padded to the longer
+      -- (zero features, mask 0: positions the transformer never reads)
+      local L = math.max(feats:size(2), nfeats:size(2))
+      feats, fmask = pad_columns(feats, L), fmask and pad_columns(fmask, L)
+      nfeats, nmask = pad_columns(nfeats, L), pad_columns(nmask, L)
     end
     if self.drop_after_use then self:offload("text_encoder") end
 
