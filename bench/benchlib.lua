@@ -107,6 +107,30 @@ function B.gemma2_2b_config()
   }
 end
 
+-- The transformer/config.json of released SANA pipelines, a new table each
+-- call: Sana_600M_512px's (28 blocks of width 1152) and
+-- SANA1.5_1.6B_1024px's (20 blocks of width 2240).
+function B.sana_600m_config()
+  return {
+    _class_name = "SanaTransformer2DModel", _diffusers_version = "0.32.0.dev0", attention_bias = false,
+    attention_head_dim = 32, caption_channels = 2304, cross_attention_dim = 1152, cross_attention_head_dim = 72,
+    dropout = 0.0, in_channels = 32, interpolation_scale = grove.json.null, mlp_ratio = 2.5,
+    norm_elementwise_affine = false, norm_eps = 1e-06, num_attention_heads = 36, num_cross_attention_heads = 16,
+    num_layers = 28, out_channels = 32, patch_size = 1, sample_size = 16,
+  }
+end
+
+function B.sana15_1600m_config()
+  return {
+    _class_name = "SanaTransformer2DModel", _diffusers_version = "0.33.0.dev0", attention_bias = false,
+    attention_head_dim = 32, caption_channels = 2304, cross_attention_dim = 2240, cross_attention_head_dim = 112,
+    dropout = 0.0, guidance_embeds = false, guidance_embeds_scale = 0.1, in_channels = 32,
+    interpolation_scale = grove.json.null, mlp_ratio = 2.5, norm_elementwise_affine = false, norm_eps = 1e-06,
+    num_attention_heads = 70, num_cross_attention_heads = 20, num_layers = 20, out_channels = 32, patch_size = 1,
+    qk_norm = "rms_norm_across_heads", sample_size = 32, timestep_scale = 1.0,
+  }
+end
+
 -- ---- child processes: the benchmarks that run grove and PyTorch side by
 -- side start each side as its own process and read back one RESULT line.
 

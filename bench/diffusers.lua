@@ -124,14 +124,7 @@ do
 end
 
 -- SANA1.5_1.6B_1024px_diffusers/transformer/config.json
-local SANA = {
-  _class_name = "SanaTransformer2DModel", _diffusers_version = "0.33.0.dev0", attention_bias = false,
-  attention_head_dim = 32, caption_channels = 2304, cross_attention_dim = 2240, cross_attention_head_dim = 112,
-  dropout = 0.0, guidance_embeds = false, guidance_embeds_scale = 0.1, in_channels = 32, interpolation_scale = grove.json.null,
-  mlp_ratio = 2.5, norm_elementwise_affine = false, norm_eps = 1e-06, num_attention_heads = 70,
-  num_cross_attention_heads = 20, num_layers = 20, out_channels = 32, patch_size = 1,
-  qk_norm = "rms_norm_across_heads", sample_size = 32, timestep_scale = 1.0,
-}
+local SANA = benchlib.sana15_1600m_config()
 -- Gemma-2-2B's text_encoder/config.json (the key set of the fixtures')
 local GEMMA = benchlib.gemma2_2b_config()
 -- the forward's inputs: latent side (1024 px / 32), CFG batch, caption tokens

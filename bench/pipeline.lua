@@ -1,13 +1,14 @@
 -- Prompt → image through grove.diffusers.pipeline on a released-size random
 -- SANA folder, per stage: the Gemma-2-2B text encoder (prompt and the
--- negative prompt ""), the denoising steps of a Sana 600M-shaped
--- transformer (CFG batch 2) and the DC-AE decode, with peak resident memory.
+-- negative prompt ""), the denoising steps of a Sana 600M-shaped (or
+-- SANA1.5 1.6B-shaped) transformer (CFG batch 2) and the DC-AE decode, with
+-- peak resident memory.
 -- PyTorch is not run here: the goal it is measured against (docs/performance.md)
 -- is a wall time, and bench/diffusers.lua and bench/dcae.lua compare the
 -- components with PyTorch one by one.
 --
---   grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--dir /tmp/grove-bench-pipeline]
---                            [--keep] [--small]
+--   grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--transformer 600m|1600m] [--drop]
+--                            [--dir /tmp/grove-bench-pipeline] [--keep] [--reuse] [--small]
 --
 -- The folder: tokenizer, scheduler and model_index.json of
 -- grove.diffusers.tiny_folder (a SentencePiece model trained here; its ids
@@ -15,35 +16,30 @@
 -- sizes with N(0, 0.02²) F32 weights (benchlib.write_random_component, one
 -- tensor at a time; the DC-AE by bench/torch_dcae.py write, PyTorch's
 -- initial values): Sana_600M_512px's transformer config (28 blocks of width
--- 1152, 590 M parameters), Gemma-2-2B (2.6 B) and dc-ae-f32c32-sana-1.0
--- (312 M). The run happens in a child process (a fresh peak-memory count)
+-- 1152, 590 M parameters; --transformer 1600m: SANA1.5_1.6B_1024px's, 20
+-- blocks of width 2240, 1.6 B), Gemma-2-2B (2.6 B) and dc-ae-f32c32-sana-1.0
+-- (312 M). --drop: the pipeline's drop_after_use (the text encoder is
+-- released once the prompts are encoded, the transformer before decoding). The run happens in a child process (a fresh peak-memory count)
 -- with --dtype f32 and binning on; its stage times come from wrapping the
 -- loaded components' forward and decode. Asserts nothing about time.
 -- --small: the same with the tiny folder's own models (a check of the script).
+-- --keep leaves the folder; --reuse runs on a folder a --keep run left
+-- (same --transformer) instead of writing it again.
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local exe = arg[-1]
 local benchlib = dofile(here .. "/benchlib.lua")
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo __status=$?")
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("__status=%d+%s*$", "")), tonumber(out:match("__status=(%d+)%s*$"))
-end
-local function proc_status(key)
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("*a") or ""
-  if f then f:close() end
-  return (tonumber(s:match(key .. ":%s*(%d+) kB")) or 0) * 1024
-end
+local quote, sh, proc_status = benchlib.quote, benchlib.sh, benchlib.proc_status
 
-local o = { size = 512, steps = 20, cfg = 4.5, dir = "/tmp/grove-bench-pipeline", keep = false, small = false }
+local o = { size = 512, steps = 20, cfg = 4.5, dir = "/tmp/grove-bench-pipeline", keep = false, small = false,
+            transformer = "600m", drop = false, reuse = false }
 do
   local i = 1
   while arg[i] do
     local a = arg[i]
     if a == "--keep" then o.keep = true
+    elseif a == "--drop" then o.drop = true
+    elseif a == "--reuse" then o.reuse = true
     elseif a == "--small" then o.small = true
     elseif a == "--child" then o.child = true
     elseif a:match("^%-%-") and arg[i + 1] and o[a:sub(3)] ~= nil then
@@ -52,7 +48,8 @@ do
       if o[k] == nil then error("pipeline bench: " .. a .. " takes a number", 0) end
       i = i + 1
     else
-      error("usage: grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--dir D] [--keep] [--small]", 0)
+      error("usage: grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--transformer 600m|1600m] " ..
+            "[--drop] [--dir D] [--keep] [--reuse] [--small]", 0)
     end
     i = i + 1
   end
@@ -66,7 +63,7 @@ if o.child then
   local dir = o.dir .. "/folder"
   print(string.format("grove %s, %d threads, %s", grove._VERSION, grove.num_threads(), grove.blas_info()))
   local t0 = grove.now()
-  local pipe = grove.diffusers.pipeline(dir, { dtype = "f32" })
+  local pipe = grove.diffusers.pipeline(dir, { dtype = "f32", drop_after_use = o.drop })
   local loads = {}
   for _, name in ipairs { "tokenizer", "text_encoder", "transformer", "vae", "scheduler" } do
     local t = grove.now()
@@ -117,21 +114,18 @@ end
 
 local python = "/usr/bin/python3"
 local dir = o.dir .. "/folder"
-sh("rm -rf " .. quote(o.dir))
+if not o.reuse then sh("rm -rf " .. quote(o.dir)) end
 grove.C.grove_dir_make(o.dir)
 print(string.format("pipeline bench: %s, %d threads, %s; %s", os.date("!%Y-%m-%d %H:%M UTC"), grove.num_threads(),
                     grove.blas_info(), o.small and "SMALL models (a check of the script)" or "released sizes"))
 local t0 = grove.now()
-grove.diffusers.tiny_folder(dir, { seed = 0 })
-if not o.small then
-  -- Sana_600M_512px's transformer/config.json
-  local SANA = {
-    _class_name = "SanaTransformer2DModel", _diffusers_version = "0.32.0.dev0", attention_bias = false,
-    attention_head_dim = 32, caption_channels = 2304, cross_attention_dim = 1152, cross_attention_head_dim = 72,
-    dropout = 0.0, in_channels = 32, interpolation_scale = grove.json.null, mlp_ratio = 2.5,
-    norm_elementwise_affine = false, norm_eps = 1e-06, num_attention_heads = 36, num_cross_attention_heads = 16,
-    num_layers = 28, out_channels = 32, patch_size = 1, sample_size = 16,
-  }
+local reused = o.reuse and grove.C.grove_path_kind(dir .. "/model_index.json") == grove.C.GROVE_PATH_FILE
+if not reused then grove.diffusers.tiny_folder(dir, { seed = 0 }) end
+if reused then
+  print("reusing the folder in " .. dir)
+elseif not o.small then
+  if o.transformer ~= "600m" and o.transformer ~= "1600m" then error("pipeline bench: --transformer 600m or 1600m", 0) end
+  local SANA = o.transformer == "600m" and benchlib.sana_600m_config() or benchlib.sana15_1600m_config()
   local GEMMA = benchlib.gemma2_2b_config()
   for _, c in ipairs {
     { "transformer", SANA, function(d) return grove.diffusers.transformer(d, { meta = true }) end, "diffusion_pytorch_model" },
@@ -149,8 +143,8 @@ if not o.small then
 end
 print(string.format("folder written in %.1f s", grove.now() - t0))
 
-local cmd = string.format("%s %s/pipeline.lua --child --dir %s --size %d --steps %d --cfg %s", quote(exe), quote(here),
-                          quote(o.dir), o.size, o.steps, tostring(o.cfg))
+local cmd = string.format("%s %s/pipeline.lua --child --dir %s --size %d --steps %d --cfg %s%s", quote(exe), quote(here),
+                          quote(o.dir), o.size, o.steps, tostring(o.cfg), o.drop and " --drop" or "")
 local out, status = sh(cmd)
 for l in out:gmatch("[^\n]+") do if not l:match("^RESULT") then print("   " .. l) end end
 local r = {}
