@@ -28,6 +28,7 @@ return function(grove)
   local C = grove.C
   if not grove.image then require "grove.image"(grove) end
   grove.data = grove.data or {}
+  if not grove.data.permutation then require "grove.data.permutation"(grove) end
 
   local warned = {}  -- paths already reported, once per process
 
@@ -125,21 +126,15 @@ return function(grove)
 
   -- The visiting order of one epoch: a Fisher–Yates shuffle driven by
   -- Philox4x32 (the engine's generator) keyed by the seed, so it is the same
-  -- on every machine and for every thread count.
-  local ctr, key, out = ffi.new("uint32_t[4]"), ffi.new("uint32_t[2]"), ffi.new("uint32_t[4]")
+  -- on every machine and for every thread count (grove.data.permutation).
+  local FOLD = 0x464F4C44 -- "FOLD"
   function Folder:_order(epoch)
-    local order = {}
-    for i = 1, self.n do order[i] = i end
-    if not self.shuffle then return order end
-    key[0], key[1] = self.seed % 2^32, math.floor(self.seed / 2^32)
-    ctr[1], ctr[2], ctr[3] = epoch % 2^32, math.floor(epoch / 2^32), 0x464F4C44 -- "FOLD"
-    for i = self.n, 2, -1 do
-      ctr[0] = i
-      C.grove_philox4x32(ctr, key, out)
-      local j = math.floor((out[0] + out[1] / 2^32) / 2^32 * i) + 1
-      order[i], order[j] = order[j], order[i]
+    if not self.shuffle then
+      local order = {}
+      for i = 1, self.n do order[i] = i end
+      return order
     end
-    return order
+    return grove.data.permutation(self.n, self.seed, epoch % 2^32, math.floor(epoch / 2^32), FOLD)
   end
 
   -- Image i as (size, size, 3) u8, or nil when its file cannot be decoded.
