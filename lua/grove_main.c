@@ -186,7 +186,7 @@ static int is_command(const char *a)
 static void usage(void)
 {
     fprintf(stderr, "usage: grove [script.lua [args…]] | -e 'code' | -i script.lua [args…] | COMMAND [options] | -h\n"
-                    "commands: sample, eval, info, grow, prune, search (grove COMMAND --help)\n");
+                    "commands: sample, eval, info, grow, prune, search, cache (grove COMMAND --help)\n");
 }
 
 int main(int argc, char **argv)

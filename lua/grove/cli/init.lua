@@ -2,7 +2,7 @@
 -- returning function(argv) (argv without the command name).
 local cli = {}
 
-cli.commands = { "sample", "eval", "info", "grow", "prune", "search" }
+cli.commands = { "sample", "eval", "info", "grow", "prune", "search", "cache" }
 
 -- A user-facing message from an error: the Lua positions ("…/tensor.lua:123: ")
 -- that error() puts before messages raised inside grove are internal detail
