@@ -2,15 +2,18 @@
 -- checkpoint, a sharded diffusers folder, or a training run saving every
 -- step) and is killed with SIGKILL at a random moment; then the file must
 -- load and hold one complete generation of what was written, and the next
--- successful save must leave no temporary file behind.
+-- successful save must leave no temporary file behind. The cache kind kills
+-- `grove.diffusers.cache` on the tiny folder mid-run: every shard the
+-- manifest lists must load, and the run that finishes it must leave the
+-- bytes of an uninterrupted run.
 --
---   build/grove tests/crash/kill_trials.lua [--trials N] [--kind save|folder|train|all] [--seed S]
+--   build/grove tests/crash/kill_trials.lua [--trials N] [--kind save|folder|train|cache|all] [--seed S]
 --
 -- Prints one line per kind; exits with status 1 on the first bad trial.
 local args = require "grove.cli.args"
 local o = args.parse(arg, {
   { "trials", "number", 5, "trials per kind", check = args.count },
-  { "kind", "string", "all", "save, folder, train or all" },
+  { "kind", "string", "all", "save, folder, train, cache or all" },
   { "seed", "number", 1, "seed of the kill times", check = args.seed },
 }, { usage = "grove tests/crash/kill_trials.lua [options]" })
 if not o then return end
@@ -56,6 +59,34 @@ local child = {
                       text_depth = 1, text_heads = 2 }]],
 }
 
+-- The cache kind's tiny folder, pictures and uninterrupted reference cache,
+-- made once.
+local CACHE_OPTS = "{ size = 128, batch = 1, shard_size = 1, log = function() end }"
+local cache_env
+local function cache_setup()
+  if cache_env then return cache_env end
+  local root = tmpdir()
+  local env = { root = root, tiny = root .. "/tiny", photos = root .. "/photos", ref = root .. "/ref" }
+  grove.diffusers.tiny_folder(env.tiny, { seed = 1 })
+  sh("mkdir -p '" .. env.photos .. "'")
+  local scenes = grove.data.shapes { batch = 16, size = 64, seed = 2 }:next()
+  for i = 1, 16 do
+    grove.image.save(string.format("%s/%02d.png", env.photos, i), scenes.images:select(1, i))
+    local f = assert(io.open(string.format("%s/%02d.txt", env.photos, i), "w")); f:write(scenes.captions[i]); f:close()
+  end
+  grove.diffusers.cache(env.tiny, env.photos, env.ref, assert(loadstring("return " .. CACHE_OPTS))())
+  cache_env = env
+  return env
+end
+child.cache = [[
+    grove.diffusers.cache(arg[2], arg[3], arg[1], ]] .. CACHE_OPTS .. [[)]]
+
+local function read_all(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("*a"); f:close(); return s
+end
+
 -- Checks what a killed child left; returns nil or a message.
 local check = {
   save = function(dir)
@@ -91,6 +122,20 @@ local check = {
     end
     return nil, g
   end,
+  cache = function(dir)
+    local path = dir .. "/out/manifest.json"
+    if not exists(path) then return nil, "none" end
+    local ok, m = pcall(grove.json.read, path)
+    if not ok then return "the manifest does not load: " .. tostring(m) end
+    for _, e in ipairs(m.shards) do
+      local ok2, r = pcall(grove.safetensors_open, dir .. "/out/" .. e.file)
+      if not ok2 then return "listed shard " .. e.file .. " does not load: " .. tostring(r) end
+      local n = #r.names
+      r:close()
+      if n ~= 3 * e.count then return "listed shard " .. e.file .. " holds " .. n .. " tensors, not " .. 3 * e.count end
+    end
+    return nil, #m.shards
+  end,
   train = function(dir)
     local path = dir .. "/run/checkpoint.safetensors"
     if not exists(path) then return nil, "none" end
@@ -107,6 +152,21 @@ local resave = {
     grove.diffusers.write_component(dir .. "/out", { _class_name = "Test" }, { w = grove.zeros { 2 } })
     return dir .. "/out"
   end,
+  cache = function(dir)
+    local env = cache_env
+    grove.diffusers.cache(env.tiny, env.photos, dir .. "/out", assert(loadstring("return " .. CACHE_OPTS))())
+    local names = list(env.ref)
+    if table.concat(list(dir .. "/out"), " ") ~= table.concat(names, " ") then
+      return nil, "the finished cache holds " .. table.concat(list(dir .. "/out"), " ") .. ", an uninterrupted run " ..
+                  table.concat(names, " ")
+    end
+    for _, name in ipairs(names) do
+      if read_all(dir .. "/out/" .. name) ~= read_all(env.ref .. "/" .. name) then
+        return nil, "the finished cache's " .. name .. " differs from an uninterrupted run's"
+      end
+    end
+    return dir .. "/out"
+  end,
   train = function(dir)
     grove.train.run { preset = "tiny", batch = 2, steps = 1, save_every = 1, sample_every = 0, log_every = 100000,
                       eval = false, seed = 3, out = dir .. "/run2", config = { depth = 1, width = 64, cross_heads = 2 },
@@ -115,25 +175,35 @@ local resave = {
   end,
 }
 
-local kinds = o.kind == "all" and { "save", "folder", "train" } or { o.kind }
+local kinds = o.kind == "all" and { "save", "folder", "train", "cache" } or { o.kind }
 for _, kind in ipairs(kinds) do
-  if not child[kind] then error("unknown --kind " .. kind .. " (save, folder, train or all)", 0) end
+  if not child[kind] then error("unknown --kind " .. kind .. " (save, folder, train, cache or all)", 0) end
+  local extra = ""
+  if kind == "cache" then
+    local env = cache_setup()
+    extra = " '" .. env.tiny .. "' '" .. env.photos .. "'"
+  end
   local seen, t0 = {}, os.time()
   for trial = 1, o.trials do
     local dir = tmpdir()
     local script = dir .. "/child.lua"
     local f = assert(io.open(script, "w")); f:write(child[kind]); f:close()
-    local target = kind == "save" and dir .. "/ckpt.safetensors" or kind == "folder" and dir .. "/out" or dir .. "/run"
+    local target = kind == "save" and dir .. "/ckpt.safetensors" or (kind == "folder" or kind == "cache") and dir .. "/out"
+                   or dir .. "/run"
     -- grove starts in ~0.2 s; a kill from 0.3 s to 3 s lands in the loop
     local delay = string.format("%.3f", 0.3 + math.random() * (kind == "train" and 6 or 2.7))
-    sh(string.format("timeout -s KILL %s '%s' '%s' '%s' > /dev/null 2>&1", delay, exe, script, target))
+    sh(string.format("timeout -s KILL %s '%s' '%s' '%s'%s > /dev/null 2>&1", delay, exe, script, target, extra))
     local err, g = check[kind](dir)
     if err then
       io.stderr:write(string.format("kill_trials: %s trial %d (killed after %s s): %s (left in %s)\n", kind, trial, delay, err, dir))
       os.exit(1)
     end
     seen[#seen + 1] = tostring(g)
-    local where = resave[kind](dir)
+    local where, why = resave[kind](dir)
+    if not where then
+      io.stderr:write(string.format("kill_trials: %s trial %d (killed after %s s): %s (left in %s)\n", kind, trial, delay, why, dir))
+      os.exit(1)
+    end
     -- a folder is staged beside itself (out.tmp, out.old), a file inside it
     for _, name in ipairs(list(kind == "folder" and dir or where)) do
       if name:match("%.tmp$") or name:match("%.old$") then
@@ -146,3 +216,4 @@ for _, kind in ipairs(kinds) do
   print(string.format("%s: %d kills, every time the last complete save loaded and the next save left no temporary " ..
                       "file (%d s; generations/steps found: %s)", kind, o.trials, os.time() - t0, table.concat(seen, " ")))
 end
+if cache_env then sh("rm -rf '" .. cache_env.root .. "'") end
