@@ -140,6 +140,17 @@ spec.describe("diffusers.cache", function()
     spec.eq(spec.max_diff(t["features.2"], f), 0)
   end)
 
+  spec.it("reads the folder as grove.data.folder does: missing_caption = \"skip\" leaves uncaptioned pictures out", function()
+    local dir = root .. "/captioned"
+    local r = diffusers.cache(tiny, photos, dir, { size = 64, shard_size = 8, missing_caption = "skip", log = quiet })
+    spec.eq(r.images, 7)
+    spec.eq(r.samples, 6)
+    local m = json.read(dir .. "/manifest.json")
+    spec.eq(table.concat(m.shards[1].ids, " "), "a.png b.png c.png e.png f.png g.jpg")
+    spec.raises(function() diffusers.cache(tiny, root .. "/nothing-here", root .. "/y", { log = quiet }) end,
+                "nothing-here")
+  end)
+
   spec.it("stores features in bf16 when asked; the data set gives them as f32", function()
     local dir = root .. "/bf16"
     diffusers.cache(tiny, photos, dir, { size = 64, shard_size = 8, features_dtype = "bf16", log = quiet })
