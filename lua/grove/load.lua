@@ -18,6 +18,8 @@
 --   diffusers_pipeline  a folder with model_index.json          its transformer (grove.nn.Sana)
 --   diffusers_transformer  a transformer folder (config.json)   a grove.nn.Sana
 --   diffusers_component    another component folder (vae, text_encoder, ...)  grove.diffusers.component
+--   feature_cache       a folder grove cache wrote (manifest.json)   grove.diffusers.cache_dataset
+--   feature_cache_shard one shard of a feature cache              {name = tensor}
 -- The third value is describe's table (kind, what, metadata, names, ...).
 return function(grove)
   local C = grove.C
@@ -63,6 +65,9 @@ return function(grove)
       else
         info.kind, info.what = "weights", "grove model weights (a model and its text encoder)"
       end
+    elseif meta.format == "grove.feature_cache" then
+      info.kind = "feature_cache_shard"
+      info.what = "a feature cache shard (" .. tostring(meta.count) .. " samples of bucket " .. tostring(meta.bucket) .. ")"
     elseif meta["grove.optimizer"] then
       info.kind, info.what = "optimizer_state", "an optimizer state (" .. meta["grove.optimizer"] .. ")"
     elseif meta["grove.config"] and has_prefix(names, "transformer_blocks.") then
@@ -92,6 +97,15 @@ return function(grove)
       -- a pipeline's folders without model_index.json (grove.diffusers reads these too)
       return { kind = "diffusers_pipeline", path = path, components = { "transformer" },
                what = "a diffusers pipeline folder without model_index.json (transformer)" }
+    end
+    if C.grove_path_kind(base .. "/manifest.json") == C.GROVE_PATH_FILE then
+      local okm, m = pcall(grove.json.read, base .. "/manifest.json")
+      if okm and type(m) == "table" and m.format == "grove.feature_cache" then
+        local shards = type(m.shards) == "table" and #m.shards or 0
+        return { kind = "feature_cache", path = path, manifest = m,
+                 what = string.format("a grove feature cache (%s samples in %d of %s shards%s)", tostring(m.samples),
+                                      shards, tostring(m.shards_planned), m.complete and "" or ", unfinished") }
+      end
     end
     local ok, config = pcall(grove.json.read, base .. "/config.json")
     if not ok or type(config) ~= "table" then
@@ -139,6 +153,8 @@ return function(grove)
     elseif kind == "diffusers_component" then
       local name = path:gsub("/+$", ""):match("([^/]+)$")
       return grove.diffusers.component(path, name, { variant = opts.variant }), kind, info
+    elseif kind == "feature_cache" then
+      return grove.diffusers.cache_dataset(path, { device = opts.device }), kind, info
     elseif kind == "other" then
       error("load: " .. path .. " is " .. info.what .. ", which grove does not load", 2)
     end

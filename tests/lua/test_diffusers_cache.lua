@@ -244,6 +244,18 @@ spec.describe("diffusers.cache", function()
     spec.eq(ds.size, 7)
   end)
 
+  spec.it("grove.describe and grove.load know a cache and its shards", function()
+    local info = grove.describe(square)
+    spec.eq(info.kind, "feature_cache")
+    spec.eq(info.what, "a grove feature cache (7 samples in 3 of 3 shards)")
+    local ds, kind = grove.load(square)
+    spec.eq(kind, "feature_cache")
+    spec.eq(ds.size, 7)
+    local shard = grove.describe(square .. "/64x64-00001.safetensors")
+    spec.eq(shard.kind, "feature_cache_shard")
+    spec.eq(shard.what, "a feature cache shard (3 samples of bucket 64x64)")
+  end)
+
   spec.it("kill -9 mid-run, then a run to finish: the files of an uninterrupted run", function()
     if not exe then spec.skip("the grove executable's path is unknown (arg[-1])"); return end
     local cmd = q(exe) .. " cache --model " .. q(tiny) .. " --data " .. q(photos) ..
