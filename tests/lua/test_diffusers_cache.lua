@@ -149,6 +149,13 @@ spec.describe("diffusers.cache", function()
     spec.eq(table.concat(m.shards[1].ids, " "), "a.png b.png c.png e.png f.png g.jpg")
     spec.raises(function() diffusers.cache(tiny, root .. "/nothing-here", root .. "/y", { log = quiet }) end,
                 "nothing-here")
+    local latin = root .. "/latin"
+    os.execute("mkdir -p " .. q(latin))
+    grove.image.save(latin .. "/x.png", picture(32, 32, 9))
+    spec.write_all(latin .. "/x.txt", "caf\233 au lait")
+    spec.raises(function() diffusers.cache(tiny, latin, root .. "/y", { log = quiet }) end,
+                latin .. "/x.txt: the caption is not valid UTF-8")
+    spec.eq(io.open(root .. "/y/manifest.json", "rb"), nil, "nothing written")
   end)
 
   spec.it("stores features in bf16 when asked; the data set gives them as f32", function()

@@ -117,6 +117,11 @@ return function(grove, diffusers)
     local by_bucket, keys, skipped = {}, {}, {}
     for i, path in ipairs(folder.paths) do
       local id = relative(path, data)
+      -- the manifest is JSON: find text it cannot hold now, not after a shard is written
+      if not pcall(json.encode, id) then fail(path .. ": the file name is not valid UTF-8 (the manifest lists it)") end
+      if not pcall(json.encode, folder.captions[i]) then
+        fail((path:gsub("%.[^./]*$", "")) .. ".txt: the caption is not valid UTF-8 (the manifest holds every caption)")
+      end
       local h, w = o.size, o.size
       local ok = true
       if o.buckets then
