@@ -171,6 +171,38 @@ spec.describe("diffusers.cache", function()
     spec.eq(spec.max_diff(b.features:select(1, 1), t["features.0"]:to("f32")), 0)
   end)
 
+  spec.it("trim = true stores each caption up to its last token; the transformer computes the same from it", function()
+    local full, cut = root .. "/full", root .. "/trimmed"
+    diffusers.cache(tiny, photos, full, { size = 64, shard_size = 8, log = quiet })
+    diffusers.cache(tiny, photos, cut, { size = 64, shard_size = 8, trim = true, log = quiet })
+    local t = grove.load_safetensors(cut .. "/64x64-00001.safetensors")
+    local tf = grove.load_safetensors(full .. "/64x64-00001.safetensors")
+    for k = 0, 6 do
+      local n = t["mask." .. k]:size(1)
+      spec.eq(t["features." .. k]:size(1), n)
+      spec.eq(t["mask." .. k]:to("f32"):sum():item(), n, "only the caption's tokens are kept")
+      spec.eq(tf["mask." .. k]:to("f32"):sum():item(), n, "as many as the full mask holds")
+      spec.assert(n < 300, "shorter than max_sequence_length")
+      local d = spec.max_diff(t["features." .. k], tf["features." .. k]:narrow(1, 1, n))
+      spec.assert(d <= 1e-4, "the kept tokens' features are the full run's (" .. d .. ")")
+    end
+    local a = diffusers.cache_dataset(full, { batch_size = 7, shuffle = false }):next()
+    local b = diffusers.cache_dataset(cut, { batch_size = 7, shuffle = false }):next()
+    spec.eq(b.features:shape_str(), "[7,300,32]", "padded back to max_sequence_length")
+    spec.eq(spec.max_diff(a.mask, b.mask), 0)
+    local T = pipe.transformer
+    local ts = grove.full({ 7 }, 700)
+    local ya = grove.no_grad(function() return T:forward(a.latents, ts, a.features, a.mask) end)
+    local yb = grove.no_grad(function() return T:forward(b.latents, ts, b.features, b.mask) end)
+    spec.assert(spec.max_diff(ya, yb) <= 1e-4 * (1 + ya:abs():max():item()), "same transformer output")
+    local c = diffusers.cache_dataset(cut, { batch_size = 7, shuffle = false, trim = true }):next()
+    local longest = 0
+    for k = 0, 6 do longest = math.max(longest, t["mask." .. k]:size(1)) end
+    spec.eq(c.features:shape_str(), "[7," .. longest .. ",32]", "trim: as long as the batch's longest caption")
+    local yc = grove.no_grad(function() return T:forward(c.latents, ts, c.features, c.mask) end)
+    spec.assert(spec.max_diff(ya, yc) <= 1e-4 * (1 + ya:abs():max():item()), "the same from the trimmed batch")
+  end)
+
   spec.it("cuts each picture to its aspect-ratio bucket with buckets = true", function()
     local dir = root .. "/buckets"
     local r = diffusers.cache(tiny, photos, dir, { size = 64, buckets = true, shard_size = 2, log = quiet })

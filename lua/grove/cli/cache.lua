@@ -15,6 +15,7 @@ local spec = {
   { "shard_size", "number", 64, "samples per shard file", check = args.count },
   { "max_sequence_length", "number", 300, "caption tokens kept (SanaPipeline's max_sequence_length)", check = args.count },
   { "features_dtype", "string", "f32", "f32 or bf16: how caption features are stored" },
+  { "trim", "boolean", false, "store each caption's features only up to its last token (the padding is never read)" },
   { "recursive", "boolean", false, "also read the images of subfolders" },
   { "skip_uncaptioned", "boolean", false, "leave out images without a .txt (default: their caption is \"\")" },
   { "dtype", "string", nil, "bf16 or f32: how the encoders' weights are held (default: as stored)" },
@@ -35,7 +36,7 @@ return function(argv)
   local t0 = grove.now()
   local ok, res = pcall(grove.diffusers.cache, o.model, o.data, o.out, {
     size = o.size, buckets = o.buckets, batch = o.batch, shard_size = o.shard_size,
-    max_sequence_length = o.max_sequence_length, features_dtype = o.features_dtype, recursive = o.recursive,
+    max_sequence_length = o.max_sequence_length, features_dtype = o.features_dtype, trim = o.trim, recursive = o.recursive,
     missing_caption = o.skip_uncaptioned and "skip" or "empty", dtype = o.dtype, device = o.device,
     log = function(msg) io.stderr:write(msg, "\n") end,
     on_shard = not o.quiet and function(i, n, e, written)

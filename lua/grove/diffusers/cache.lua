@@ -35,7 +35,7 @@ return function(grove, diffusers)
   local OPTS = {
     size = true, buckets = true, batch = true, shard_size = true, max_sequence_length = true, instruction = true,
     features_dtype = true, recursive = true, missing_caption = true, follow_links = true, dtype = true, device = true,
-    log = true, on_shard = true,
+    log = true, on_shard = true, trim = true,
   }
 
   local function check_int(v, name, min)
@@ -61,6 +61,7 @@ return function(grove, diffusers)
       batch = check_int(opts.batch or 4, "batch", 1), shard_size = check_int(opts.shard_size or 64, "shard_size", 1),
       max_sequence_length = check_int(opts.max_sequence_length or 300, "max_sequence_length", 1),
       features_dtype = opts.features_dtype or "f32", recursive = opts.recursive and true or false,
+      trim = opts.trim and true or false,
       missing_caption = opts.missing_caption or "empty", follow_links = opts.follow_links and true or false,
       log = opts.log or function(msg) io.stderr:write("grove cache: ", msg, "\n") end, on_shard = opts.on_shard,
     }
@@ -196,15 +197,23 @@ return function(grove, diffusers)
         local x = #imgs == 1 and imgs[1] or grove.cat(imgs, 1)
         local z = grove.no_grad(function() return vae:encode(x) * sf end):to("cpu")
         local feats, mask = grove.no_grad(diffusers.encode_prompt, parts, caps,
-                                          { max_length = o.max_sequence_length, instruction = o.instruction })
+                                          { max_length = o.max_sequence_length, instruction = o.instruction, trim = o.trim })
         feats = feats:to("cpu")
         if o.features_dtype ~= "f32" then feats = feats:to(o.features_dtype) end
         mask = mask:to("cpu"):to("u8")
+        local rows = o.trim and mask:to("f32"):tolist()
         for r, s in ipairs(got) do
           local k = #ids
+          local f, mk = feats:select(1, r), mask:select(1, r)
+          if rows then
+            -- up to the caption's last token: the padding after it is never read
+            local n = 1
+            for j, v in ipairs(rows[r]) do if v ~= 0 then n = j end end
+            f, mk = f:narrow(1, 1, n), mk:narrow(1, 1, n)
+          end
           tensors[#tensors + 1] = { "latents." .. k, z:select(1, r) }
-          tensors[#tensors + 1] = { "features." .. k, feats:select(1, r) }
-          tensors[#tensors + 1] = { "mask." .. k, mask:select(1, r) }
+          tensors[#tensors + 1] = { "features." .. k, f }
+          tensors[#tensors + 1] = { "mask." .. k, mk }
           ids[k + 1], captions[k + 1] = s.id, s.caption
         end
       end
@@ -252,7 +261,9 @@ return function(grove, diffusers)
   -- batch (images per encoder call, 4), shard_size (samples per shard, 64),
   -- max_sequence_length (300), instruction (SANA's; as encode_prompt),
   -- features_dtype ("f32" or "bf16": how features are stored; the data set
-  -- gives f32), recursive, missing_caption, follow_links (as
+  -- gives f32), trim (false; true: each caption's features and mask end at
+  -- its last token, encode_prompt's trim, a fraction of the disk for short
+  -- captions; the data set pads them back with zeros), recursive, missing_caption, follow_links (as
   -- grove.data.folder), dtype and device (the pipeline's), log
   -- (function(message): skipped images, damaged shards; default stderr),
   -- on_shard (function(i, n, entry, written) after each shard). Returns
@@ -284,7 +295,7 @@ return function(grove, diffusers)
       latent_channels = facts.vae.latent_channels, text_hidden_size = facts.text_encoder.hidden_size,
       scaling_factor = facts.vae.scaling_factor, vae_factor = facts.vae.factor,
       max_sequence_length = o.max_sequence_length, instruction = o.instruction, size = o.size, buckets = o.buckets,
-      shard_size = o.shard_size, batch = o.batch, features_dtype = o.features_dtype,
+      shard_size = o.shard_size, batch = o.batch, features_dtype = o.features_dtype, trim = o.trim,
     }
 
     if C.grove_dir_make(out) ~= 0 then fail(grove.c_error()) end
@@ -297,7 +308,9 @@ return function(grove, diffusers)
       for k in pairs(settings) do keys[#keys + 1] = k end
       table.sort(keys)
       for _, k in ipairs(keys) do
-        local d = manifest.difference(json.decode(json.encode(old[k] == nil and json.null or old[k])),
+        local ov = old[k]
+        if ov == nil and k == "trim" then ov = false end -- caches from before the option
+        local d = manifest.difference(json.decode(json.encode(ov == nil and json.null or ov)),
                                       json.decode(json.encode(settings[k])), k == "model" and "" or k)
         if d then
           fail(mpath .. " was made with another " .. (k == "model" and "model" or "setting") .. " (" .. d .. "); run " ..

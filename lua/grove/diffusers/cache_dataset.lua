@@ -27,7 +27,7 @@ return function(grove, diffusers)
   local Dataset = {}
   Dataset.__index = Dataset
 
-  local OPTS = { batch_size = true, seed = true, shuffle = true, drop_last = true, model = true, device = true }
+  local OPTS = { batch_size = true, seed = true, shuffle = true, drop_last = true, model = true, device = true, trim = true }
 
   local function check_int(v, name, min, max)
     if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or v < min or v > max then
@@ -72,24 +72,38 @@ return function(grove, diffusers)
       fail("shard " .. path .. ": " .. tostring(r))
     end
     local m = self.manifest
+    local L = m.max_sequence_length
     local want = {
       latents = { "f32", { e.latent_height, e.latent_width, m.latent_channels } },
-      features = { m.features_dtype, { m.max_sequence_length, m.text_hidden_size } },
-      mask = { "u8", { m.max_sequence_length } },
+      features = { m.features_dtype, { L, m.text_hidden_size } },
+      mask = { "u8", { L } },
     }
     local ok2, err = pcall(function()
       if #r.names ~= 3 * e.count then
         error("holds " .. #r.names .. " tensors; the manifest lists " .. e.count .. " samples (3 tensors each)", 0)
       end
       for k = 0, e.count - 1 do
+        local lens = {}
         for name, w in pairs(want) do
           local key = name .. "." .. k
           local okk, info = pcall(r.info, r, key)
           if not okk then error("has no tensor " .. key, 0) end
-          if info.dtype ~= w[1] or table.concat(info.shape, ",") ~= table.concat(w[2], ",") then
-            error(string.format("%s is %s (%s), expected %s (%s)", key, info.dtype, table.concat(info.shape, ", "),
-                                w[1], table.concat(w[2], ", ")), 0)
+          local shape = w[2]
+          if m.trim and name ~= "latents" then
+            -- a trimmed caption holds 1 to L tokens, its features and mask alike
+            local n = info.shape[1]
+            if type(n) == "number" and n >= 1 and n <= L then
+              shape = { n, shape[2] }
+              lens[name] = n
+            end
           end
+          if info.dtype ~= w[1] or table.concat(info.shape, ",") ~= table.concat(shape, ",") then
+            error(string.format("%s is %s (%s), expected %s (%s)", key, info.dtype, table.concat(info.shape, ", "),
+                                w[1], table.concat(shape, ", ")), 0)
+          end
+        end
+        if lens.features ~= lens.mask then
+          error("features." .. k .. " holds " .. tostring(lens.features) .. " tokens but mask." .. k .. " " .. tostring(lens.mask), 0)
         end
       end
     end)
@@ -101,25 +115,28 @@ return function(grove, diffusers)
   -- opts: batch_size (16), seed (0), shuffle (true), drop_last (false: a
   -- bucket's last batch may be smaller), model (a pipeline folder or
   -- grove.diffusers.pipeline the cache must suit; checked when given),
-  -- device ("cpu": where the batches' tensors are put).
+  -- device ("cpu": where the batches' tensors are put), trim (false; true:
+  -- a cache made with trim gives features and mask as long as the batch's
+  -- longest caption instead of max_sequence_length).
   function diffusers.cache_dataset(path, opts)
     opts = opts or {}
     if type(path) ~= "string" then fail("expected the cache folder, got " .. type(path)) end
     if type(opts) ~= "table" then fail("options must be a table") end
     for k in pairs(opts) do
       if not OPTS[k] then
-        fail("unknown option '" .. tostring(k) .. "' (batch_size, seed, shuffle, drop_last, model, device)")
+        fail("unknown option '" .. tostring(k) .. "' (batch_size, seed, shuffle, drop_last, model, device, trim)")
       end
     end
     local self = setmetatable({
       path = path, batch_size = check_int(opts.batch_size or 16, "batch_size", 1, 2 ^ 31),
       seed = check_int(opts.seed or 0, "seed", 0, 2 ^ 53), shuffle = opts.shuffle ~= false,
-      drop_last = opts.drop_last and true or false, device = opts.device or "cpu",
+      drop_last = opts.drop_last and true or false, device = opts.device or "cpu", trim = opts.trim and true or false,
     }, Dataset)
     local mpath = path .. "/" .. manifest.NAME
     self.manifest_path = mpath
     local m = manifest.read(mpath, "cache_dataset")
     self.manifest = m
+    if m.trim ~= nil and type(m.trim) ~= "boolean" then fail(mpath .. ": trim must be true or false") end
     if not m.complete or #m.shards ~= m.shards_planned then
       fail(mpath .. ": the cache is incomplete (" .. #m.shards .. " of " .. m.shards_planned .. " shards written); run " ..
            "`grove cache` again with the same options to finish it")
@@ -223,6 +240,26 @@ return function(grove, diffusers)
       local s = self.samples[i]
       lat[k], feat[k], mask[k] = get(self, s, "latents"), get(self, s, "features"), get(self, s, "mask")
       captions[k], ids[k] = s.caption, s.id
+    end
+    if self.manifest.trim then
+      -- trimmed captions padded back with zeros (mask 0): to max_sequence_length,
+      -- or with opts.trim to the batch's longest
+      local L = self.max_sequence_length
+      if self.trim then
+        L = 1
+        for k = 1, #list do L = math.max(L, feat[k]:size(1)) end
+      end
+      for k = 1, #list do
+        local n = feat[k]:size(1)
+        if n < L then
+          local f = grove.zeros({ L, feat[k]:size(2) }, { dtype = feat[k]:dtype() })
+          f:narrow(1, 1, n):copy_(feat[k])
+          local mk = grove.zeros({ L }, { dtype = "u8" })
+          mk:narrow(1, 1, n):copy_(mask[k])
+          feat[k]:free(); mask[k]:free()
+          feat[k], mask[k] = f, mk
+        end
+      end
     end
     local b = self.samples[list[1]].bucket
     local batch = { latents = stacked(lat), features = stacked(feat), mask = stacked(mask), captions = captions, ids = ids,
