@@ -244,17 +244,6 @@ return function(grove, diffusers)
     return n or 0
   end
 
-  local function list_dir(dir)
-    local l = C.grove_list_dir(dir)
-    if l == nil then return {} end
-    local names = {}
-    for i = 0, tonumber(C.grove_file_list_count(l)) - 1 do
-      names[#names + 1] = require("ffi").string(C.grove_file_list_get(l, i))
-    end
-    C.grove_file_list_free(l)
-    return names
-  end
-
   -- grove.diffusers.cache(model, data, out, opts): model is a pipeline
   -- folder (or a grove.diffusers.pipeline), data the image folder, out the
   -- cache folder (made when missing). opts: size (512), buckets (false),
@@ -320,7 +309,7 @@ return function(grove, diffusers)
     end
 
     -- a shard's temporary from a killed run is written again from the start
-    for _, name in ipairs(list_dir(out)) do
+    for _, name in ipairs(diffusers._list_dir(out)) do
       if name:match("%.safetensors%.tmp$") then os.remove(out .. "/" .. name) end
     end
 

@@ -35,6 +35,8 @@ return function(grove, diffusers)
     C.grove_file_list_free(l)
     return names
   end
+  -- the names of a folder's entries, sorted (the feature cache lists its folder too)
+  diffusers._list_dir = list_dir
 
   local function join(dir, name) return (dir:gsub("/+$", "")) .. "/" .. name end
 
