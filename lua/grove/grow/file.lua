@@ -268,13 +268,13 @@ return function(grove, grow)
   end
 
   -- The strategy's map for N source blocks, checked.
-  function grow.strategy_map(o)
-    return function(N) return o.strategy.map(N, o.depth) end
+  function grow.strategy_map(o, where)
+    return function(N) return (grow.source_map(o, N, where or "the source")) end
   end
 
   local function surgery(src, in_path, out_path, o)
     local t0 = grove.now()
-    local plan = grow.stream(src, o, grow.strategy_map(o), o.strategy.name)
+    local plan = grow.stream(src, o, grow.strategy_map(o, in_path), o.strategy.name)
     local N, M = plan.N, plan.M
     local meta = {}
     for k, v in pairs(src.metadata) do meta[k] = v end
@@ -307,8 +307,10 @@ return function(grove, grow)
 
   -- One line for a file's metadata: what growth did.
   function grow.describe(o, N, M)
-    return string.format("strategy=%s init=%s%s seed=%d source_depth=%d depth=%d", o.strategy.name,
-                         o.init, o.init == "noise" and (" noise=" .. o.noise) or "", o.seed, N, M)
+    local keep = ""
+    if o.keep ~= nil then keep = " keep=" .. table.concat((grow.block_list(o.keep, "keep", N, "the source")), ",") end
+    return string.format("strategy=%s init=%s%s seed=%d source_depth=%d depth=%d%s", o.strategy.name,
+                         o.init, o.init == "noise" and (" noise=" .. o.noise) or "", o.seed, N, M, keep)
   end
 
   -- opts: grove.grow's (strategy, depth, init, noise, seed) and log(i, M, kind),

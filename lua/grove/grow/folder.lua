@@ -123,11 +123,79 @@ return function(grove, grow)
     end
   end
 
+  -- 1-based block numbers from a number, a list, or a string "1,3,5-8"
+  -- (ranges inclusive), each checked to be in 1..N (where names the
+  -- source, who the command). Returns them ascending without repeats and
+  -- as a set; nil for nil.
+  function grow.block_list(v, what, N, where, who)
+    if v == nil then return nil end
+    who = who or "grow"
+    if type(v) == "number" then v = { v } end
+    if type(v) == "string" then
+      local items = {}
+      for w in v:gmatch("[^,%s]+") do
+        local a, b = w:match("^(%d+)%-(%d+)$")
+        if a then
+          a, b = tonumber(a), tonumber(b)
+          if b < a then error(who .. ": " .. what .. " has the range " .. w .. ", which runs backwards", 0) end
+          if b - a > 1e6 then error(who .. ": " .. what .. " has the range " .. w .. ", which is too long", 0) end
+          for j = a, b do items[#items + 1] = j end
+        else
+          local j = tonumber(w)
+          if not j then error(who .. ": " .. what .. " needs comma-separated block indices, got '" .. v .. "'", 0) end
+          items[#items + 1] = j
+        end
+      end
+      v = items
+    end
+    if type(v) ~= "table" then error(who .. ": " .. what .. " must be a list of block indices, got " .. type(v), 0) end
+    local set, out = {}, {}
+    for _, j in ipairs(v) do
+      if type(j) ~= "number" or j % 1 ~= 0 or j < 1 or j > N then
+        error(string.format("%s: %s names block %s, but %s has blocks 1..%d (transformer_blocks.0..%d)", who, what,
+                            tostring(j), where, N, N - 1), 0)
+      end
+      if not set[j] then out[#out + 1] = j end
+      set[j] = true
+    end
+    table.sort(out)
+    return out, set
+  end
+
+  -- The strategy's map for N source blocks; with o.keep, the strategy sees
+  -- only the kept source blocks (NVlabs' 4.8B recipe grows the first 18 of
+  -- Sana 1.6B's 20 blocks to 60) and the map names their source numbers.
+  -- Returns the map and the source blocks left out (ascending).
+  function grow.source_map(o, N, where)
+    if o.keep == nil then return o.strategy.map(N, o.depth), {} end
+    local kept, set = grow.block_list(o.keep, "keep", N, where, "grow")
+    if #kept == 0 then error("grow: keep names no block", 0) end
+    local inner = o.strategy.map(#kept, o.depth)
+    if type(inner) ~= "table" then error("grow: strategy " .. o.strategy.name .. ": map gave a " .. type(inner), 0) end
+    local map = {}
+    for i = 1, o.depth do
+      local j = inner[i]
+      if type(j) == "number" then
+        if not kept[j] then
+          error(string.format("grow: strategy %s maps target block %d to kept block %s, but %d blocks are kept",
+                              o.strategy.name, i, tostring(j), #kept), 0)
+        end
+        map[i] = kept[j]
+      else
+        map[i] = j
+      end
+    end
+    local dropped = {}
+    for j = 1, N do if not set[j] then dropped[#dropped + 1] = j end end
+    return map, dropped
+  end
+
   -- Grows a transformer folder. opts: grove.grow's (strategy, depth, init,
-  -- noise, seed), max_shard_bytes (a number or "5GB"; default 10 GB, as
-  -- diffusers), variant (read and write <stem>.<variant>.safetensors).
-  -- Returns a summary: source_depth, depth, kinds, keep, repeats, new,
-  -- tensors, bytes, files, dir, seconds.
+  -- noise, seed), keep (source blocks the strategy grows from: a list or
+  -- "1-18"; the others are left out), max_shard_bytes (a number or "5GB";
+  -- default 10 GB, as diffusers), variant (read and write
+  -- <stem>.<variant>.safetensors). Returns a summary: source_depth, depth,
+  -- kinds, keep, repeats, new, dropped, tensors, bytes, files, dir, seconds.
   function grow.folder(in_dir, out_dir, opts)
     local t0 = grove.now()
     opts = opts or {}
@@ -140,14 +208,17 @@ return function(grove, grow)
     local comp, src, pipeline = grow.open_transformer(in_dir, "grow", opts)
     local ok, res = pcall(function()
       local dir = grow.folder_target(out_dir, pipeline, "grow")
+      local dropped
       local plan = grow.stream(src, o, function(N)
         grow.check_layers(comp, N, "grow")
-        return o.strategy.map(N, o.depth)
+        local map
+        map, dropped = grow.source_map(o, N, comp.dir)
+        return map
       end, o.strategy.name)
       local w = grow.write_folder(plan, comp, dir, { max_shard_bytes = max, variant = opts.variant,
         metadata = { format = "pt", ["grove.grow"] = grow.describe(o, plan.N, plan.M) } })
       return { source_depth = plan.N, depth = plan.M, kinds = plan.kinds, keep = plan.keep, repeats = plan.repeats,
-               new = plan.new, tensors = #plan.entries, bytes = plan.bytes, files = w.files, dir = dir,
+               new = plan.new, dropped = dropped, tensors = #plan.entries, bytes = plan.bytes, files = w.files, dir = dir,
                pipeline = pipeline, seconds = grove.now() - t0 }
     end)
     comp:close()

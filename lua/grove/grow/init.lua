@@ -275,6 +275,7 @@ return function(grove)
 
   require "grove.grow.file"(grove, grow)
   require "grove.grow.folder"(grove, grow)
+  require "grove.grow.complete"(grove, grow)
 
   grove.grow = setmetatable(grow, { __call = function(_, model, opts) return grow_model(model, opts) end })
 end

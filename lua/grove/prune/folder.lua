@@ -11,29 +11,10 @@
 -- model loaded once (prune/features.lua); keep then protects blocks from
 -- removal, as in grove.prune.
 return function(grove, prune)
-  local function is_integer(v) return type(v) == "number" and v % 1 == 0 end
-
+  -- the set of blocks a list names (grove.grow.block_list: "3,7", "1-18", a table)
   local function index_list(v, what, N, where)
     if v == nil then return nil end
-    if type(v) == "number" then v = { v } end
-    if type(v) == "string" then
-      local list = {}
-      for w in v:gmatch("[^,%s]+") do
-        local j = tonumber(w)
-        if not j then error("prune: " .. what .. " needs comma-separated block indices, got '" .. v .. "'", 0) end
-        list[#list + 1] = j
-      end
-      v = list
-    end
-    if type(v) ~= "table" then error("prune: " .. what .. " must be a list of block indices, got " .. type(v), 0) end
-    local set = {}
-    for _, j in ipairs(v) do
-      if not is_integer(j) or j < 1 or j > N then
-        error(string.format("prune: %s names block %s, but %s has blocks 1..%d (transformer_blocks.0..%d)", what,
-                            tostring(j), where, N, N - 1), 0)
-      end
-      set[j] = true
-    end
+    local _, set = grove.grow.block_list(v, what, N, where, "prune")
     return set
   end
 
