@@ -5,11 +5,17 @@
 -- A diffusers transformer folder (or a pipeline folder) as --in is pruned
 -- as files into a new folder, given the blocks (grove.prune.folder):
 --   grove prune --in Sana_1600M --out pruned --remove 3
+-- A pipeline folder as --model is scored on its own denoising trajectories
+-- (calibration prompts through its Gemma-2) and written out complete, with
+-- the importance table and chart beside it (grove.prune.pipeline_folder):
+--   grove prune --model Sana_1600M --out Sana_pruned --depth 16 [--calib prompts.txt] [--steps 20]
 local args = require "grove.cli.args"
 
 local spec = {
   { "in", "string", nil, "grove training checkpoint or weights file (grove.train.save_weights), or a diffusers " ..
-    "transformer or pipeline folder", required = true },
+    "transformer or pipeline folder" },
+  { "model", "string", nil, "a diffusers pipeline folder (model_index.json): scored on its own sampling, written out " ..
+    "complete" },
   { "out", "string", nil, "weights file to write (loads with grove.train.load_for_inference, starts grove.train.run{init =});" ..
     " a new folder when --in is one", required = true },
   { "depth", "number", nil, "number of blocks to keep (checkpoints: required)", check = args.count },
@@ -22,21 +28,31 @@ local spec = {
   { "schedule", "string", "oneshot", "oneshot, iterative, random, last, a registered name, or a .lua file returning fn(ctx)" },
   { "keep", "string", nil, "blocks never removed, comma-separated 1-based indices (e.g. 1,12); folders without " ..
     "--depth: exactly the blocks that stay" },
-  { "calib", "string", nil, "calibration prompts, one per line (default: a seeded sample of the shapes evaluation prompts)" },
-  { "prompts", "number", 64, "number of shapes evaluation prompts when no --calib is given", check = args.count },
+  { "calib", "string", nil, "calibration prompts, one per line (default: a seeded sample of the shapes training " ..
+    "captions; --model: grove's default calibration prompts)" },
+  { "prompts", "number", nil, "number of calibration prompts (default 64 shapes captions; --model: all of --calib or " ..
+    "the 32 defaults, else the first N)", check = args.count },
+  { "steps", "number", nil, "--model: sampling steps of each calibration trajectory (default: the scheduler's, 20)",
+    check = args.count },
+  { "cfg", "number", 4.5, "--model: guidance scale of the calibration sampling", check = args.number(0) },
+  { "height", "number", nil, "--model: calibration image height (default the model's native size; a multiple of " ..
+    "the VAE's scale)", short = "H", check = args.count },
+  { "width", "number", nil, "--model: calibration image width", short = "W", check = args.count },
+  { "components", "string", "link", "--model: link (symbolic links to the source's) or copy the other components" },
   { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule", check = args.count },
   { "x0", "string", nil, "clean images: render (shapes captions) or sample (the model's own); default by prompts" },
   { "size", "number", 32, "image side of the calibration images", check = args.count },
-  { "batch", "number", 32, "prompts per forward pass", check = args.count },
+  { "batch", "number", nil, "prompts per forward pass (default 32; --model: 4 per sampling run)", check = args.count },
   { "seed", "number", 0, "seed of the prompt sample, noise, and the random schedule", check = args.seed },
-  { "chart", "string", nil, "write the per-block importance bar chart to this PNG" },
+  { "chart", "string", nil, "write the per-block importance bar chart to this PNG (--model: OUT-importance.png too)" },
   { "raw", "boolean", false, "use the raw weights instead of the EMA weights" },
   { "quiet", "boolean", false, "print nothing but errors" },
   args.device_option(),
 }
 
 local USAGE = "grove prune --in FILE --out FILE --depth K [options]\n" ..
-              "       grove prune --in FOLDER --out FOLDER (--remove LIST | --keep LIST | --depth K --calib-features FILE)"
+              "       grove prune --in FOLDER --out FOLDER (--remove LIST | --keep LIST | --depth K --calib-features FILE)\n" ..
+              "       grove prune --model FOLDER --out FOLDER (--depth K [--calib FILE] | --remove LIST | --keep LIST)"
 
 -- A diffusers folder, pruned as files with the given blocks.
 local function prune_folder(o)
@@ -72,13 +88,65 @@ local function prune_folder(o)
   end
 end
 
+-- A pipeline folder (--model): scored on its own trajectories (or given
+-- blocks, or calibration features) and written out complete.
+local function prune_model(o)
+  args.check_choice(o, "components", { "link", "copy" })
+  local trajectory = o.depth ~= nil and not o.calib_features and not o.remove
+  if trajectory and not o.quiet then
+    local ok, prompts, origin = pcall(grove.prune.folder_prompts, o.calib, o.prompts)
+    if not ok then error((tostring(prompts):gsub("^prune: ", "")), 0) end
+    io.stderr:write(string.format("calibration: %d prompt%s from %s%s\n", #prompts, #prompts == 1 and "" or "s", origin,
+                                  o.calib and "" or " (never the evaluation prompts; --calib FILE for yours)"))
+  end
+  local ok, res = pcall(grove.prune.pipeline_folder, o.model, o.out, {
+    depth = o.depth, keep = o.keep, remove = o.remove, calib_features = o.calib_features, calib = o.calib,
+    prompts = o.prompts, steps = o.steps, cfg = o.cfg, height = o.height, width = o.width, batch = o.batch,
+    seed = o.seed, metric = grove.prune.load_metric(o.metric), schedule = grove.prune.load_schedule(o.schedule),
+    timesteps = o.calib_features and o.timesteps or nil, components = o.components,
+    max_shard_bytes = o.max_shard_size, variant = o.variant, device = o.device })
+  if not ok then error((tostring(res):gsub("^prune: ", "")), 0) end
+  if o.quiet then return end
+  local zero_based = {}
+  for k, j in ipairs(res.removed) do zero_based[k] = j - 1 end
+  local size = res.bytes >= 1e9 and string.format("%.2f GB", res.bytes / 1e9) or string.format("%.1f MB", res.bytes / 1e6)
+  print(string.format("%s: %d -> %d blocks%s; removed blocks %s (transformer_blocks.{%s}); %d tensors, %s in %.1f s -> %s",
+    o.model, res.source_depth, res.depth,
+    res.scores and string.format(" (%s metric, %s schedule)", res.metric, res.schedule) or "",
+    #res.removed > 0 and table.concat(res.removed, ",") or "none", table.concat(zero_based, ","), res.tensors, size,
+    res.seconds, res.out))
+  if res.scores then
+    local s = {}
+    for i, v in ipairs(res.scores) do s[i] = string.format("%d:%.4g", i, v) end
+    print("importance: " .. table.concat(s, " "))
+  end
+  if res.by_step then
+    print(string.format("  averaged over %d steps (sigma %.3f .. %.3f) of %d prompt%s at %dx%d, cfg %g", #res.by_step,
+      res.sigmas[1], res.sigmas[#res.sigmas], #res.prompts, #res.prompts == 1 and "" or "s", res.width, res.height, res.cfg))
+  end
+  if res.report then print(string.format("  table: %s, %s; chart: %s", res.report.json, res.report.csv, res.report.png)) end
+  if o.chart and res.scores then
+    grove.prune.chart(o.chart, res.scores, res.removed, { metric = res.metric })
+    print("  chart: " .. o.chart)
+  end
+  local parts = {}
+  for _, c in ipairs(res.components) do parts[#parts + 1] = c.name end
+  print(string.format("  %s: transformer written; %s %s; copied %s", res.out, table.concat(parts, ", "),
+    o.components == "link" and "linked" or "copied", table.concat(res.top_files, ", ")))
+end
+
 return function(argv)
   local o, rest = args.parse(argv, spec, { usage = USAGE,
     description = "Removes the least important blocks of a grove checkpoint (EMA weights when present) and writes the\n" ..
                   "model and text encoder weights; see docs/pruning.md." })
   if not o then print(rest); return end
   if #rest > 0 then error("unexpected argument '" .. rest[1] .. "' (see grove prune --help)", 0) end
-  if o["in"] == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
+  if (o["in"] == nil) == (o.model == nil) then
+    error("give --in FILE|FOLDER or --model FOLDER (a pipeline folder, written out complete), one of them", 0)
+  end
+  if (o["in"] or o.model) == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
+  if o.model then return prune_model(o) end
+  if o.steps or o.height or o.width then error("--steps, --height and --width apply to --model", 0) end
   if grove.grow.is_folder(o["in"]) then return prune_folder(o) end
   if o.remove or o.variant or o.calib_features then
     error("--remove, --variant and --calib-features apply to folders; " .. o["in"] .. " is a file", 0)

@@ -12,7 +12,8 @@
 --   vae/                             AutoencoderDC: widths 8 … 32, ResBlock then EfficientViT stages, 8 latent channels
 --
 -- opts: seed (0): the weights (the tokenizer is the same for every seed);
--- sprint: a SanaSprintPipeline folder (guidance embedding, SCM).
+-- sprint: a SanaSprintPipeline folder (guidance embedding, SCM); layers (2):
+-- the transformer's blocks (pruning wants a few more).
 return function(grove, diffusers)
   local json = grove.json
   local C = grove.C
@@ -70,13 +71,13 @@ return function(grove, diffusers)
     }
   end
 
-  local function transformer_config(sprint, caption)
+  local function transformer_config(sprint, caption, layers)
     return {
       _class_name = "SanaTransformer2DModel", _diffusers_version = "0.32.0", attention_bias = false,
       attention_head_dim = 8, caption_channels = caption, cross_attention_dim = 32, cross_attention_head_dim = 16,
       dropout = 0.0, guidance_embeds = sprint, guidance_embeds_scale = 0.1, in_channels = 8,
       interpolation_scale = json.null, mlp_ratio = 2.5, norm_elementwise_affine = false, norm_eps = 1e-6,
-      num_attention_heads = 4, num_cross_attention_heads = 2, num_layers = 2, out_channels = 8, patch_size = 1,
+      num_attention_heads = 4, num_cross_attention_heads = 2, num_layers = layers, out_channels = 8, patch_size = 1,
       qk_norm = "rms_norm_across_heads", sample_size = 16, timestep_scale = 1.0,
     }
   end
@@ -186,6 +187,10 @@ return function(grove, diffusers)
     local seed = opts.seed or 0
     if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 then fail("seed must be an integer >= 0, got " .. tostring(seed)) end
     local sprint = opts.sprint and true or false
+    local layers = opts.layers or 2
+    if type(layers) ~= "number" or layers % 1 ~= 0 or layers < 1 or layers > 64 then
+      fail("layers must be an integer from 1 to 64, got " .. tostring(layers))
+    end
     if C.grove_path_kind(dir) ~= C.GROVE_PATH_NONE and C.grove_path_kind(dir .. "/model_index.json") ~= C.GROVE_PATH_NONE then
       fail(dir .. " already holds a pipeline (model_index.json); give a new folder")
     end
@@ -200,7 +205,7 @@ return function(grove, diffusers)
     local enc = diffusers.text_encoder(dir, { meta = true })
     diffusers.write_component(dir .. "/text_encoder", tconf, random(gen, shapes_of(enc), 0.1), { weights_name = "model" })
 
-    local xconf = transformer_config(sprint, tconf.hidden_size)
+    local xconf = transformer_config(sprint, tconf.hidden_size, layers)
     local T = diffusers.transformer_from(xconf, nil, { meta = true, config_where = "tiny transformer config" })
     diffusers.write_component(dir .. "/transformer", xconf, random(gen, shapes_of(T), 0.1))
 

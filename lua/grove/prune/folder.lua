@@ -46,7 +46,8 @@ return function(grove, prune)
 
   -- Prunes a transformer folder. opts: keep / remove (1-based block lists, or
   -- comma-separated strings), or depth with calib_features (and metric,
-  -- schedule, keep, seed, batch, timesteps: prune.score_folder);
+  -- schedule, keep, seed, batch, timesteps: prune.score_folder), or scored
+  -- (the info of blocks chosen already: prune.score_pipeline's);
   -- max_shard_bytes and variant as grove.grow.folder. Returns
   -- {source_depth, depth, kept, removed, scores (when scored), metric,
   -- schedule, tensors, bytes, files, dir, seconds}.
@@ -64,7 +65,14 @@ return function(grove, prune)
       local plan = grow.stream(src, { init = "identity", seed = 0 }, function(N)
         grow.check_layers(comp, N, "prune")
         info.source_depth = N
-        if opts.calib_features then
+        if opts.scored then
+          -- blocks chosen already (prune.score_pipeline), for this source
+          if opts.scored.source_depth ~= N then
+            error(string.format("prune: the scores are for %s blocks, but %s holds %d", tostring(opts.scored.source_depth),
+                                comp.dir, N), 0)
+          end
+          for k, v in pairs(opts.scored) do info[k] = v end
+        elseif opts.calib_features then
           for k, v in pairs(prune.score_folder(in_dir, opts)) do info[k] = v end
           -- the scored model is garbage now: give its memory back before writing
           grove.collect()

@@ -32,6 +32,7 @@ return function(grove)
   require "grove.prune.calib"(grove, prune)
   require "grove.prune.folder"(grove, prune)
   require "grove.prune.features"(grove, prune)
+  require "grove.prune.pipeline"(grove, prune)
 
   local function is_integer(v) return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2 ^ 53 end
 
@@ -49,7 +50,7 @@ return function(grove)
   -- The calibration set: source itself when it is one, else one built
   -- from it (parts or an encoder function) with the options.
   local function calibration_of(model, source, opts)
-    if getmetatable(source) == prune.Calibration then return source end
+    if getmetatable(source) == prune.Calibration or (type(source) == "table" and source.is_calibration) then return source end
     return prune.calibration(model, source, opts)
   end
 
