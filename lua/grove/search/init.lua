@@ -209,30 +209,47 @@ return function(grove)
   -- candidate gets .score (judged once each, all in one batch when the
   -- judge has :score) so the caller can show them all; picked entries are
   -- candidates.
-  function search.run(parts, prompt, opts)
-    opts = opts or {}
+  -- The checks every search makes before sampling: the prompt, the
+  -- judge (checked), the policy, n and pick. Returns judge, policy entry,
+  -- its name, and the batched judge (a table with :score) or nil.
+  function search.prepare(prompt, o)
     if type(prompt) ~= "string" then error("search: expected a prompt string, got " .. type(prompt), 0) end
-    if opts.judge == nil then error("search: give a judge (a function (image, prompt) -> yes probability)", 0) end
-    local judge = checked(search.judge(opts.judge))
-    local batched = type(opts.judge) == "table" and type(opts.judge.score) == "function" and opts.judge or nil
-    local policy, name = search.policy(opts.policy or "tournament")
-    local o = options(parts, opts)
+    if o.judge == nil then error("search: give a judge (a function (image, prompt) -> yes probability)", 0) end
+    local judge = checked(search.judge(o.judge))
+    local batched = type(o.judge) == "table" and type(o.judge.score) == "function" and o.judge or nil
+    local policy, name = search.policy(o.policy or "tournament")
     o.n, o.pick = o.n or 8, o.pick or 1
+    if not is_integer(o.n) or o.n < 1 then error("search: n must be a positive integer, got " .. tostring(o.n), 0) end
     if not is_integer(o.pick) or o.pick < 1 or o.pick > o.n then
       error("search: pick must be an integer from 1 to n (" .. tostring(o.n) .. "), got " .. tostring(o.pick), 0)
     end
-    local picked, cands
-    if policy.sampling then
-      picked, cands = policy.fn(parts, prompt, judge, o)
-    else
-      cands = search.candidates(parts, prompt, o)
-      if batched then judge = search.prescored(judge, batched, prompt, cands) end
-      picked = policy.fn(prompt, cands, judge, o)
-    end
+    return judge, policy, name, batched
+  end
+
+  -- The policy's picks among candidates made already; every candidate
+  -- gets .score. judge, policy, name, batched as search.prepare gives them.
+  function search.choose(prompt, cands, o, judge, policy, name, batched)
+    if batched then judge = search.prescored(judge, batched, prompt, cands) end
+    local picked = policy.fn(prompt, cands, judge, o)
     if type(picked) ~= "table" or #picked < 1 then error("search: policy " .. name .. " picked nothing", 0) end
     for _, c in ipairs(cands) do c.score = judge(c.image, prompt) end
     for _, c in ipairs(picked) do c.score = c.score or judge(c.image, prompt) end
-    return picked, cands
+    return picked
+  end
+
+  function search.run(parts, prompt, opts)
+    opts = opts or {}
+    local o = options(parts, opts)
+    local judge, policy, name, batched = search.prepare(prompt, o)
+    if policy.sampling then
+      local picked, cands = policy.fn(parts, prompt, judge, o)
+      if type(picked) ~= "table" or #picked < 1 then error("search: policy " .. name .. " picked nothing", 0) end
+      for _, c in ipairs(cands) do c.score = judge(c.image, prompt) end
+      for _, c in ipairs(picked) do c.score = c.score or judge(c.image, prompt) end
+      return picked, cands
+    end
+    local cands = search.candidates(parts, prompt, o)
+    return search.choose(prompt, cands, o, judge, policy, name, batched), cands
   end
 
   -- The candidates as one grid (u8), each captioned with its seed and score,
@@ -249,6 +266,7 @@ return function(grove)
   end
 
   search.register("halving", require("grove.search.halving"), { sampling = true })
+  require "grove.search.pipeline"(grove, search)
   require "grove.search.study"(grove, search)
   return search
 end
