@@ -202,6 +202,9 @@ return function(grove)
     return grove.eval.shapes.score(images, prompts), images, prompts
   end
 
+  -- The progress line (a terminal) or log lines (o.log_every) of a run of
+  -- o.steps steps: returns show(step, loss, avg, final). Fine-tuning a
+  -- diffusers folder (grove.diffusers.finetune) shows its steps the same way.
   local function progress(o)
     local tty = ffi.C.isatty(1) == 1
     io.stdout:setvbuf("line") -- log lines reach a file or pipe as they happen
@@ -223,6 +226,9 @@ return function(grove)
     end
   end
 
+  train.progress = progress
+
+  -- o.out/loss.csv and o.out/loss.png (raw and smoothed) of the losses so far.
   local function write_curve(o, losses)
     local f = io.open(o.out .. "/loss.csv", "w")
     if f then
@@ -241,6 +247,8 @@ return function(grove)
         series = { { name = "loss", y = losses }, { name = "smoothed", y = smooth } } }
     end
   end
+
+  train.write_curve = write_curve
 
   -- The prompts and seed of every sample grid: the first two evaluation
   -- prompts of each category, noise seed 7 (recipes/pipeline.lua shows the
