@@ -2,6 +2,15 @@
 -- of captioned images), then samples the evaluation prompts and prints the
 -- evaluator's table.
 --   grove recipes/train.lua --preset tiny --steps 2000 [--help]
+-- With --model DIR --cache CACHE it fine-tunes the transformer of a
+-- diffusers folder from a feature cache instead (grove.diffusers.finetune):
+--   grove recipes/train.lua --model DIR --cache CACHE --out RUN [--help]
+local finetune = require "grove.diffusers.finetune_cli"
+if finetune.wanted(arg) then
+  if not finetune.main(arg) then os.exit(1) end
+  return
+end
+
 local args = require "grove.cli.args"
 local d = grove.train.defaults
 
@@ -34,7 +43,8 @@ local spec = {
 }
 
 local o, rest = args.parse(arg, spec, { usage = "grove recipes/train.lua [options]",
-  description = "Trains a SANA model with its text encoder; see docs/training.md." })
+  description = "Trains a SANA model with its text encoder; see docs/training.md. With --model DIR --cache CACHE: " ..
+                "fine-tunes a diffusers folder (--model DIR --cache CACHE --help)." })
 if not o then print(rest); return end
 
 local t0 = grove.now()
