@@ -1,7 +1,9 @@
--- Fine-tuning the transformer of a diffusers folder (grove.diffusers.finetune)
--- on the tiny complete random folder: the loss falls on a fixed batch, the
--- saved folder loads and `grove sample --model` draws from it, a run killed
--- with SIGKILL resumes to bit-identical weights, a NaN stops the run, and
+-- Fine-tuning the transformer of a diffusers folder (grove.diffusers.finetune,
+-- recipes/train.lua --model --cache) on the tiny complete random folder and
+-- a feature cache of it (grove.diffusers.cache): the loss falls on a fixed
+-- batch, the saved folder loads and `grove sample --model` draws from it, a
+-- run killed with SIGKILL resumes to bit-identical weights, a NaN stops the
+-- run (an in-memory data set of the cache's interface poisons a batch), and
 -- CAME-8bit's state on sana_1600m shapes is at most 1/7.5 of AdamW's.
 local spec = require "spec"
 local fake = require "fake_cache"
@@ -47,8 +49,20 @@ spec.describe("fine-tuning a diffusers folder", function()
   local root = spec.tmpdir()
   local src = grove.diffusers.tiny_folder(root .. "/tiny", { seed = 5 })
 
-  spec.it("20 steps on a fixed batch: the loss is finite and falls; the folder loads and samples", function()
-    local batch = dataset { n = 2, batch_size = 2, shuffle = false }:next()
+  -- a feature cache of 4 pictures (shapes scenes of 64 × 64 with their
+  -- captions): with batches of 4 every step trains on the same batch
+  local photos, cache = root .. "/photos", root .. "/cache"
+  os.execute("mkdir -p " .. q(photos))
+  local scenes = grove.data.shapes { batch = 4, size = 64, seed = 2 }:next()
+  for i = 1, 4 do
+    grove.image.save(string.format("%s/%d.png", photos, i), scenes.images:select(1, i))
+    spec.write_all(string.format("%s/%d.txt", photos, i), scenes.captions[i] .. "\n")
+  end
+  grove.diffusers.cache(src, photos, cache, { size = 64 })
+
+  spec.it("recipes/train.lua --model --cache, 20 steps on a fixed batch: the loss falls; the folder samples", function()
+    if not exe then spec.skip("the grove executable's path is unknown (arg[-1])"); return end
+    local batch = grove.diffusers.cache_dataset(cache, { batch_size = 4, shuffle = false }):next()
     local sch = grove.diffusers.training_schedule(src)
     spec.eq(sch.shift, 3.0, "flow_shift of the folder's scheduler")
     spec.eq(sch.N, 1000, "num_train_timesteps")
@@ -64,43 +78,47 @@ spec.describe("fine-tuning a diffusers folder", function()
     end
     local before = fixed_loss(grove.diffusers.transformer(src))
     local out = root .. "/run"
-    local run = grove.diffusers.finetune(src, dataset { n = 2, batch_size = 2, shuffle = false },
-      { out = out, steps = 20, lr = 1e-3, warmup = 2, ema = 0, save_every = 10, log_every = 100, seed = 1 })
-    spec.eq(run.step, 20)
-    spec.assert(not run.nan and not run.stopped, tostring(run.stopped))
+    local o, code = spec.run(q(exe) .. " " .. q(here .. "/../../recipes/train.lua") .. " --model " .. q(src) .. " --cache " ..
+                             q(cache) .. " --out " .. q(out) .. " --steps 20 --batch 4 --lr 1e-3 --warmup 2 --ema 0 " ..
+                             "--save-every 10 --seed 1")
+    spec.eq(code, 0, o)
+    spec.assert(o:find("fine-tuned 20 steps", 1, true), o)
+    local losses = {}
+    for line in io.lines(out .. "/loss.csv") do
+      local k, l = line:match("^(%d+),(.*)$")
+      if k then losses[tonumber(k)] = tonumber(l) end
+    end
+    spec.eq(#losses, 20, "20 losses in loss.csv")
     local first, last = 0, 0
-    for i = 1, 20 do spec.assert(run.losses[i] == run.losses[i] and math.abs(run.losses[i]) < math.huge, "finite loss") end
-    for i = 1, 5 do first, last = first + run.losses[i], last + run.losses[15 + i] end
+    for i = 1, 20 do spec.assert(losses[i] == losses[i] and math.abs(losses[i]) < math.huge, "finite loss") end
+    for i = 1, 5 do first, last = first + losses[i], last + losses[15 + i] end
     spec.assert(last < first, string.format("mean loss of the first 5 steps %.4f, last 5 %.4f", first / 5, last / 5))
-    spec.eq(run.folder, out .. "/model")
-    local T = grove.diffusers.transformer(run.folder)
+    local folder = out .. "/model"
+    local T = grove.diffusers.transformer(folder)
     local after = fixed_loss(T)
     spec.assert(after < 0.9 * before, string.format("fixed-draw loss %.4f before, %.4f after", before, after))
     -- the folder: the source's config.json and index, the other components linked
-    spec.eq(spec.read_all(run.folder .. "/model_index.json"), spec.read_all(src .. "/model_index.json"))
-    local cfg_a = grove.json.read(run.folder .. "/transformer/config.json")
+    spec.eq(spec.read_all(folder .. "/model_index.json"), spec.read_all(src .. "/model_index.json"))
+    local cfg_a = grove.json.read(folder .. "/transformer/config.json")
     local cfg_b = grove.json.read(src .. "/transformer/config.json")
     spec.eq(grove.json.encode(cfg_a), grove.json.encode(cfg_b), "config.json")
     for _, name in ipairs { "text_encoder", "tokenizer", "vae", "scheduler" } do
-      local p = io.popen("readlink " .. q(run.folder .. "/" .. name))
+      local p = io.popen("readlink " .. q(folder .. "/" .. name))
       local target = p:read("*l")
       p:close()
       spec.assert(target and target:find("/tiny/" .. name .. "$"), name .. " links to the source's: " .. tostring(target))
     end
-    -- checkpoint, curve
     spec.assert(C.grove_path_kind(out .. "/checkpoint.safetensors") == C.GROVE_PATH_FILE, "checkpoint")
-    spec.assert(C.grove_path_kind(out .. "/loss.csv") == C.GROVE_PATH_FILE, "loss.csv")
-    if not exe then spec.skip("the grove executable's path is unknown (arg[-1])"); return end
-    local o, code = spec.run(q(exe) .. " sample --model " .. q(run.folder) .. " -p 'a red cat' -H 64 -W 64 --no-binning " ..
-                             "--steps 2 -o " .. q(root .. "/ft.png"))
+    o, code = spec.run(q(exe) .. " sample --model " .. q(folder) .. " -p 'a red cat' -H 64 -W 64 --no-binning " ..
+                       "--steps 2 -o " .. q(root .. "/ft.png"))
     spec.eq(code, 0, o)
     spec.eq(grove.image.load(root .. "/ft.png"):shape_str(), "[64,64,3]")
   end)
 
   spec.it("copies the other components when asked, saves bf16 when asked, and keeps EMA weights apart", function()
     local out = root .. "/run_copy"
-    local run = grove.diffusers.finetune(src, dataset { n = 4, batch_size = 2 },
-      { out = out, steps = 3, lr = 1e-3, ema = 0.9, copy = true, save_dtype = "bf16", log_every = 100, seed = 2 })
+    local run = grove.diffusers.finetune(src, cache,
+      { out = out, steps = 3, batch = 2, lr = 1e-3, ema = 0.9, copy = true, save_dtype = "bf16", log_every = 100, seed = 2 })
     for _, name in ipairs { "text_encoder", "tokenizer", "vae", "scheduler" } do
       local p = io.popen("test -L " .. q(run.folder .. "/" .. name) .. " && echo link || echo real")
       spec.eq(p:read("*l"), "real", name .. " is a copy")
@@ -115,8 +133,7 @@ spec.describe("fine-tuning a diffusers folder", function()
     spec.assert(not equal(shadow, run.model.proj_out.weight:detach()), "EMA and raw weights differ")
     comp:close()
     -- a second run into the same folder replaces model/ whole
-    local again = grove.diffusers.finetune(src, dataset { n = 4, batch_size = 2 },
-      { out = out, steps = 1, ema = 0, log_every = 100, seed = 2 })
+    local again = grove.diffusers.finetune(src, cache, { out = out, steps = 1, batch = 2, ema = 0, log_every = 100, seed = 2 })
     spec.eq(grove.diffusers.component(again.folder, "transformer"):info("proj_out.weight").dtype, "f32")
     spec.assert(C.grove_path_kind(out .. "/model.partial") == C.GROVE_PATH_NONE, "no partial folder left")
     spec.assert(C.grove_path_kind(out .. "/model.old") == C.GROVE_PATH_NONE, "no old folder left")
@@ -125,31 +142,30 @@ spec.describe("fine-tuning a diffusers folder", function()
   spec.it("a run killed with SIGKILL resumes to bit-identical weights", function()
     if not exe then spec.skip("the grove executable's path is unknown (arg[-1])"); return end
     local steps = 24
-    local opts = string.format("{ out = arg[2], steps = %d, accum = 2, ema = 0.9, lr = 1e-3, warmup = 3, save_every = 1, " ..
+    local opts = string.format("{ out = arg[2], steps = %d, batch = 3, accum = 2, ema = 0.9, lr = 1e-3, warmup = 3, " ..
+                               "save_every = 1, " ..
                                "log_every = 1000, seed = 4, resume = arg[3] == 'resume', on_step = pause }", steps)
     local child = root .. "/child.lua"
-    spec.write_all(child, "package.path = " .. string.format("%q", here .. "/?.lua;") .. " .. package.path\n" ..
-      "local fake = require 'fake_cache'\n" ..
+    spec.write_all(child,
       -- a pause after each step (it changes no number) so that the kill lands mid-run
       "local ffi = require 'ffi'; pcall(ffi.cdef, 'int usleep(unsigned int us);')\n" ..
       "local function pause() ffi.C.usleep(30000) end\n" ..
-      "local ds = fake.dataset { n = 6, batch_size = 2, seed = 4, h = 4, w = 4, channels = 8, L = 6, D = 32 }\n" ..
-      "grove.diffusers.finetune(arg[1], ds, " .. opts .. ")\n")
+      "grove.diffusers.finetune(arg[1], arg[4], " .. opts .. ")\n")
     local full, cut = root .. "/full", root .. "/cut"
     -- killed once its first checkpoints are on disk
-    local o, code = spec.run(string.format("( %s %s %s %s & pid=$!; i=0; " ..
+    local o, code = spec.run(string.format("( %s %s %s %s resume-not %s & pid=$!; i=0; " ..
       "while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; sleep 0.1; kill -9 $pid; wait $pid; " ..
       "echo killed=$? )",
-      q(exe), q(child), q(src), q(cut), q(cut .. "/checkpoint.safetensors")))
+      q(exe), q(child), q(src), q(cut), q(cache), q(cut .. "/checkpoint.safetensors")))
     spec.assert(o:find("killed=137", 1, true), "the child was killed by SIGKILL:\n" .. o)
     local _, meta = grove.load_safetensors(cut .. "/checkpoint.safetensors")
     local k = tonumber(meta.step)
     spec.assert(k >= 1 and k < steps, "killed mid-run (checkpoint of step " .. tostring(k) .. " of " .. steps .. ")")
     spec.assert(C.grove_path_kind(cut .. "/model") == C.GROVE_PATH_NONE, "no folder yet")
-    o, code = spec.run(string.format("%s %s %s %s resume", q(exe), q(child), q(src), q(cut)))
+    o, code = spec.run(string.format("%s %s %s %s resume %s", q(exe), q(child), q(src), q(cut), q(cache)))
     spec.eq(code, 0, o)
     spec.assert(o:find("resumed .* at step " .. k), o)
-    o, code = spec.run(string.format("%s %s %s %s", q(exe), q(child), q(src), q(full)))
+    o, code = spec.run(string.format("%s %s %s %s resume-not %s", q(exe), q(child), q(src), q(full), q(cache)))
     spec.eq(code, 0, o)
     same_weights(full .. "/model/transformer", cut .. "/model/transformer", "EMA weights of the folder")
     local a = grove.load_safetensors(full .. "/checkpoint.safetensors")
@@ -191,6 +207,7 @@ spec.describe("fine-tuning a diffusers folder", function()
       "there is no")
     spec.raises(function() grove.diffusers.finetune(src, { next = function() end }, { out = root .. "/x" }) end,
       "needs a method state")
+    spec.raises(function() grove.diffusers.finetune(src, root .. "/no-cache", { out = root .. "/x" }) end, "no-cache")
     spec.raises(function() grove.diffusers.finetune(src, dataset { D = 24 }, { out = root .. "/x", steps = 1 }) end,
       "features must be (2, L, 32)")
     spec.raises(function() grove.diffusers.finetune(src, dataset { channels = 4 }, { out = root .. "/x", steps = 1 }) end,

@@ -183,7 +183,9 @@ return function(grove, diffusers)
 
   -- ---- data --------------------------------------------------------------------------
 
-  local function open_data(cache, o)
+  -- dir: the model folder, which a cache folder must suit (its latent
+  -- channels, caption width, DC-AE and text encoder: cache_dataset checks).
+  local function open_data(cache, o, dir)
     if type(cache) == "table" then
       for _, m in ipairs { "next", "state", "set_state" } do
         if type(cache[m]) ~= "function" then
@@ -196,7 +198,7 @@ return function(grove, diffusers)
     if type(diffusers.cache_dataset) ~= "function" then
       fail("grove.diffusers.cache_dataset is not available in this build; give a data set object instead")
     end
-    return diffusers.cache_dataset(cache, { batch_size = o.batch, seed = o.seed, shuffle = o.shuffle }), cache
+    return diffusers.cache_dataset(cache, { batch_size = o.batch, seed = o.seed, shuffle = o.shuffle, model = dir }), cache
   end
 
   -- ---- the run's checkpoint ----------------------------------------------------------
@@ -371,7 +373,7 @@ return function(grove, diffusers)
       or grove.optim.schedule.warmup_constant { warmup = o.warmup }
     local ema = o.ema > 0 and grove.EMA(T:named_parameters(), o.ema) or nil
     local gen = grove.Generator(o.seed)
-    local data, data_where = open_data(cache, o)
+    local data, data_where = open_data(cache, o, dir)
     local st = { T = T, ema = ema, opt = opt, gen = gen, data = data, o = o, source = dir, step = 0 }
     local step, losses = 0, {}
     if o.resume then
