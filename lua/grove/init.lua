@@ -93,7 +93,6 @@ require "grove.diffusers.pipeline"(grove, grove.diffusers)
 require "grove.diffusers.tiny"(grove, grove.diffusers)
 require "grove.diffusers.cache"(grove, grove.diffusers)
 require "grove.diffusers.cache_dataset"(grove, grove.diffusers)
-require "grove.diffusers.derive"(grove, grove.diffusers)
 require "grove.diffusers.finetune"(grove, grove.diffusers)
 require "grove.load"(grove)
 -- grove.repl: the REPL's completion, help and printing, usable from scripts

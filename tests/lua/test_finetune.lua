@@ -135,8 +135,9 @@ spec.describe("fine-tuning a diffusers folder", function()
     -- a second run into the same folder replaces model/ whole
     local again = grove.diffusers.finetune(src, cache, { out = out, steps = 1, batch = 2, ema = 0, log_every = 100, seed = 2 })
     spec.eq(grove.diffusers.component(again.folder, "transformer"):info("proj_out.weight").dtype, "f32")
-    spec.assert(C.grove_path_kind(out .. "/model.partial") == C.GROVE_PATH_NONE, "no partial folder left")
-    spec.assert(C.grove_path_kind(out .. "/model.old") == C.GROVE_PATH_NONE, "no old folder left")
+    for _, left in ipairs { "model.new", "model.new.partial", "model.old" } do
+      spec.assert(C.grove_path_kind(out .. "/" .. left) == C.GROVE_PATH_NONE, "no " .. left .. " left")
+    end
   end)
 
   spec.it("a run killed with SIGKILL resumes to bit-identical weights", function()

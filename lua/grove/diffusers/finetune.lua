@@ -309,16 +309,30 @@ return function(grove, diffusers)
   end
 
   -- RUN/model: a pipeline folder for a pipeline source (the other
-  -- components linked or copied), the transformer folder alone otherwise.
+  -- components linked or copied by grove.grow.complete_folder, as grow and
+  -- prune write theirs), the transformer folder alone otherwise. The new
+  -- folder is made beside RUN/model and put in its place in one step
+  -- (grove_dir_replace), so a kill leaves the previous one whole.
   local function save_folder(out, T, ema, src, o)
     local target = join(out, "model")
-    if src.pipeline then
-      diffusers.derive_folder(src.dir, target, { transformer = function(d) write_transformer(d, T, ema, src, o) end },
-                              { copy = o.copy })
-    else
-      -- write_component replaces a folder whole, in one step
-      write_transformer(target, T, ema, src, o)
+    if not src.pipeline then
+      write_transformer(target, T, ema, src, o)   -- write_component replaces a folder whole
+      return target
     end
+    local staged, old = target .. ".new", target .. ".old"
+    for _, p in ipairs { staged, staged .. ".partial", old } do
+      if C.grove_dir_remove(p) ~= 0 then fail(grove.c_error()) end
+    end
+    grove.grow.complete_folder(src.dir, staged, { components = o.copy and "copy" or "link" }, function(tmp)
+      write_transformer(join(tmp, "transformer"), T, ema, src, o)
+      return {}
+    end, "finetune")
+    if C.grove_dir_replace(staged, target, old) ~= 0 then
+      local e = grove.c_error()
+      C.grove_dir_remove(staged)
+      fail(e)
+    end
+    if C.grove_dir_remove(old) ~= 0 then fail(grove.c_error()) end
     return target
   end
 
