@@ -18,6 +18,29 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local PROMPTS = { "a red cat at dusk", "a shiny robot on a table", "a green tree by the sea" }
 local STEPS, CFG, H, W, SEED = 3, 4.5, 64, 96, 2
 
+-- Adds each token's cos(x_in, x_out) of every block (called one by one on
+-- item s: x, t, text, mask of one sample), summed in doubles.
+local function add_cosines(T, s, h, w, sum, count)
+  grove.no_grad(function()
+    local _, t0, y = T:condition(s.t, s.text)
+    local tokens = T:embed(s.x)
+    for i, block in ipairs(T.blocks) do
+      local out = block:forward(tokens, t0, y, s.mask, h, w)
+      local a, b = tokens:tolist()[1], out:tolist()[1]
+      for k = 1, #a do
+        local dot, na, nb = 0, 0, 0
+        for d = 1, #a[k] do
+          dot, na, nb = dot + a[k][d] * b[k][d], na + a[k][d] ^ 2, nb + b[k][d] ^ 2
+        end
+        sum[i] = sum[i] + dot / math.sqrt(na * nb)
+        count[i] = count[i] + 1
+      end
+      tokens = out
+    end
+  end)
+end
+local averages
+
 -- 1 − mean cos(x_in, x_out) per block and step, from the blocks called one
 -- by one on the trajectories of pipe's sampling (the conditional rows),
 -- the cosine of each token computed in doubles.
@@ -43,33 +66,44 @@ local function independent_importance(pipe, prompts)
                     text = info.encoder_hidden_states_in:narrow(1, row, 1):contiguous(),
                     mask = info.encoder_attention_mask_in:narrow(1, row, 1):contiguous() }
       end }
-    for j, s in ipairs(seen) do
-      grove.no_grad(function()
-        local _, t0, y = T:condition(s.t, s.text)
-        local tokens = T:embed(s.x)
-        for i, block in ipairs(T.blocks) do
-          local out = block:forward(tokens, t0, y, s.mask, h, w)
-          local a, b = tokens:tolist()[1], out:tolist()[1]
-          for k = 1, #a do
-            local dot, na, nb = 0, 0, 0
-            for d = 1, #a[k] do
-              dot, na, nb = dot + a[k][d] * b[k][d], na + a[k][d] ^ 2, nb + b[k][d] ^ 2
-            end
-            sum[j][i] = sum[j][i] + dot / math.sqrt(na * nb)
-            count[j][i] = count[j][i] + 1
-          end
-          tokens = out
-        end
-      end)
+    for j, s in ipairs(seen) do add_cosines(T, s, h, w, sum[j], count[j]) end
+  end
+  return averages(sum, count, N, STEPS)
+end
+
+-- The same on a feature cache's first samples: x0 noised at the recorded
+-- σ with the transformer's recorded timesteps.
+local function cache_importance(pipe, cache, n, sigmas, timesteps)
+  local T = pipe.transformer
+  local N, S = #T.blocks, #sigmas
+  local sum, count = {}, {}
+  for j = 1, S do
+    sum[j], count[j] = {}, {}
+    for i = 1, N do sum[j][i], count[j][i] = 0, 0 end
+  end
+  local b = diffusers.cache_dataset(cache, { batch_size = n, shuffle = false }):next()
+  for p = 1, n do
+    local x0 = b.latents:narrow(1, p, 1):contiguous()
+    local g = grove.Generator(SEED)
+    g.offset = (p - 1) * 2 ^ 24
+    local eps = grove.randn(x0:shape(), { generator = g })
+    for j = 1, S do
+      local s = { x = x0 * (1 - sigmas[j]) + eps * sigmas[j], t = grove.full({ 1 }, timesteps[j]),
+                  text = b.features:narrow(1, p, 1):contiguous(), mask = b.mask:narrow(1, p, 1):contiguous() }
+      add_cosines(T, s, x0:size(2), x0:size(3), sum[j], count[j])
     end
   end
+  return averages(sum, count, N, S)
+end
+
+averages = function(sum, count, N, S)
   local by_step, mean = {}, {}
   for i = 1, N do mean[i] = 0 end
-  for j = 1, STEPS do
+  for j = 1, S do
     by_step[j] = {}
     for i = 1, N do
       by_step[j][i] = 1 - sum[j][i] / count[j][i]
-      mean[i] = mean[i] + by_step[j][i] / STEPS
+      mean[i] = mean[i] + by_step[j][i] / S
     end
   end
   return mean, by_step
@@ -160,6 +194,36 @@ spec.describe("grove prune --model: block importance on the folder's own traject
     spec.eq(c2, 0, t2)
     spec.assert(t2:find("calibration: 1 prompt from grove's default calibration prompts", 1, true), t2)
     spec.eq(grove.json.read(out2 .. "-importance.json").prompts[1], grove.prune.calib_prompts[1])
+  end)
+
+  spec.it("--calib-images: a feature cache's latents and captions, noised at the schedule's sigmas", function()
+    local photos = root .. "/photos"
+    os.execute("mkdir -p " .. q(photos))
+    local scenes = grove.data.shapes { batch = 3, size = 64, seed = 4 }:next()
+    for i = 1, 3 do
+      grove.image.save(string.format("%s/%d.png", photos, i), scenes.images:select(1, i))
+      spec.write_all(string.format("%s/%d.txt", photos, i), scenes.captions[i] .. "\n")
+    end
+    local cache = root .. "/cache"
+    diffusers.cache(src, photos, cache, { size = 64 })
+    local out = root .. "/from_cache"
+    local text, code = spec.run(q(exe) .. " prune --model " .. q(src) .. " --out " .. q(out) .. " --depth 3 --calib-images " ..
+                                q(cache) .. " --steps 4 --seed " .. SEED)
+    spec.eq(code, 0, text)
+    spec.assert(text:find("averaged over 4 steps", 1, true) and text:find("3 cached samples of " .. cache, 1, true), text)
+    local doc = grove.json.read(out .. "-importance.json")
+    spec.eq(doc.latents, "cache")
+    spec.eq(#doc.prompts, 3)
+    spec.eq(doc.prompts[1], scenes.captions[1])
+    local cmean, cby = cache_importance(diffusers.pipeline(src), cache, 3, doc.sigmas, doc.timesteps)
+    for i = 1, 4 do
+      spec.near(doc.blocks[i].importance, cmean[i], 1e-5, "cached block " .. i)
+      for j = 1, 4 do spec.near(doc.blocks[i].by_step[j], cby[j][i], 1e-5, "cached block " .. i .. " step " .. j) end
+    end
+    spec.eq(table.concat(doc.removed, ","), table.concat(lowest(cmean, 1), ","))
+    local o2, c2 = spec.run(q(exe) .. " prune --model " .. q(src) .. " --out " .. q(root .. "/x") .. " --depth 3 " ..
+                            "--calib-images " .. q(cache) .. " --calib " .. q(calib))
+    spec.assert(c2 ~= 0 and o2:find("not both", 1, true), o2)
   end)
 
   spec.it("refuses bad calibration input with clear messages, leaving nothing", function()

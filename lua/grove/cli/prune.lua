@@ -39,6 +39,8 @@ local spec = {
     "the VAE's scale)", short = "H", check = args.count },
   { "width", "number", nil, "--model: calibration image width", short = "W", check = args.count },
   { "components", "string", "link", "--model: link (symbolic links to the source's) or copy the other components" },
+  { "calib_images", "string", nil, "--model: a feature cache (grove cache): score on its latents and captions, noised " ..
+    "at the scheduler's --steps sigmas, instead of the model's own trajectories" },
   { "timesteps", "number", 8, "noise levels, spread over the model's shifted flow schedule", check = args.count },
   { "x0", "string", nil, "clean images: render (shapes captions) or sample (the model's own); default by prompts" },
   { "size", "number", 32, "image side of the calibration images", check = args.count },
@@ -93,7 +95,7 @@ end
 local function prune_model(o)
   args.check_choice(o, "components", { "link", "copy" })
   local trajectory = o.depth ~= nil and not o.calib_features and not o.remove
-  if trajectory and not o.quiet then
+  if trajectory and not o.quiet and not o.calib_images then
     local ok, prompts, origin = pcall(grove.prune.folder_prompts, o.calib, o.prompts)
     if not ok then error((tostring(prompts):gsub("^prune: ", "")), 0) end
     io.stderr:write(string.format("calibration: %d prompt%s from %s%s\n", #prompts, #prompts == 1 and "" or "s", origin,
@@ -101,6 +103,7 @@ local function prune_model(o)
   end
   local ok, res = pcall(grove.prune.pipeline_folder, o.model, o.out, {
     depth = o.depth, keep = o.keep, remove = o.remove, calib_features = o.calib_features, calib = o.calib,
+    calib_images = o.calib_images,
     prompts = o.prompts, steps = o.steps, cfg = o.cfg, height = o.height, width = o.width, batch = o.batch,
     seed = o.seed, metric = grove.prune.load_metric(o.metric), schedule = grove.prune.load_schedule(o.schedule),
     timesteps = o.calib_features and o.timesteps or nil, components = o.components,
@@ -121,8 +124,13 @@ local function prune_model(o)
     print("importance: " .. table.concat(s, " "))
   end
   if res.by_step then
-    print(string.format("  averaged over %d steps (sigma %.3f .. %.3f) of %d prompt%s at %dx%d, cfg %g", #res.by_step,
-      res.sigmas[1], res.sigmas[#res.sigmas], #res.prompts, #res.prompts == 1 and "" or "s", res.width, res.height, res.cfg))
+    if res.latents == "cache" then
+      print(string.format("  averaged over %d steps (sigma %.3f .. %.3f) of %d cached sample%s of %s", #res.by_step,
+        res.sigmas[1], res.sigmas[#res.sigmas], #res.prompts, #res.prompts == 1 and "" or "s", res.prompts_origin))
+    else
+      print(string.format("  averaged over %d steps (sigma %.3f .. %.3f) of %d prompt%s at %dx%d, cfg %g", #res.by_step,
+        res.sigmas[1], res.sigmas[#res.sigmas], #res.prompts, #res.prompts == 1 and "" or "s", res.width, res.height, res.cfg))
+    end
   end
   if res.report then print(string.format("  table: %s, %s; chart: %s", res.report.json, res.report.csv, res.report.png)) end
   if o.chart and res.scores then
@@ -146,7 +154,9 @@ return function(argv)
   end
   if (o["in"] or o.model) == o.out then error("the output must differ from the input (" .. o.out .. ")", 0) end
   if o.model then return prune_model(o) end
-  if o.steps or o.height or o.width then error("--steps, --height and --width apply to --model", 0) end
+  if o.steps or o.height or o.width or o.calib_images then
+    error("--steps, --height, --width and --calib-images apply to --model", 0)
+  end
   if grove.grow.is_folder(o["in"]) then return prune_folder(o) end
   if o.remove or o.variant or o.calib_features then
     error("--remove, --variant and --calib-features apply to folders; " .. o["in"] .. " is a file", 0)

@@ -154,6 +154,70 @@ return function(grove, prune)
     return self
   end
 
+  local f32buf = require("ffi").new("float[1]")
+  local function f32(v) f32buf[0] = v; return tonumber(f32buf[0]) end
+
+  -- The calibration set of a feature cache (`grove cache`, read by
+  -- grove.diffusers.cache_dataset in its order, unshuffled): each sample's
+  -- clean latents x0 and caption features, noised at every σ that the
+  -- folder's scheduler visits in opts.steps steps, x = (1 − σ)·x0 + σ·ε,
+  -- with the timestep the pipeline would give the transformer there; ε of
+  -- sample p from Generator(seed) at (p − 1)·2^24. opts: steps, seed,
+  -- batch (4), prompts (the first N samples; default all).
+  function prune.cache_calibration(pipe, cache, opts)
+    opts = opts or {}
+    local T = pipe.transformer
+    if pipe.kind == "sprint" or T.config.guidance_embeds then
+      error("prune: " .. pipe.dir .. " is a Sprint pipeline; its SCM time is not the flow σ this calibration draws", 0)
+    end
+    local seed, batch = opts.seed or 0, opts.batch or 4
+    if not is_integer(seed) then error("prune: seed must be an integer >= 0, got " .. tostring(seed), 0) end
+    if not is_integer(batch) or batch < 1 then error("prune: batch must be a positive integer, got " .. tostring(batch), 0) end
+    local s = pipe:scheduler_settings()
+    if not s.scheduler.schedule then error("prune: " .. pipe.dir .. "'s scheduler has no flow schedule to noise at", 0) end
+    local steps = opts.steps or s.scheduler.default_steps or 20
+    if not is_integer(steps) or steps < 1 then error("prune: steps must be a positive integer, got " .. tostring(steps), 0) end
+    local timesteps, sigmas = s.scheduler.schedule(s, steps, f32)
+    local ds = grove.diffusers.cache_dataset(cache, { batch_size = batch, shuffle = false, model = pipe })
+    local want = opts.prompts or ds.size
+    if not is_integer(want) or want < 1 then error("prune: prompts must be a positive count, got " .. tostring(want), 0) end
+    if want > ds.size then
+      error(string.format("prune: %d calibration samples asked, but the cache %s holds %d", want, cache, ds.size), 0)
+    end
+    local scale = T.config.timestep_scale or 1
+    local self = setmetatable({ prompts = {}, chunks = {}, seed = seed, batch = batch, x0_kind = "cache",
+                                all_sigmas = {}, timesteps = {}, steps = steps }, Trajectory)
+    for j = 1, steps do self.all_sigmas[j], self.timesteps[j] = sigmas[j], f32(timesteps[j]) * scale end
+    local dev = T:device()
+    while #self.prompts < want do
+      local b = ds:next()
+      local n = math.min(b.latents:size(1), want - #self.prompts)
+      local first = #self.prompts + 1
+      local x0 = b.latents:narrow(1, 1, n):contiguous():to(dev)
+      local noises = {}
+      for p = first, first + n - 1 do
+        local g = grove.Generator(seed)
+        g.offset = (p - 1) * NOISE_STRIDE
+        noises[#noises + 1] = grove.randn({ 1, x0:size(2), x0:size(3), x0:size(4) }, { generator = g })
+        self.prompts[p] = b.captions[p - first + 1]
+      end
+      local eps = (n == 1 and noises[1] or grove.cat(noises, 1)):to(dev)
+      local chunk = { first = first, n = n, steps = {}, text = b.features:narrow(1, 1, n):contiguous():to(dev),
+                      mask = b.mask:narrow(1, 1, n):contiguous():to(dev), target = grove.lincomb({ eps, x0 }, { 1, -1 }) }
+      for j = 1, steps do
+        local sg = sigmas[j]
+        chunk.steps[j] = { x = grove.lincomb({ x0, eps }, { 1 - sg, sg }),
+                           t = grove.full({ n }, f32(timesteps[j]), { device = dev }) * scale }
+      end
+      self.chunks[#self.chunks + 1] = chunk
+    end
+    self.height, self.width = nil, nil
+    self.step_ids = {}
+    for j = 1, steps do self.step_ids[j] = j end
+    self.sigmas = self.all_sigmas
+    return self
+  end
+
   -- Importance per step and averaged over the steps (equal weight):
   -- mean[i], by_step[j][i]. opts.metric as grove.prune.importance's.
   function prune.step_importance(model, calib, opts)
@@ -177,22 +241,35 @@ return function(grove, prune)
   -- Scores a pipeline folder's blocks on its own trajectories and picks
   -- the blocks to keep. opts: depth (required), keep (protected blocks),
   -- metric, schedule, seed, calib, prompts (a count), steps, cfg, height,
-  -- width, batch, dtype, device. Returns prune.select's info with by_step,
+  -- width, batch, dtype, device; calib_images (a feature cache: its
+  -- latents and captions instead of the trajectories,
+  -- prune.cache_calibration). Returns prune.select's info with by_step,
   -- sigmas, timesteps, prompts, prompts_origin, latents ("trajectory"),
   -- steps, cfg, height, width, seed, seconds.
   function prune.score_pipeline(dir, opts)
     opts = opts or {}
     local t0 = grove.now()
     if opts.depth == nil then error("prune: scoring a pipeline folder needs depth (the number of blocks to keep)", 0) end
-    local prompts, origin = prune.folder_prompts(opts.calib, opts.prompts)
+    if opts.calib_images and opts.calib then
+      error("prune: give calib (prompts sampled from noise) or calib_images (a cache: its captions are the prompts), " ..
+            "not both", 0)
+    end
+    local prompts, origin
+    if not opts.calib_images then prompts, origin = prune.folder_prompts(opts.calib, opts.prompts) end
     local pipe = grove.diffusers.pipeline(dir, { dtype = opts.dtype, device = opts.device })
     local T = pipe.transformer
     local N = #T.blocks
     -- depth, keep, metric and schedule checked before the sampling
     local keep = block_list(opts.keep, N, dir)
     prune.options({ depth = opts.depth, keep = keep, metric = opts.metric, schedule = opts.schedule, seed = opts.seed }, N)
-    local calib = prune.trajectory_calibration(pipe, prompts, opts)
-    pipe:offload("text_encoder")
+    local calib
+    if opts.calib_images then
+      calib = prune.cache_calibration(pipe, opts.calib_images, opts)
+      prompts, origin = calib.prompts, opts.calib_images
+    else
+      calib = prune.trajectory_calibration(pipe, prompts, opts)
+      pipe:offload("text_encoder")
+    end
     local mean, by_step = prune.step_importance(T, calib, opts)
     local metric_fn, metric_name = prune.metric(opts.metric or "cosine")
     -- the schedule's scoring of the whole model is the average just made;
@@ -205,7 +282,7 @@ return function(grove, prune)
                                    keep = keep, seed = opts.seed, calib = calib })
     info.metric, info.scores = metric_name, mean
     info.by_step, info.sigmas, info.timesteps = by_step, calib.all_sigmas, calib.timesteps
-    info.prompts, info.prompts_origin, info.latents = prompts, origin, "trajectory"
+    info.prompts, info.prompts_origin, info.latents = prompts, origin, calib.x0_kind
     info.steps, info.cfg, info.height, info.width, info.seed = calib.steps, calib.cfg, calib.height, calib.width,
                                                               opts.seed or 0
     info.calib, info.rounds = nil, nil
