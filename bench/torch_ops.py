@@ -3,7 +3,7 @@
 softmax, layer_norm (no affine) and a depthwise 3x3 conv on SANA-like sizes.
 
 Run it with Debian's /usr/bin/python3 (Debian's python3-torch serves that
-interpreter). Usage: torch_ops.py THREADS [MIN_SECONDS]
+interpreter). Usage: torch_ops.py THREADS [MIN_SECONDS] [gemm MxKxN,...]
 
 Prints one line per op, "RESULT <name> <seconds per call> <layout>", after a
 header; bench/ops.lua reads them. The shapes here must match bench/ops.lua.
@@ -54,6 +54,20 @@ def report(name, seconds, layout):
 
 
 print("torch %s (%s), %d threads" % (torch.__version__, sys.executable, torch.get_num_threads()))
+
+# "gemm": bench/gemm_bf16.lua's side instead, the GEMMs of the real-size
+# models in f32 and in bf16 (bf16 operands, f32 sums: what torch.matmul
+# does on bf16 tensors through oneDNN), "RESULT gemm_<dtype>_<m>x<k>x<n>".
+if len(sys.argv) > 3 and sys.argv[3] == "gemm":
+    shapes = [tuple(int(v) for v in s.split("x")) for s in sys.argv[4].split(",")]
+    with torch.no_grad():
+        for m, k, n in shapes:
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            name = "%dx%dx%d" % (m, k, n)
+            report("gemm_f32_" + name, best_time(lambda: torch.matmul(a, b)), "f32")
+            ab, bb = a.bfloat16(), b.bfloat16()
+            report("gemm_bf16_" + name, best_time(lambda: torch.matmul(ab, bb)), "bf16")
+    sys.exit(0)
 
 with torch.no_grad():
     # softmax over the last dim: cross-attention scores, 16 (batch x heads)

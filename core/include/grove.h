@@ -292,6 +292,15 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b,
  * process (im2col + sgemm instead), 1 back on (the default). */
 bool grove_conv_dnnl_available(void);
 void grove_conv_set_dnnl(int32_t on);
+/* bf16 GEMMs (grove_matmul_bf16, the bf16 compute mode) run through
+ * oneDNN's bf16 matmul where the CPU has bf16 arithmetic (AVX512-BF16 or
+ * AMX, from cpuid) and the build has oneDNN: the same rounded products as
+ * the reference path (rounded operands, f32 sgemm), summed in another
+ * order. grove_gemm_bf16_set_dnnl(0) keeps the reference path. */
+bool grove_gemm_bf16_dnnl_available(void);
+void grove_gemm_bf16_set_dnnl(int32_t on);
+/* Whether the CPU multiplies bf16 in hardware (cpuid). */
+bool grove_cpu_has_bf16(void);
 grove_tensor *grove_embedding(grove_tensor *weight, grove_tensor *indices);
 grove_tensor *grove_cat(int32_t n, grove_tensor *const *ts, int32_t dim);
 grove_tensor *grove_stack(int32_t n, grove_tensor *const *ts, int32_t dim);

@@ -54,3 +54,9 @@ grove_tensor *grove_matmul_bf16(grove_tensor *a, grove_tensor *b)
     gv_op_save(&o, 1, b);
     return gv_op_end(&o);
 }
+
+bool grove_gemm_bf16_dnnl_available(void) { return gv_cpu_gemm_bf16_dnnl_available(); }
+
+void grove_gemm_bf16_set_dnnl(int32_t on) { gv_cpu_gemm_bf16_dnnl_enable(on != 0); }
+
+bool grove_cpu_has_bf16(void) { return gv_cpu_has_bf16_arithmetic(); }

@@ -1,6 +1,7 @@
 /* linalg_bf16.c — the CPU reference of the bf16 mixed-precision GEMM: both
  * operands rounded f32 → bf16 → f32 (the storage conversion's own bit rule)
- * into scratch, then the f32 GEMM. */
+ * into scratch, then the f32 GEMM. Where the CPU multiplies bf16 and the
+ * build has oneDNN, gemm_bf16_dnnl.c computes the same products faster. */
 #include "cpu.h"
 #include "convert.h"
 
@@ -18,6 +19,7 @@ int64_t gv_cpu_gemm_bf16_scratch(int m, int n, int k)
 void gv_cpu_gemm_bf16(gv_cpu_sgemm_fn sgemm, int m, int n, int k, const float *a, const float *b, float *c,
                       void *scratch)
 {
+    if (gv_cpu_gemm_bf16_dnnl(m, n, k, a, b, c, scratch)) return;
     float *ar = scratch, *br = ar + (int64_t)m * k;
     round_bf16(a, ar, (int64_t)m * k);
     round_bf16(b, br, (int64_t)k * n);

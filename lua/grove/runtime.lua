@@ -18,6 +18,15 @@ return function(grove)
   function grove.conv_dnnl_available() return C.grove_conv_dnnl_available() end
   function grove.set_conv_dnnl(on) C.grove_conv_set_dnnl(on and 1 or 0) end
 
+  -- Whether bf16 GEMMs (grove.matmul_bf16, linear_bf16, the bf16 compute
+  -- mode) run through oneDNN's bf16 matmul: the build has oneDNN and the
+  -- CPU multiplies bf16 in hardware (cpu_has_bf16: AVX512-BF16 or AMX).
+  -- set_gemm_bf16_dnnl(false) keeps the reference path (rounded operands,
+  -- then the f32 sgemm: the same products, summed in another order).
+  function grove.gemm_bf16_dnnl_available() return C.grove_gemm_bf16_dnnl_available() end
+  function grove.set_gemm_bf16_dnnl(on) C.grove_gemm_bf16_set_dnnl(on and 1 or 0) end
+  function grove.cpu_has_bf16() return C.grove_cpu_has_bf16() end
+
   -- The build of the loaded libgrove as a table of strings (grove.h's
   -- grove_build_info keys): version, compiler, build_type, march, simd,
   -- sanitizers, openmp, cuda ("on"/"off"), cuda_architectures, openblas.

@@ -59,13 +59,25 @@ spec.describe("bf16", function()
 
   spec.it("matmul_bf16 is the f32 GEMM of bf16-rounded operands", function()
     local g = grove.Generator(21)
-    for _, s in ipairs { { 7, 33, 5 }, { 16, 64, 48 }, { 1, 3, 1 } } do
+    for _, s in ipairs { { 7, 33, 5 }, { 16, 64, 48 }, { 1, 3, 1 }, { 130, 300, 70 } } do
       local a, b = grove.randn({ s[1], s[2] }, g), grove.randn({ s[2], s[3] }, g)
-      local ref = grove.matmul(grove.amp.round_bf16(a), grove.amp.round_bf16(b))
+      local ar, br = grove.amp.round_bf16(a), grove.amp.round_bf16(b)
+      local ref = grove.matmul(ar, br)
+      -- the reference path: bit for bit the f32 GEMM of the rounded operands
+      grove.set_gemm_bf16_dnnl(false)
       local y = grove.matmul_bf16(a, b)
+      grove.set_gemm_bf16_dnnl(true)
       spec.eq((y - ref):abs():max():item(), 0, "same GEMM on rounded inputs")
       -- and it is not the f32 product (the rounding is real)
       spec.assert((y - grove.matmul(a, b)):abs():max():item() > 0, "bf16 differs from f32")
+      -- oneDNN's bf16 matmul, where the CPU has one: the same products summed
+      -- in another order, so within twice the f32 dot-product bound
+      -- (k · 2^-24 · Σ|a||b| each) of the reference, entry by entry
+      if grove.gemm_bf16_dnnl_available() then
+        local fast = grove.matmul_bf16(a, b)
+        local bound = grove.matmul(ar:abs(), br:abs()) * (2 * s[2] * 2 ^ -24)
+        spec.assert(((fast - ref):abs() - bound):max():item() <= 0, "oneDNN within the summation bound")
+      end
     end
     spec.raises(function() grove.matmul_bf16(grove.randn { 2, 3 }, grove.randn { 4, 5 }) end, "inner dimensions differ")
     spec.raises(function() grove.matmul_bf16(grove.randn { 2 }, grove.randn { 2, 5 }) end, "2-d")
@@ -74,6 +86,7 @@ spec.describe("bf16", function()
   end)
 
   spec.it("matmul_bf16 gradients are bf16 GEMMs", function()
+    grove.set_gemm_bf16_dnnl(false) -- the reference path, exact
     local g = grove.Generator(22)
     local a = grove.randn({ 5, 7 }, g):requires_grad_(true)
     local b = grove.randn({ 7, 3 }, g):requires_grad_(true)
@@ -83,6 +96,7 @@ spec.describe("bf16", function()
     local gb = grove.matmul(grove.amp.round_bf16(a:detach():t():contiguous()), grove.amp.round_bf16(w))
     spec.eq((a.grad - ga):abs():max():item(), 0, "da")
     spec.eq((b.grad - gb):abs():max():item(), 0, "db")
+    grove.set_gemm_bf16_dnnl(true)
   end)
 
   spec.it("model:to(device, 'bf16') keeps f32 master weights and computes GEMMs in bf16", function()
