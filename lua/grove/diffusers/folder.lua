@@ -35,8 +35,10 @@ return function(grove, diffusers)
     C.grove_file_list_free(l)
     return names
   end
-  -- the names of a folder's entries, sorted (the feature cache lists its folder too)
+  -- the names of a folder's entries, sorted, and a path with its links
+  -- resolved (the feature cache and folder surgery use them too)
   diffusers._list_dir = list_dir
+  diffusers._real_path = real_path
 
   local function join(dir, name) return (dir:gsub("/+$", "")) .. "/" .. name end
 

@@ -23,22 +23,10 @@ return function(grove, grow)
   local function join(dir, name) return (dir:gsub("/+$", "")) .. "/" .. name end
   local function kind(p) return C.grove_path_kind(p) end
 
-  local function list(dir)
-    local l = C.grove_list_dir(dir)
-    if l == nil then error("cannot list " .. dir .. ": " .. grove.c_error(), 0) end
-    local out = {}
-    for i = 0, tonumber(C.grove_file_list_count(l)) - 1 do out[#out + 1] = ffi.string(C.grove_file_list_get(l, i)) end
-    C.grove_file_list_free(l)
-    return out
-  end
-
+  -- grove.diffusers' folder listing and link resolution
+  local function list(dir) return grove.diffusers._list_dir(dir) end
+  local function real_path(p) return grove.diffusers._real_path(p) end
   local function ccheck(rc) if rc ~= 0 then error(grove.c_error(), 0) end end
-
-  local function real_path(p)
-    local buf = ffi.new("char[?]", 4096)
-    ccheck(C.grove_path_real(p, buf, 4096))
-    return ffi.string(buf)
-  end
 
   -- Removes a tree without following links: a link (to a file or a folder)
   -- is unlinked, a folder emptied first.
@@ -48,7 +36,8 @@ return function(grove, grow)
     if os.remove(p) then return end
     -- a link that could not be unlinked is left alone: never descend through one
     if not is_link(p) and kind(p) == C.GROVE_PATH_DIR then
-      for _, n in ipairs(list(p)) do remove_tree(join(p, n)) end
+      local ok, names = pcall(list, p)
+      for _, n in ipairs(ok and names or {}) do remove_tree(join(p, n)) end
       os.remove(p)
     end
   end

@@ -70,17 +70,6 @@ return function(grove, grow)
     return dir
   end
 
-  local function remove_tree(dir)
-    local l = C.grove_list_dir(dir)
-    if l ~= nil then
-      for i = 0, tonumber(C.grove_file_list_count(l)) - 1 do
-        os.remove(join(dir, require("ffi").string(C.grove_file_list_get(l, i))))
-      end
-      C.grove_file_list_free(l)
-    end
-    os.remove(dir)
-  end
-
   -- Writes plan (grow.stream) as a component folder at dir: into
   -- dir.partial, renamed to dir when every file is complete (a failed run
   -- leaves nothing). config: the source's, num_layers becomes plan.M.
@@ -108,7 +97,7 @@ return function(grove, grow)
       if not renamed then ok, res = false, "cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(err) end
     end
     if not ok then
-      remove_tree(tmp)
+      grow.remove_tree(tmp)   -- grow/complete.lua's: never follows a link
       error(res, 0)
     end
     return res
