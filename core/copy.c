@@ -64,7 +64,11 @@ grove_tensor *grove_to_dtype(grove_tensor *t, int32_t dtype)
 }
 
 /* In-place writes to a tensor the tape may read later would corrupt the
- * gradients; refuse them while grad mode is on. */
+ * gradients; refuse them while grad mode is on. A tensor whose elements
+ * share memory (an expanded view: stride 0 on a dimension longer than 1)
+ * is refused too, as PyTorch does: the write's result would depend on the
+ * order of the stores, and an expand can claim far more elements (2^60) than
+ * its one stored value, each of which the write would visit. */
 static bool check_writable(const char *op, const grove_tensor *t)
 {
     if (!gv_check_live(op, t)) return false;
@@ -72,6 +76,12 @@ static bool check_writable(const char *op, const grove_tensor *t)
         gv_fail("%s: in-place write to %s, which requires grad; wrap it in grove.no_grad", op, gv_shape_str(t));
         return false;
     }
+    for (int32_t i = 0; i < t->ndim; i++)
+        if (t->stride[i] == 0 && t->shape[i] > 1) {
+            gv_fail("%s: in-place write to %s, an expanded view whose elements share memory (dimension %d has "
+                    "stride 0); write to a contiguous() copy instead", op, gv_shape_str(t), i);
+            return false;
+        }
     return true;
 }
 

@@ -435,6 +435,7 @@ return function(grove)
   end
   function M.flatten(t) return M.reshape(t, { -1 }) end
 
+  local MAX_PIECES = 2 ^ 24
   function M.split(t, size, d)
     d = d or 1
     local n = M.size(t, d)
@@ -445,7 +446,13 @@ return function(grove)
       if start ~= n + 1 then error("split: sizes add up to " .. (start - 1) .. ", dimension has " .. n, 2) end
       return out
     end
-    if type(size) ~= "number" or size <= 0 then error("split: size must be a positive number", 2) end
+    if type(size) ~= "number" or size <= 0 or size % 1 ~= 0 then error("split: size must be a positive integer", 2) end
+    -- each piece is a tensor: a dimension of 2^40 (an expanded view) cut
+    -- into size-1 pieces would never finish
+    if math.ceil(n / size) > MAX_PIECES then
+      error(string.format("split: %d pieces of size %d (dimension %d has %.0f) is more than the %d a split makes",
+                          math.ceil(n / size), size, d, n, MAX_PIECES), 2)
+    end
     while start <= n do
       local len = math.min(size, n - start + 1)
       out[#out + 1] = M.narrow(t, d, start, len)
@@ -456,7 +463,7 @@ return function(grove)
   function M.chunk(t, chunks, d)
     d = d or 1
     local n = M.size(t, d)
-    if type(chunks) ~= "number" or chunks < 1 then error("chunk: number of chunks must be >= 1", 2) end
+    if type(chunks) ~= "number" or chunks < 1 or chunks % 1 ~= 0 then error("chunk: number of chunks must be an integer >= 1", 2) end
     return M.split(t, math.ceil(n / chunks), d)
   end
 

@@ -103,6 +103,27 @@ spec.describe("messages in the Lua numbering", function()
   end)
 end)
 
+spec.describe("work a view cannot bound", function()
+  spec.it("writes into an expanded view are refused, naming the shared dimension", function()
+    local huge = grove.zeros { 1 }:expand { 1, 2, 2 ^ 40 }
+    spec.raises(function() huge:fill_(1) end, "fill_: in-place write to [1,2,1099511627776], an expanded view")
+    spec.raises(function() huge:copy_(grove.tensor { 3 }) end, "(dimension 2 has stride 0)")
+    spec.raises(function() grove.zeros { 3 }:expand { 2, 3 }:zero_() end, "expanded view")
+    -- a size-1 dimension of stride 0 shares nothing
+    local one = grove.zeros { 3 }:expand { 1, 3 }
+    one:fill_(2)
+    spec.eq(one:sum():item(), 6)
+  end)
+
+  spec.it("split and chunk take integers and make at most 2^24 pieces", function()
+    local long = grove.zeros { 1 }:expand { 2 ^ 30 }
+    spec.raises(function() long:split(1) end, "split: 1073741824 pieces of size 1")
+    spec.raises(function() grove.zeros { 4 }:split(1.5) end, "split: size must be a positive integer")
+    spec.raises(function() grove.zeros { 4 }:chunk(2.5) end, "chunk: number of chunks must be an integer")
+    spec.eq(#grove.zeros { 5 }:split(2), 3)
+  end)
+end)
+
 spec.describe("sampling options", function()
   spec.it("model:sample refuses steps < 1, fractional steps, a NaN cfg and a negative seed", function()
     local p = tiny()
