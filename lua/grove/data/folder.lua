@@ -195,15 +195,7 @@ return function(grove)
   end
 
   -- for step, batch in ds:take(n) do ... end, step = 1 .. n.
-  function Folder:take(n)
-    check_int(n, "take: n", 0)
-    local step = 0
-    return function()
-      if step >= n then return nil end
-      step = step + 1
-      return step, self:next()
-    end
-  end
+  Folder.take = require "grove.data.take"
 
   -- Where the stream stands, for checkpoints: set_state(state()) in a new
   -- process continues with the same batches.

@@ -164,15 +164,7 @@ return function(grove)
   end
 
   -- for step, batch in ds:take(n) do ... end  (step counts from 1)
-  function Stream:take(n)
-    check_int(n, "take", 0, nil, 2)
-    local step = 0
-    return function()
-      if step >= n then return nil end
-      step = step + 1
-      return step, self:next()
-    end
-  end
+  Stream.take = require "grove.data.take"
 
   function Stream:seek(position)
     self.position = check_int(position, "position", 0, nil, 2)

@@ -286,15 +286,7 @@ return function(grove, diffusers)
   end
 
   -- for step, batch in ds:take(n) do ... end, step = 1 .. n.
-  function Dataset:take(n)
-    check_int(n, "take: n", 0, 2 ^ 53)
-    local step = 0
-    return function()
-      if step >= n then return nil end
-      step = step + 1
-      return step, self:next()
-    end
-  end
+  Dataset.take = require "grove.data.take"
 
   -- Where the stream stands, for checkpoints: set_state(state()) in a new
   -- process continues with the same batches.

@@ -13,7 +13,6 @@
 -- leaves nothing.
 local ffi = require "ffi"
 pcall(ffi.cdef, "int symlink(const char *target, const char *linkpath);")
-pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t size);")
 pcall(ffi.cdef, "char *strerror(int errnum);")
 
 return function(grove, grow)
@@ -28,19 +27,11 @@ return function(grove, grow)
   local function real_path(p) return grove.diffusers._real_path(p) end
   local function ccheck(rc) if rc ~= 0 then error(grove.c_error(), 0) end end
 
-  -- Removes a tree without following links: a link (to a file or a folder)
-  -- is unlinked, a folder emptied first.
-  local linkbuf = ffi.new("char[?]", 8)
-  local function is_link(p) return ffi.C.readlink(p, linkbuf, 8) >= 0 end
-  local function remove_tree(p)
-    if os.remove(p) then return end
-    -- a link that could not be unlinked is left alone: never descend through one
-    if not is_link(p) and kind(p) == C.GROVE_PATH_DIR then
-      local ok, names = pcall(list, p)
-      for _, n in ipairs(ok and names or {}) do remove_tree(join(p, n)) end
-      os.remove(p)
-    end
-  end
+  -- Removes a tree without following links (grove_dir_remove: a link is
+  -- unlinked, never descended through); a missing path is fine. It cleans
+  -- up after failures, so it raises nothing of its own: what it cannot
+  -- remove is left.
+  local function remove_tree(p) C.grove_dir_remove(p) end
   grow.remove_tree = remove_tree
 
   local function copy_file(from, to)
