@@ -133,6 +133,12 @@ void gv_profile_op(const char *op, int32_t device);
 /* A backward node starts: the ops it calls count towards it, not their own rows. */
 void gv_profile_backward_begin(const char *node, int32_t device);
 void gv_profile_backward_end(void);
+/* A copy inside an op (gv_contiguous_data) gets a row of its own and then
+ * hands the clock back to the row that was open: the op's own kernels after
+ * the copy stay the op's time. gv_profile_open_row is that row (-1 when none
+ * or not profiling); gv_profile_reopen marks it again without a call. */
+int32_t gv_profile_open_row(int32_t device);
+void gv_profile_reopen(int32_t row, int32_t device);
 
 /* ---- BLAS (blas.c): OpenBLAS, loaded at first use ----------------------- */
 typedef void (*gv_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a,

@@ -115,6 +115,20 @@ void gv_profile_op(const char *op, int32_t device)
     mark(row_of(op ? op : "?", 0), device);
 }
 
+int32_t gv_profile_open_row(int32_t device)
+{
+    if (!counting() || backward_depth > 0) return -1;
+    if (device == GROVE_CUDA) return gpu_pending > 0 ? gpu_row[gpu_pending - 1] : -1;
+    return cpu_open;
+}
+
+void gv_profile_reopen(int32_t row, int32_t device)
+{
+    if (row < 0 || !counting() || backward_depth > 0) return;
+    mark(row, device);
+    rows[row].calls--; /* a resumed op, not another dispatch */
+}
+
 void gv_profile_backward_begin(const char *node, int32_t device)
 {
     if (counting() && backward_depth == 0) mark(row_of(node ? node : "?", 1), device);

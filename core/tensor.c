@@ -322,8 +322,11 @@ grove_tensor *gv_contiguous_data(grove_tensor *t)
     }
     grove_tensor *c = gv_empty_like(t);
     if (!c) return NULL;
-    if (gv_copy_strided("contiguous", t->device, t->ndim, t->shape, c->data, c->stride, c->dtype, t->data, t->stride,
-                        t->dtype)) {
+    int32_t open_row = gv_profile_open_row(t->device);
+    grove_status st = gv_copy_strided("contiguous", t->device, t->ndim, t->shape, c->data, c->stride, c->dtype,
+                                      t->data, t->stride, t->dtype);
+    gv_profile_reopen(open_row, t->device);
+    if (st) {
         grove_tensor_release(c);
         return NULL;
     }

@@ -39,6 +39,20 @@ spec.describe("profile", function()
     spec.assert(report:format(1):find("more rows", 1, true), "format(n) cuts the table")
   end)
 
+  spec.it("keeps an op's time after a copy of its input with the op", function()
+    -- conv2d copies a non-contiguous input first; the copy has its own row
+    -- and the convolution's arithmetic (75 MFLOP against 400 KB of copies) stays
+    -- on the conv2d row instead of running on under "contiguous".
+    local x = grove.randn({ 1, 64, 32, 32 }):permute { 1, 3, 4, 2 }
+    local w = grove.randn { 64, 64, 3, 3 }
+    local report = grove.profile(function() return x:conv2d(w, nil, { padding = 1 }) end)
+    local conv, copy = row(report, "conv2d"), row(report, "contiguous")
+    spec.assert(conv and copy, "conv2d and the copy of its input have rows:\n" .. tostring(report))
+    spec.eq(conv.calls, 1, "the op resumed after the copy is not another call")
+    spec.eq(copy.calls, 2, "two copies: the input, and the weight in tap-major order")
+    spec.assert(conv.ms > copy.ms, "the convolution, not the copy, holds the time:\n" .. tostring(report))
+  end)
+
   spec.it("raises fn's error after stopping, and starts clean the next time", function()
     spec.raises(function() grove.profile(function() error("inside the profiled function") end) end,
                 "inside the profiled function")
