@@ -1,45 +1,79 @@
 -- One training step (forward + MSE + backward) and one sampling step
 -- (forward without the tape) of a SANA preset, grove against the independent
--- PyTorch implementation (tests/reference/bench_torch.py, Debian's torch) on
--- the same config, batch, caption length and thread count, in one run.
--- Also: achieved GFLOP/s against OpenBLAS sgemm measured now, and peak memory
--- of a training step against what parameters, gradients and saved
--- activations should take.
---   grove bench/sana.lua [preset] [batch] [steps]
+-- PyTorch implementation (tests/reference/bench_torch.py on sana_ref.py,
+-- Debian's torch) on the same config, batch, caption length and thread count.
+--
+--   grove bench/sana.lua [preset] [batch] [steps] [--reps 2] [--threads 1,2]
+--                        [--compute f32,bf16] [--skip-torch]
+--
+-- Each measurement is its own process, and the processes interleave: for
+-- each repetition, thread count and compute mode, grove then PyTorch, so
+-- that both sides see the same machine state; a cell is the best step over
+-- all its repetitions. Both sides use the same OpenBLAS kernels: grove's
+-- core from cpuid (run with `env -u OPENBLAS_CORETYPE`, since this
+-- environment exports Haswell) is handed to PyTorch as OPENBLAS_CORETYPE
+-- (never Debian's misdetected Prescott), and PyTorch runs with glibc's malloc
+-- told to keep its memory (GLIBC_TUNABLES below), without which it pays for
+-- fresh pages on every step. Compute bf16: grove's GEMMs round their
+-- operands to bf16 and sum in f32 (Module:set_compute_dtype, oneDNN's bf16
+-- matmul where the CPU has bf16 arithmetic); PyTorch's side runs under
+-- torch.autocast("cpu", torch.bfloat16), which sends its matrix products and
+-- convolutions through oneDNN in bf16.
+--
+-- Also reported: GFLOP/s of the matrix work and its fraction of the sgemm
+-- peak measured in the grove process at the same thread count, peak memory of
+-- a training step against what gradients and saved activations should take,
+-- and a digest of the sampling step's output (equal digests: equal bits), so
+-- that repetitions show the same bits for the same thread count.
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local exe = arg[-1]
 local B = dofile(here .. "/benchlib.lua")
 
-local preset = arg[1] or "small"
-local batch = tonumber(arg[2]) or 16
-local steps = tonumber(arg[3]) or 5
+local function usage(msg)
+  error("bench/sana.lua: " .. msg .. "\nusage: grove bench/sana.lua [preset] [batch] [steps] [--reps N] " ..
+        "[--threads 1,2] [--compute f32,bf16] [--skip-torch]", 0)
+end
+
+local function int_list(s, what)
+  local out = {}
+  for v in tostring(s):gmatch("[^,]+") do
+    local n = tonumber(v)
+    if not n or n < 1 or n % 1 ~= 0 then usage(what .. " takes positive integers separated by commas, got " .. s) end
+    out[#out + 1] = n
+  end
+  if #out == 0 then usage(what .. " is empty") end
+  return out
+end
+
+local o = { preset = "small", batch = 16, steps = 5, reps = 2, threads = nil, compute = { "f32" }, torch = true }
+local positional = {}
+local i = 1
+while arg[i] do
+  local a = arg[i]
+  if a == "--child" then o.child = true; i = i + 1
+  elseif a == "--reps" then o.reps = int_list(arg[i + 1], "--reps")[1]; i = i + 2
+  elseif a == "--threads" then o.threads = int_list(arg[i + 1], "--threads"); i = i + 2
+  elseif a == "--compute" then
+    o.compute = {}
+    for v in tostring(arg[i + 1]):gmatch("[^,]+") do
+      if v ~= "f32" and v ~= "bf16" then usage("--compute takes f32 and/or bf16, got " .. tostring(v)) end
+      o.compute[#o.compute + 1] = v
+    end
+    i = i + 2
+  elseif a == "--skip-torch" then o.torch = false; i = i + 1
+  elseif a:sub(1, 2) == "--" then usage("unknown option " .. a)
+  else positional[#positional + 1] = a; i = i + 1 end
+end
+o.preset = positional[1] or o.preset
+if positional[2] then o.batch = int_list(positional[2], "batch")[1] end
+if positional[3] then o.steps = int_list(positional[3], "steps")[1] end
+
 local size = 32
-local c = grove.nn.resolve_config(preset)
+local c = grove.nn.resolve_config(o.preset)
 local L = c.text_len
-local threads = grove.num_threads()
-
-local model = grove.nn.Sana(preset, { seed = 0 })
-local g = grove.Generator(0)
-local x0 = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-local noise = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-local sigma = grove.rand({ batch }, { generator = g })
-local xt = x0 * (1 - sigma:view { batch, 1, 1, 1 }) + noise * sigma:view { batch, 1, 1, 1 }
-local t = sigma * 1000
-local text = grove.randn({ batch, L, c.caption_channels }, { generator = g })
-local mask = grove.ones { batch, L }
-mask:narrow(2, L / 2 + 1, L / 2):fill_(0)
-local target = noise - x0
-
-local function train_step()
-  model:zero_grad()
-  local loss = grove.mse_loss(model:forward(xt, t, text, mask), target)
-  loss:backward()
-end
-local function sample_step()
-  grove.no_grad(function() return model:forward(xt, t, text, mask) end)
-end
 
 -- forward FLOPs of the matrix work (2 per multiply-add)
-local function forward_flops()
+local function forward_flops(batch)
   local N = (size / c.patch_size) ^ 2
   local T, D, Hd, d = batch * N, c.width, c.hidden, c.head_dim
   local block = 2 * T * D * D * 4 + 4 * T * D * d             -- self-attention: 4 projections + linear attention
@@ -49,64 +83,182 @@ local function forward_flops()
   return c.depth * block + 2 * T * c.in_channels * p2 * D + 2 * T * D * p2 * c.out_channels
 end
 
-print(string.format("grove %s, %d threads, %s", grove._VERSION, threads, grove.blas_info()))
-print(string.format("preset %s: depth %d, width %d, %d parameters; batch %d, latent %dx%dx%d, caption %d tokens",
-  preset, c.depth, c.width, model:num_parameters(), batch, size, size, c.in_channels, L))
+-- ---------------------------------------------------------------------------
+-- child: grove's side at GROVE_NUM_THREADS, one compute mode (the last
+-- positional-free argument after --child is the mode)
+if o.child then
+  local compute = o.compute[1]
+  local batch = o.batch
+  local model = grove.nn.Sana(o.preset, { seed = 0 })
+  if compute == "bf16" then model:set_compute_dtype("bf16") end
+  local g = grove.Generator(0)
+  local x0 = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
+  local noise = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
+  local sigma = grove.rand({ batch }, { generator = g })
+  local xt = x0 * (1 - sigma:view { batch, 1, 1, 1 }) + noise * sigma:view { batch, 1, 1, 1 }
+  local t = sigma * 1000
+  local text = grove.randn({ batch, L, c.caption_channels }, { generator = g })
+  local mask = grove.ones { batch, L }
+  mask:narrow(2, L / 2 + 1, L / 2):fill_(0)
+  local target = noise - x0
+  local out
+  local function train_step()
+    model:zero_grad()
+    grove.mse_loss(model:forward(xt, t, text, mask), target):backward()
+  end
+  local function sample_step()
+    out = grove.no_grad(function() return model:forward(xt, t, text, mask) end)
+  end
 
-grove.collect()
-grove.reset_peak_memory()
-local base = grove.memory().live_bytes
-local train_s = B.best_time(train_step, 1.0, steps)
-local peak = grove.memory().peak_bytes - base
-local sample_s = B.best_time(sample_step, 0.5, steps)
+  grove.collect()
+  grove.reset_peak_memory()
+  local base = grove.memory().live_bytes
+  local train_s = B.best_time(train_step, 1.0, o.steps)
+  local peak = grove.memory().peak_bytes - base
+  local sample_s = B.best_time(sample_step, 0.5, o.steps)
 
--- sgemm peak now, on this machine and thread count
-local n = 1024
-local a, bm = grove.randn { n, n }, grove.randn { n, n }
-local gemm_s = B.best_time(function() return a:matmul(bm) end, 0.3, 5)
-local peak_gflops = 2 * n ^ 3 / gemm_s / 1e9
+  -- digest of the output's bits: a weighted sum in a fixed order
+  local v = out:contiguous():view { -1 }:tolist()
+  local digest = 0
+  for k = 1, #v do digest = digest + v[k] * (k % 97 + 1) end
 
--- torch on the same config
+  -- sgemm peak now, on this thread count
+  local n = 1024
+  local a, bm = grove.randn { n, n }, grove.randn { n, n }
+  local gemm_s = B.best_time(function() return a:matmul(bm) end, 0.3, 5)
+
+  -- memory expected: gradients plus the activations the tape keeps. Per block
+  -- and token, about 10·D floats on the attention side (modulated input, q/k/v
+  -- before and after their norms, attention output, cross-attention input and
+  -- query) and 7·H on the Mix-FFN side (inputs of the 1×1 and depthwise convs,
+  -- SiLU and GLU inputs), plus the cross-attention probabilities (heads·L).
+  local T = batch * (size / c.patch_size) ^ 2
+  local expected = model:num_parameters() * 4 + 4 * c.depth * T * (10 * c.width + 7 * c.hidden + c.cross_heads * L)
+  print(string.format("RESULT train_best_ms=%.3f sample_best_ms=%.3f sgemm_gflops=%.2f peak_live_mb=%.1f " ..
+                      "expected_mb=%.1f hwm_mb=%.1f digest=%.17g params=%d blas=%s",
+                      train_s * 1e3, sample_s * 1e3, 2 * n ^ 3 / gemm_s / 1e9, peak / 2 ^ 20, expected / 2 ^ 20,
+                      (B.proc_status("VmHWM") or 0) / 2 ^ 20, digest, model:num_parameters(),
+                      (grove.blas_info():gsub("%s", "_"))))
+  return
+end
+
+-- ---------------------------------------------------------------------------
+-- parent: interleaved processes, then the table
+local blas = grove.blas_info()
+local core = blas:match("OpenBLAS core (%S+)")
+local python = os.getenv("GROVE_TORCH_PYTHON") or "/usr/bin/python3"
+local KEEP_MALLOC = "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+local threads_list = o.threads or { grove.num_threads() }
+local q = B.quote
+
+print(string.format("bench/sana.lua: %s; %s; preset %s (depth %d, width %d), batch %d, latent %dx%dx%d, caption %d tokens (half padding)",
+  os.date("!%Y-%m-%d %H:%M UTC"), blas, o.preset, c.depth, c.width, o.batch, size, size, c.in_channels, L))
+print("PyTorch: " .. python .. " tests/reference/bench_torch.py with " .. (core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "") ..
+      KEEP_MALLOC)
+print("load average at start: " .. B.loadavg())
+
 local cfg_path = os.tmpname()
 local f = assert(io.open(cfg_path, "w"))
 f:write(grove.nn._encode_config(c))
 f:close()
-local python = os.getenv("GROVE_TORCH_PYTHON") or "/usr/bin/python3"
-local cmd = string.format("%s %s/../tests/reference/bench_torch.py --config %s --batch %d --threads %d --steps %d --size %d --text-len %d 2>&1",
-  python, here, cfg_path, batch, threads, steps, size, L)
-local p = io.popen(cmd)
-local out = p:read("*a")
-p:close()
+
+local cells, order = {}, {}
+local function cell(th, compute)
+  local key = th .. "/" .. compute
+  if not cells[key] then
+    cells[key] = { threads = th, compute = compute, grove = {}, torch = {} }
+    order[#order + 1] = key
+  end
+  return cells[key]
+end
+
+local failures = {}
+for rep = 1, o.reps do
+  for _, th in ipairs(threads_list) do
+    for _, compute in ipairs(o.compute) do
+      local k = cell(th, compute)
+      local gcmd = string.format("GROVE_NUM_THREADS=%d %s %s/sana.lua --child %s %d %d --compute %s",
+                                 th, q(exe), q(here), q(o.preset), o.batch, o.steps, compute)
+      local out, status = B.sh(gcmd)
+      local r = out:match("RESULT ([^\n]*)")
+      if status ~= 0 or not r then
+        failures[#failures + 1] = string.format("grove %d threads %s: status %s: %s", th, compute, tostring(status),
+                                                out:sub(1, 400))
+      else
+        local fields = {}
+        for kk, vv in r:gmatch("(%S+)=(%S+)") do fields[kk] = vv end
+        k.grove[#k.grove + 1] = fields
+        print(string.format("-- rep %d, %d threads, %s, grove: train %s ms, sample %s ms, digest %s (load %s)", rep, th,
+                            compute, fields.train_best_ms, fields.sample_best_ms, fields.digest, B.loadavg()))
+      end
+      if o.torch then
+        local tcmd = string.format("env %s%s OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/../tests/reference/bench_torch.py " ..
+                                   "--config %s --batch %d --threads %d --steps %d --size %d --text-len %d --dtype %s",
+                                   core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "", KEEP_MALLOC, th, th, q(python),
+                                   q(here), q(cfg_path), o.batch, th, o.steps, size, L, compute)
+        local tout, tstatus = B.sh(tcmd)
+        local tr = tout:match("RESULT ([^\n]*)")
+        if tstatus ~= 0 or not tr then
+          failures[#failures + 1] = string.format("torch %d threads %s: status %s: %s", th, compute, tostring(tstatus),
+                                                  tout:sub(1, 400))
+        else
+          local fields = {}
+          for kk, vv in tr:gmatch("(%S+)=(%S+)") do fields[kk] = vv end
+          k.torch[#k.torch + 1] = fields
+          print(string.format("-- rep %d, %d threads, %s, torch: train %s ms, sample %s ms (load %s)", rep, th, compute,
+                              fields.train_best_ms, fields.sample_best_ms, B.loadavg()))
+        end
+      end
+      io.stdout:flush()
+    end
+  end
+end
 os.remove(cfg_path)
-local torch_train = tonumber(out:match("train_best_ms=([%d%.]+)"))
-local torch_sample = tonumber(out:match("sample_best_ms=([%d%.]+)"))
 
-local fl = forward_flops()
+local function best(list, key)
+  local b
+  for _, r in ipairs(list) do
+    local v = tonumber(r[key])
+    if v and (not b or v < b) then b = v end
+  end
+  return b
+end
+local function max_of(list, key)
+  local b
+  for _, r in ipairs(list) do
+    local v = tonumber(r[key])
+    if v and (not b or v > b) then b = v end
+  end
+  return b
+end
+
+local fl = forward_flops(o.batch)
 print()
-print(string.format("%-16s %12s %12s %10s %14s", "step", "grove ms", "torch ms", "torch/grove", "grove GFLOP/s"))
-local function row(name, gs, tms, flops)
-  print(string.format("%-16s %12.1f %12s %10s %14.1f", name, gs * 1e3, tms and string.format("%.1f", tms) or "n/a",
-    tms and string.format("%.2fx", tms / (gs * 1e3)) or "n/a", flops / gs / 1e9))
+print("| threads | compute | step | grove ms | torch ms | torch / grove | grove GFLOP/s | of sgemm peak | n (grove, torch) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for _, key in ipairs(order) do
+  local k = cells[key]
+  local peak = max_of(k.grove, "sgemm_gflops")
+  for _, step in ipairs { { "train", "train_best_ms", 3 * fl }, { "sample", "sample_best_ms", fl } } do
+    local gms, tms = best(k.grove, step[2]), best(k.torch, step[2])
+    local gflops = gms and step[3] / (gms / 1e3) / 1e9
+    print(string.format("| %d | %s | %s | %s | %s | %s | %s | %s | %d, %d |", k.threads, k.compute, step[1],
+      gms and string.format("%.1f", gms) or "-", tms and string.format("%.1f", tms) or "-",
+      (gms and tms) and string.format("%.2fx", tms / gms) or "-", gflops and string.format("%.1f", gflops) or "-",
+      (gflops and peak) and string.format("%.0f%% of %.0f", 100 * gflops / peak, peak) or "-", #k.grove, #k.torch))
+  end
 end
-row("train (f+b)", train_s, torch_train, 3 * fl)
-row("sample (f)", sample_s, torch_sample, fl)
-print(string.format("sgemm %dx%d peak in this run: %.1f GFLOP/s (train reaches %.0f%%, sample %.0f%%)", n, n, peak_gflops,
-  100 * 3 * fl / train_s / 1e9 / peak_gflops, 100 * fl / sample_s / 1e9 / peak_gflops))
-if not torch_train then print("torch reference unavailable: " .. out:sub(1, 300)) end
-
--- memory: gradients plus the activations the tape keeps. Per block and
--- token, the saved tensors are about 10·D floats on the attention side
--- (modulated input, q/k/v before and after their norms, attention output,
--- cross-attention input and query) and 7·H on the Mix-FFN side (inputs of
--- the 1×1 and depthwise convs, SiLU and GLU inputs), plus the cross-attention
--- probabilities (heads·L per token).
-local params = model:num_parameters() * 4
-local T = batch * (size / c.patch_size) ^ 2
-local acts = 4 * c.depth * T * (10 * c.width + 7 * c.hidden + c.cross_heads * L)
-print(string.format("peak live bytes during a training step, above the model: %.1f MB; expected: gradients %.1f MB + saved activations %.1f MB = %.1f MB",
-  peak / 2^20, params / 2^20, acts / 2^20, (params + acts) / 2^20))
-local fh = io.open("/proc/self/status")
-if fh then
-  local s = fh:read("*a"); fh:close()
-  print("process peak resident set: " .. (s:match("VmHWM:%s*(%d+ kB)") or "?"))
+print()
+for _, key in ipairs(order) do
+  local k = cells[key]
+  local digests = {}
+  for _, r in ipairs(k.grove) do digests[#digests + 1] = r.digest end
+  local g1 = k.grove[1]
+  if g1 then
+    print(string.format("%d threads, %s: sampling output digests %s; peak live bytes of a training step above the model %s MB (expected %s MB: gradients + saved activations); peak resident %s MB",
+      k.threads, k.compute, table.concat(digests, ", "), g1.peak_live_mb, g1.expected_mb, g1.hwm_mb))
+  end
 end
+print("load average at end: " .. B.loadavg())
+for _, msg in ipairs(failures) do print("FAILED " .. msg) end
+if #failures > 0 then os.exit(1) end

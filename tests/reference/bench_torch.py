@@ -6,7 +6,7 @@ Run with Debian's /usr/bin/python3 (python3-torch). Usage:
 
   bench_torch.py --config CONFIG.json [--batch 16] [--threads N] [--steps K]
                  [--size S | --height H --width W] [--text-len L]
-                 [--attn padded|naive] [--warmup 1] [--seed 0]
+                 [--attn padded|naive] [--warmup 1] [--seed 0] [--dtype f32|bf16]
 
 CONFIG.json holds the model config dict of sana_ref.SanaRef (depth, width,
 head_dim, cross_heads, mlp_ratio, patch_size, in_channels, out_channels,
@@ -17,6 +17,10 @@ config's "sample_size" if it has one, else 32; the caption length to its
   training step: forward at batch B + MSE loss against the flow target
                  v = noise - x0 + backward (parameter grads, no optimizer)
   sampling step: forward only, under torch.no_grad()
+
+--dtype bf16 runs both under torch.autocast("cpu", dtype=torch.bfloat16):
+the matrix products and convolutions in bf16 through oneDNN, the rest in
+float32 (PyTorch's CPU mixed precision).
 
 Each is run --warmup times untimed, then --steps times timed. Output: a
 header, then one machine-readable line
@@ -29,6 +33,7 @@ header, then one machine-readable line
 on stderr when torch cannot be imported or the arguments are bad.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -60,6 +65,8 @@ def main(argv):
     ap.add_argument("--attn", choices=("padded", "naive"), default="padded",
                     help="linear attention form: padded = diffusers' O(N d^2) (default), naive = N x N")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32",
+                    help="bf16: torch.autocast on the CPU with bfloat16")
     args = ap.parse_args(argv)
 
     try:
@@ -99,13 +106,19 @@ def main(argv):
     mask = torch.ones(B, L)
     mask[:, L // 2:] = 0                                        # half the caption is padding
 
+    def mixed():
+        if args.dtype == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def train_step():
         model.zero_grad(set_to_none=True)
-        loss = F.mse_loss(model(x_t, t, text, mask), target)
+        with mixed():
+            loss = F.mse_loss(model(x_t, t, text, mask).float(), target)
         loss.backward()
 
     def sample_step():
-        with torch.no_grad():
+        with torch.no_grad(), mixed():
             model(x_t, t, text, mask)
 
     def timed(fn):
@@ -125,9 +138,9 @@ def main(argv):
     train_ms, train_best = timed(train_step)
     sample_ms, sample_best = timed(sample_step)
     print("RESULT sana_torch train_ms=%.3f sample_ms=%.3f train_best_ms=%.3f sample_best_ms=%.3f "
-          "batch=%d threads=%d steps=%d height=%d width=%d text_len=%d params=%d attn=%s"
+          "batch=%d threads=%d steps=%d height=%d width=%d text_len=%d params=%d attn=%s dtype=%s"
           % (train_ms, sample_ms, train_best, sample_best, B, torch.get_num_threads(), args.steps,
-             H, W, L, n_params, args.attn))
+             H, W, L, n_params, args.attn, args.dtype))
     return 0
 
 
