@@ -72,16 +72,8 @@ local size = 32
 local c = grove.nn.resolve_config(o.preset)
 local L = c.text_len
 
--- forward FLOPs of the matrix work (2 per multiply-add)
-local function forward_flops(batch)
-  local N = (size / c.patch_size) ^ 2
-  local T, D, Hd, d = batch * N, c.width, c.hidden, c.head_dim
-  local block = 2 * T * D * D * 4 + 4 * T * D * d             -- self-attention: 4 projections + linear attention
-    + 2 * T * D * D * 2 + 2 * 2 * batch * L * D * D + 4 * T * L * D -- cross-attention
-    + 2 * T * D * 2 * Hd + 2 * T * 2 * Hd * 9 + 2 * T * Hd * D     -- Mix-FFN
-  local p2 = c.patch_size ^ 2
-  return c.depth * block + 2 * T * c.in_channels * p2 * D + 2 * T * D * p2 * c.out_channels
-end
+-- forward FLOPs of the matrix work (2 per multiply-add; grove.nn.forward_flops)
+local function forward_flops(batch) return grove.nn.forward_flops(c, batch, size, size, L) end
 
 -- ---------------------------------------------------------------------------
 -- child: grove's side at GROVE_NUM_THREADS, one compute mode (the last

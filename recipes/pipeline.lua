@@ -202,7 +202,7 @@ end
 -- every strategy × init, and pruning against random/last blocks and scratch.
 local function study_commands(deep_time)
   return {
-    "build/grove recipes/grow_study.lua --lr 2e-3 --out runs/grow_study",
+    "build/grove recipes/grow_study.lua --out runs/grow_study",
     string.format("build/grove recipes/prune_study.lua --deep %s --deep-time %s --out runs/prune_study", ckpt("grow"),
       deep_time and string.format("%.0f", deep_time) or "SECONDS_OF_BASE_AND_GROW_TRAINING"),
     string.format("build/grove recipes/train_judge.lua --checkpoint %s --out runs/judge", ckpt("finetune")),

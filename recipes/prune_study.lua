@@ -3,7 +3,7 @@
 -- steps, and compare against removing random blocks, removing the last
 -- blocks, and a model of the pruned depth trained from scratch with the same
 -- total compute (the deep model's training time plus the fine-tuning time).
---   grove recipes/prune_study.lua --deep runs/grow_study/partial_identity/checkpoint.safetensors --deep-time 200
+--   grove recipes/prune_study.lua --deep runs/grow_study/grown_seed1/checkpoint.safetensors --deep-time 200
 --   grove recipes/prune_study.lua --deep-depth 6 --deep-steps 1200      (trains its own deep model first)
 -- Writes OUT/report.md, OUT/importance.png, OUT/recovery.png.
 local args = require "grove.cli.args"

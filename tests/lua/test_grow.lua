@@ -417,20 +417,39 @@ spec.describe("recipes/grow_study.lua", function()
   spec.it("runs the whole study at toy size and writes its report", function()
     local dir = tmpdir()
     local out, status = run(string.format("GROVE_NUM_THREADS=1 %s recipes/grow_study.lua --base-depth 1 --factor 2 " ..
-      "--base-steps 4 --steps 4 --batch 4 --strategies partial,cyclic --inits identity --eval-every 0 --eval-prompts 1 " ..
-      "--smooth 2 --out %s/study", exe, dir))
+      "--base-steps 4 --steps 4 --scratch-steps 10 --batch 4 --seeds 1,2 --strategies partial,cyclic --inits identity " ..
+      "--eval-every 0 --eval-prompts 1 --eval-steps 2 --smooth 2 --out %s/study", exe, dir))
     spec.eq(status, 0, out)
     local f = assert(io.open(dir .. "/study/report.md"))
     local report = f:read("*a")
     f:close()
-    for _, name in ipairs { "scratch", "partial_identity", "cyclic_identity" } do
+    for _, seed in ipairs { 1, 2 } do
+      for _, name in ipairs { "base", "scratch", "grown", "scratch at the equal-compute step" } do
+        spec.assert(report:find("| " .. seed .. " | " .. name .. " |", 1, true), name .. " row of seed " .. seed .. " in:\n" .. report)
+      end
+    end
+    for _, name in ipairs { "partial + identity", "cyclic + identity" } do
       spec.assert(report:find("| " .. name .. " |", 1, true), name .. " row in:\n" .. report)
     end
-    for _, png in ipairs { "loss_steps.png", "loss_time.png" } do
+    -- base 4 steps at depth 1 cost as much as 2 steps at depth 2 (up to the
+    -- embeddings' share): the scratch run meets the grown model at step 4 + 2
+    local equal = report:match("what the scratch model spends in (%d+) steps")
+    spec.eq(tonumber(equal), 6, "the equal-compute step in:\n" .. report)
+    spec.assert(report:find("At equal total compute: ", 1, true) and report:find("n = 6)", 1, true),
+                "the paired comparison over 6 prompts in:\n" .. report)
+    for _, png in ipairs { "score_compute.png", "loss_compute.png" } do
       local g = io.open(dir .. "/study/" .. png, "rb")
       spec.assert(g and g:read(8) == "\137PNG\r\n\26\n", png)
       if g then g:close() end
     end
+    local e = assert(io.open(dir .. "/study/evals.csv")):read("*a")
+    spec.assert(e:find("scratch,1,6,", 1, true), "scratch evaluated at the equal-compute step:\n" .. e)
     os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  spec.it("refuses a scratch run shorter than the equal-compute point", function()
+    local out, status = run(string.format("%s recipes/grow_study.lua --base-depth 1 --factor 2 --base-steps 40 --steps 4 " ..
+      "--scratch-steps 5 --out /nonexistent/x", exe))
+    spec.assert(status ~= 0 and out:find("--scratch_steps (5) must be at least that", 1, true), out)
   end)
 end)

@@ -69,6 +69,26 @@ return function(grove)
   end
   nn.resolve_config = resolve_config
 
+  -- FLOPs of one forward's matrix work (2 per multiply-add; norms,
+  -- activations and softmax left out) at batch B, an h×w latent and L caption
+  -- tokens: per block the four self-attention projections and the linear
+  -- attention's sums, cross-attention (query and output projections over the
+  -- tokens, key and value over the caption, scores and weighted sums), and
+  -- Mix-FFN (1×1 up, depthwise 3×3, 1×1 down); plus the patch embedding and
+  -- the final projection. A training step is about 3× a forward (backward:
+  -- two products per forward product).
+  function nn.forward_flops(config, B, h, w, L)
+    local c = resolve_config(config)
+    L = L or c.text_len
+    local T = B * (h / c.patch_size) * (w / c.patch_size)
+    local D, Hd, d = c.width, c.hidden, c.head_dim
+    local block = 2 * T * D * D * 4 + 4 * T * D * d
+      + 2 * T * D * D * 2 + 2 * 2 * B * L * D * D + 4 * T * L * D
+      + 2 * T * D * 2 * Hd + 2 * T * 2 * Hd * 9 + 2 * T * Hd * D
+    local p2 = c.patch_size ^ 2
+    return c.depth * block + 2 * T * c.in_channels * p2 * D + 2 * T * D * p2 * c.out_channels
+  end
+
   -- ---- one block -------------------------------------------------------------
   local SanaBlock = Module.class("SanaBlock")
   nn.SanaBlock = SanaBlock
