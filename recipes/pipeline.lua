@@ -200,11 +200,21 @@ end
 
 -- The standalone studies behind the stages, at their documented sizes:
 -- every strategy × init, and pruning against random/last blocks and scratch.
-local function study_commands(deep_time)
+-- The grown model's compute, base included (the prune study's --deep-tflop):
+-- the transformer's matrix FLOPs, 3 forwards per training step.
+local function grown_tflop()
+  local function step_flops(depth)
+    local c = grove.nn.resolve_config(o.preset)
+    c.depth = depth
+    return 3 * grove.nn.forward_flops(c, o.batch, 32, 32)
+  end
+  return (o.base_steps * step_flops(o.base_depth) + o.grow_steps * step_flops(o.grow_depth)) / 1e12
+end
+local function study_commands()
   return {
     "build/grove recipes/grow_study.lua --out runs/grow_study",
-    string.format("build/grove recipes/prune_study.lua --deep %s --deep-time %s --out runs/prune_study", ckpt("grow"),
-      deep_time and string.format("%.0f", deep_time) or "SECONDS_OF_BASE_AND_GROW_TRAINING"),
+    string.format("build/grove recipes/prune_study.lua --deep %s --deep-tflop %.4g --out runs/prune_study", ckpt("grow"),
+      grown_tflop()),
     string.format("build/grove recipes/train_judge.lua --checkpoint %s --out runs/judge", ckpt("finetune")),
     string.format("build/grove recipes/search_study.lua --checkpoint %s --judge runs/judge/judge.safetensors --out runs/search_study",
       ckpt("finetune")),
@@ -320,7 +330,7 @@ end)
 local doc, rows_eval, total = report.pipeline(grove, {
   o = o, base = base, grow = grow, scratch = scratch, prune = prune, finetune = finetune, judge = judge, search = search,
   done = run.done, stages = STAGES, argline = argline, plan = plan_lines(),
-  study_commands = study_commands((base.train_seconds or 0) + (grow.train_seconds or 0)),
+  study_commands = study_commands(),
   grid_prompts = GRID_PROMPTS, grid_seed = GRID_SEED, exists = pipeline.exists,
 })
 

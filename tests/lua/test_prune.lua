@@ -381,11 +381,24 @@ spec.describe("recipes/prune_study.lua", function()
     for _, row in ipairs { "| oneshot_1 |", "| last_1 |", "| 1 |" } do
       spec.assert(report:find(row, 1, true), row .. " row in:\n" .. report)
     end
+    -- the scratch model gets the whole path's compute: 3 deep steps at depth 2,
+    -- the calibration forwards and 2 fine-tuning steps at depth 1, in steps of depth 1
+    local steps = tonumber(report:match("\n| 1 | [%d.e+-]+ | (%d+) |"))
+    spec.assert(steps and steps >= 2 + 2 * 3, "scratch steps cover the deep training and the fine-tuning:\n" .. report)
+    for _, phrase in ipairs { "scratch at depth 1 with the same compute (difference", "last blocks removed + fine-tuned",
+                              "the deep model (2 blocks)", "shapes training split" } do
+      spec.assert(report:find(phrase, 1, true), phrase .. " in:\n" .. report)
+    end
     for _, png in ipairs { "importance.png", "recovery.png" } do
       local g = io.open(dir .. "/study/" .. png, "rb")
       spec.assert(g and g:read(8) == "\137PNG\r\n\26\n", png)
       if g then g:close() end
     end
     os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  spec.it("needs the given deep model's compute for the same-compute scratch models", function()
+    local out, status = run(string.format("%s recipes/prune_study.lua --deep /nonexistent.safetensors", exe))
+    spec.assert(status ~= 0 and out:find("--deep needs --deep-tflop", 1, true), out)
   end)
 end)
