@@ -50,6 +50,23 @@ function B.per_call_us(loop, n, reps)
   return best / n * 1e6
 end
 
+-- One seeded flow-matching batch for a SANA config c (grove.nn.resolve_config)
+-- at batch B of size×size latents: the noised input xt, timesteps t, random
+-- caption features text with half of each caption padding (mask), and the
+-- velocity target. bench/sana.lua and bench/profile_step.lua time steps on it.
+function B.flow_batch(c, batch, size)
+  local L = c.text_len
+  local g = grove.Generator(0)
+  local x0 = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
+  local noise = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
+  local sigma = grove.rand({ batch }, { generator = g })
+  local xt = x0 * (1 - sigma:view { batch, 1, 1, 1 }) + noise * sigma:view { batch, 1, 1, 1 }
+  local text = grove.randn({ batch, L, c.caption_channels }, { generator = g })
+  local mask = grove.ones { batch, L }
+  mask:narrow(2, L / 2 + 1, L / 2):fill_(0)
+  return xt, sigma * 1000, text, mask, noise - x0
+end
+
 -- Writes a diffusers component folder of random weights at dir: config.json
 -- (config) and the tensors that the shapes-only model build(dir) has (build
 -- reads dir/config.json, e.g. grove.diffusers.transformer(d, {meta = true})),

@@ -32,18 +32,8 @@ local model, steps
 if case == "s" then
   local batch, size = 16, 32
   local c = grove.nn.resolve_config("small")
-  local L = c.text_len
   model = grove.nn.Sana("small", { seed = 0 })
-  local g = grove.Generator(0)
-  local x0 = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-  local noise = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-  local sigma = grove.rand({ batch }, { generator = g })
-  local xt = x0 * (1 - sigma:view { batch, 1, 1, 1 }) + noise * sigma:view { batch, 1, 1, 1 }
-  local t = sigma * 1000
-  local text = grove.randn({ batch, L, c.caption_channels }, { generator = g })
-  local mask = grove.ones { batch, L }
-  mask:narrow(2, L / 2 + 1, L / 2):fill_(0)
-  local target = noise - x0
+  local xt, t, text, mask, target = B.flow_batch(c, batch, size)
   steps = {
     { "training step (small, batch 16)", function()
       model:zero_grad()

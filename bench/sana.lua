@@ -83,16 +83,7 @@ if o.child then
   local batch = o.batch
   local model = grove.nn.Sana(o.preset, { seed = 0 })
   if compute == "bf16" then model:set_compute_dtype("bf16") end
-  local g = grove.Generator(0)
-  local x0 = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-  local noise = grove.randn({ batch, size, size, c.in_channels }, { generator = g })
-  local sigma = grove.rand({ batch }, { generator = g })
-  local xt = x0 * (1 - sigma:view { batch, 1, 1, 1 }) + noise * sigma:view { batch, 1, 1, 1 }
-  local t = sigma * 1000
-  local text = grove.randn({ batch, L, c.caption_channels }, { generator = g })
-  local mask = grove.ones { batch, L }
-  mask:narrow(2, L / 2 + 1, L / 2):fill_(0)
-  local target = noise - x0
+  local xt, t, text, mask, target = B.flow_batch(c, batch, size)
   local out
   local function train_step()
     model:zero_grad()
@@ -165,41 +156,33 @@ local function cell(th, compute)
 end
 
 local failures = {}
+-- runs one side's process; its RESULT fields go to list, a failure to failures
+local function measure(side, th, compute, cmd, list, rep)
+  local out, status = B.sh(cmd)
+  local r = out:match("RESULT ([^\n]*)")
+  if status ~= 0 or not r then
+    failures[#failures + 1] = string.format("%s %d threads %s: status %s: %s", side, th, compute, tostring(status),
+                                            out:sub(1, 400))
+    return
+  end
+  local fields = {}
+  for kk, vv in r:gmatch("(%S+)=(%S+)") do fields[kk] = vv end
+  list[#list + 1] = fields
+  print(string.format("-- rep %d, %d threads, %s, %s: train %s ms, sample %s ms%s (load %s)", rep, th, compute, side,
+                      fields.train_best_ms, fields.sample_best_ms, fields.digest and (", digest " .. fields.digest) or "",
+                      B.loadavg()))
+end
 for rep = 1, o.reps do
   for _, th in ipairs(threads_list) do
     for _, compute in ipairs(o.compute) do
       local k = cell(th, compute)
-      local gcmd = string.format("GROVE_NUM_THREADS=%d %s %s/sana.lua --child %s %d %d --compute %s",
-                                 th, q(exe), q(here), q(o.preset), o.batch, o.steps, compute)
-      local out, status = B.sh(gcmd)
-      local r = out:match("RESULT ([^\n]*)")
-      if status ~= 0 or not r then
-        failures[#failures + 1] = string.format("grove %d threads %s: status %s: %s", th, compute, tostring(status),
-                                                out:sub(1, 400))
-      else
-        local fields = {}
-        for kk, vv in r:gmatch("(%S+)=(%S+)") do fields[kk] = vv end
-        k.grove[#k.grove + 1] = fields
-        print(string.format("-- rep %d, %d threads, %s, grove: train %s ms, sample %s ms, digest %s (load %s)", rep, th,
-                            compute, fields.train_best_ms, fields.sample_best_ms, fields.digest, B.loadavg()))
-      end
+      measure("grove", th, compute, string.format("GROVE_NUM_THREADS=%d %s %s/sana.lua --child %s %d %d --compute %s",
+        th, q(exe), q(here), q(o.preset), o.batch, o.steps, compute), k.grove, rep)
       if o.torch then
-        local tcmd = string.format("env %s%s OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/../tests/reference/bench_torch.py " ..
-                                   "--config %s --batch %d --threads %d --steps %d --size %d --text-len %d --dtype %s",
-                                   core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "", KEEP_MALLOC, th, th, q(python),
-                                   q(here), q(cfg_path), o.batch, th, o.steps, size, L, compute)
-        local tout, tstatus = B.sh(tcmd)
-        local tr = tout:match("RESULT ([^\n]*)")
-        if tstatus ~= 0 or not tr then
-          failures[#failures + 1] = string.format("torch %d threads %s: status %s: %s", th, compute, tostring(tstatus),
-                                                  tout:sub(1, 400))
-        else
-          local fields = {}
-          for kk, vv in tr:gmatch("(%S+)=(%S+)") do fields[kk] = vv end
-          k.torch[#k.torch + 1] = fields
-          print(string.format("-- rep %d, %d threads, %s, torch: train %s ms, sample %s ms (load %s)", rep, th, compute,
-                              fields.train_best_ms, fields.sample_best_ms, B.loadavg()))
-        end
+        measure("torch", th, compute, string.format("env %s%s OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s " ..
+          "%s/../tests/reference/bench_torch.py --config %s --batch %d --threads %d --steps %d --size %d --text-len %d --dtype %s",
+          core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "", KEEP_MALLOC, th, th, q(python), q(here), q(cfg_path), o.batch,
+          th, o.steps, size, L, compute), k.torch, rep)
       end
       io.stdout:flush()
     end
