@@ -130,6 +130,17 @@ void gv_op_save(gv_op *o, int32_t slot, const grove_tensor *t);
  * or NULL (output and node released) when a step failed. */
 grove_tensor *gv_op_end(gv_op *o);
 
+/* A matrix operand as the GEMM kernels read it (matmul.c): t, a new
+ * reference, is the tensor whose data is read: the operand itself when its
+ * last two strides are (ld, 1), or (1, ld) read transposed (trans), else
+ * a contiguous copy. transposed reads the last two dimensions swapped. */
+typedef struct gv_gemm_operand {
+    grove_tensor *t;
+    bool trans;
+    int ld;
+} gv_gemm_operand;
+bool gv_gemm_operand_of(grove_tensor *t, bool transposed, gv_gemm_operand *op);
+
 /* Runs kernel entry of the op's device when no step failed yet. */
 #define GV_OP_CALL(o, entry, ...) \
     ((o)->ok = (o)->ok && !GV_KCALL((o)->name, (o)->k, entry, __VA_ARGS__))

@@ -33,17 +33,9 @@ static bool gemm_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, bool
     return false;
 }
 
-/* A matrix operand ready for sgemm: t (a new reference) is the tensor whose
- * data is read, possibly a contiguous copy of the original. */
-typedef struct gemm_operand {
-    grove_tensor *t;
-    bool trans;
-    int ld;
-} gemm_operand;
-
 /* Fills op for the last two dimensions of t (ndim >= 2), seen as (rows, cols),
  * or as its transpose when transposed is set. */
-static bool gemm_operand_of(grove_tensor *t, bool transposed, gemm_operand *op)
+bool gv_gemm_operand_of(grove_tensor *t, bool transposed, gv_gemm_operand *op)
 {
     int32_t r = t->ndim - 2, c = t->ndim - 1;
     if (transposed) {
@@ -198,9 +190,9 @@ static void batch_strides(const grove_tensor *m, int32_t nbatch, const int64_t *
 }
 
 /* The operand of t for the gemm, its tensor held by the op; false after a failure. */
-static bool hold_operand(gv_op *o, grove_tensor *t, bool transposed, gemm_operand *g)
+static bool hold_operand(gv_op *o, grove_tensor *t, bool transposed, gv_gemm_operand *g)
 {
-    o->ok = o->ok && gemm_operand_of(t, transposed, g) && gv_op_hold(o, g->t);
+    o->ok = o->ok && gv_gemm_operand_of(t, transposed, g) && gv_op_hold(o, g->t);
     return o->ok;
 }
 
@@ -238,7 +230,7 @@ static void matmul_compute(gv_op *o, grove_tensor *a, grove_tensor *b, grove_ten
     if (b->ndim > 1) shape[nd++] = N;
     grove_tensor *out = gv_op_output(o, nd, shape, GROVE_F32);
     if (!out || grove_tensor_numel(out) == 0) return;
-    gemm_operand oa, ob;
+    gv_gemm_operand oa, ob;
     if (!hold_operand(o, a2, false, &oa) || !hold_operand(o, b2, false, &ob)) return;
     int64_t as[GROVE_MAX_DIMS], bs[GROVE_MAX_DIMS];
     batch_strides(oa.t, nb, shape, as);
@@ -362,7 +354,7 @@ static void linear_compute(gv_op *o, grove_tensor *x, grove_tensor *w, grove_ten
         grove_tensor *xc = gv_op_input(o, x);
         x2 = xc ? gv_op_hold(o, gv_alias(xc, 2, xs, (int64_t[2]){in_f, 1}, xc->offset)) : NULL;
     }
-    gemm_operand ox, ow;
+    gv_gemm_operand ox, ow;
     if (!x2 || !hold_operand(o, x2, false, &ox) || !hold_operand(o, w, true, &ow)) return;
     grove_tensor *bc = gv_op_input(o, b);
     GV_OP_CALL(o, gemm, ox.trans, ow.trans, (int)rows, (int)out_f, (int)in_f, ox.t->data, ox.ld, ow.t->data, ow.ld,

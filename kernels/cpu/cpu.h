@@ -97,8 +97,9 @@ void gv_cpu_conv_dnnl_enable(bool on);
 /* The bf16 GEMM through oneDNN's bf16 matmul (gemm_bf16_dnnl.c), where the
  * CPU has bf16 arithmetic (AVX512-BF16 or AMX) and the build has oneDNN:
  * false, computing nothing, otherwise (the caller then runs the reference
- * path). scratch: gemm_bf16_scratch's bytes. */
-bool gv_cpu_gemm_bf16_dnnl(int m, int n, int k, const float *a, const float *b, float *c, void *scratch);
+ * path). Arguments as the gemm_bf16 kernel's. */
+bool gv_cpu_gemm_bf16_dnnl(bool trans_a, bool trans_b, int m, int n, int k, const void *a, int32_t a_dtype, int lda,
+                           const void *b, int32_t b_dtype, int ldb, float *c, void *scratch);
 bool gv_cpu_gemm_bf16_dnnl_available(void);
 void gv_cpu_gemm_bf16_dnnl_enable(bool on);
 bool gv_cpu_has_bf16_arithmetic(void);

@@ -24,6 +24,10 @@ return function(grove)
   local amp = {}
   grove.amp = amp
 
+  -- a (m, k) · b (k, n): operands rounded to bf16, products summed in f32.
+  -- Either operand may be a transposed or row-strided view (read in place,
+  -- no copy) and may be stored f32 or bf16 (bf16 is read as stored: the
+  -- same result as the f32 tensor it was rounded from).
   function grove.matmul_bf16(a, b)
     if not grove.is_tensor(a) or not grove.is_tensor(b) then error("matmul_bf16: expected two tensors", 2) end
     local p = C.grove_matmul_bf16(a.p, b.p)
@@ -31,7 +35,9 @@ return function(grove)
     return grove._wrap(p)
   end
 
-  -- x (..., in) · w (out, in)ᵀ + b with the product as grove.matmul_bf16.
+  -- x (..., in) · w (out, in)ᵀ + b with the product as grove.matmul_bf16;
+  -- w is read transposed where it lies (f32, or bf16 for an inference
+  -- model's stored weights), never copied.
   function grove.linear_bf16(x, w, b)
     local shp = x:shape()
     local n_in = shp[#shp]

@@ -99,6 +99,105 @@ spec.describe("bf16", function()
     grove.set_gemm_bf16_dnnl(true)
   end)
 
+  -- |ã·b̃ − a·b| ≤ (2u + u²)|a||b| per product with u = 2^-8 (bf16's unit
+  -- roundoff), plus twice the f32 summation bound k·2^-24·Σ|a||b|.
+  local function bf16_bound(aa, bb, k)
+    return grove.matmul(aa:abs(), bb:abs()) * (2 * 2 ^ -8 + 2 ^ -16 + 2 * k * 2 ^ -24)
+  end
+
+  spec.it("matmul_bf16 reads transposed and strided views in place, with the same bits", function()
+    local g = grove.Generator(23)
+    for _, s in ipairs { { 7, 33, 5 }, { 16, 64, 48 }, { 1, 3, 1 }, { 130, 300, 70 } } do
+      local m, k, n = s[1], s[2], s[3]
+      -- a read transposed from (k, m), b from (n, k); a row-strided b: columns of a wider matrix
+      local at, bt = grove.randn({ k, m }, g), grove.randn({ n, k }, g)
+      local wide = grove.randn({ k, n + 5 }, g)
+      local cases = {
+        { at:t(), bt:t(), "aᵀ · bᵀ" }, { at:t():contiguous(), bt:t(), "a · bᵀ" },
+        { at:t(), bt:t():contiguous(), "aᵀ · b" }, { at:t():contiguous(), wide:narrow(2, 3, n), "a · b[:, 3..]" },
+      }
+      for _, c in ipairs(cases) do
+        local a, b = c[1], c[2]
+        local ar, br = grove.amp.round_bf16(a:contiguous()), grove.amp.round_bf16(b:contiguous())
+        grove.set_gemm_bf16_dnnl(false)
+        local y = grove.matmul_bf16(a, b)
+        local yc = grove.matmul_bf16(a:contiguous(), b:contiguous())
+        grove.set_gemm_bf16_dnnl(true)
+        -- the reference path: the f32 GEMM of the rounded operands, read the same way
+        spec.eq((y - grove.matmul(grove.amp.round_bf16(a), grove.amp.round_bf16(b))):abs():max():item(), 0, c[3])
+        spec.eq((y - yc):abs():max():item(), 0, c[3] .. ": the bits of contiguous copies")
+        -- the f32 product within the bf16 rounding bound
+        spec.assert(((y - grove.matmul(a, b)):abs() - bf16_bound(a, b, k)):max():item() <= 0, c[3] .. " vs f32")
+        if grove.gemm_bf16_dnnl_available() then
+          local fast = grove.matmul_bf16(a, b)
+          local bound = grove.matmul(ar:abs(), br:abs()) * (2 * k * 2 ^ -24)
+          spec.assert(((fast - y):abs() - bound):max():item() <= 0, c[3] .. ": oneDNN within the summation bound")
+        end
+      end
+    end
+    -- linear_bf16 reads the weight transposed, with the bits of the old transposed copy
+    local x, w, b = grove.randn({ 3, 9, 40 }, g), grove.randn({ 24, 40 }, g), grove.randn({ 24 }, g)
+    grove.set_gemm_bf16_dnnl(false)
+    local y = grove.linear_bf16(x, w, b)
+    local old = (grove.matmul_bf16(x:reshape { -1, 40 }, w:t():contiguous()) + b):reshape { 3, 9, 24 }
+    grove.set_gemm_bf16_dnnl(true)
+    spec.eq((y - old):abs():max():item(), 0, "linear_bf16")
+  end)
+
+  spec.it("matmul_bf16 gradients through transposed views, against f32 within the bf16 bound", function()
+    local g = grove.Generator(24)
+    for _, dnnl in ipairs { false, true } do
+      grove.set_gemm_bf16_dnnl(dnnl)
+      local x = grove.randn({ 6, 11, 40 }, g)
+      local w = grove.randn({ 24, 40 }, g)
+      local go = grove.randn({ 6, 11, 24 }, g)
+      local function grads(f)
+        local xx, ww = x:clone():requires_grad_(true), w:clone():requires_grad_(true)
+        ;(f(xx, ww) * go):sum():backward()
+        return xx.grad, ww.grad
+      end
+      local gx, gw = grads(function(xx, ww) return grove.linear_bf16(xx, ww) end)
+      local fx, fw = grads(function(xx, ww) return grove.linear(xx, ww) end)
+      -- dx = go · w (k = 24), dw = goᵀ · x (k = 66)
+      local g2, x2 = go:reshape { -1, 24 }, x:reshape { -1, 40 }
+      spec.assert(((gx - fx):abs():reshape { -1, 40 } - bf16_bound(g2, w, 24)):max():item() <= 0, "dx")
+      spec.assert(((gw - fw):abs() - bf16_bound(g2:t(), x2, 66)):max():item() <= 0, "dw")
+      spec.assert((gw - fw):abs():max():item() > 0, "the gradient GEMMs round too")
+    end
+    grove.set_gemm_bf16_dnnl(true)
+  end)
+
+  spec.it("matmul_bf16 takes bf16-stored operands: the same bits as their f32 originals", function()
+    local g = grove.Generator(25)
+    for _, dnnl in ipairs { false, true } do
+      grove.set_gemm_bf16_dnnl(dnnl)
+      for _, s in ipairs { { 7, 33, 5 }, { 130, 300, 70 }, { 1, 1, 1 } } do
+        local m, k, n = s[1], s[2], s[3]
+        local x, w = grove.randn({ m, k }, g), grove.randn({ n, k }, g)
+        local wh = w:bf16()
+        local y = grove.matmul_bf16(x, w:t())
+        spec.eq((grove.matmul_bf16(x, wh:t()) - y):abs():max():item(), 0, "bf16 weight read transposed")
+        spec.eq((grove.matmul_bf16(x:bf16(), wh:t()) - y):abs():max():item(), 0, "both bf16")
+        spec.eq((grove.matmul_bf16(x:bf16(), w:t():contiguous()) - y):abs():max():item(), 0, "bf16 left operand")
+        -- a bf16 weight already holds rounded values: the same as the rounded f32 one
+        spec.eq((grove.matmul_bf16(x, grove.amp.round_bf16(w):t()) - y):abs():max():item(), 0, "pre-rounded f32")
+      end
+    end
+    grove.set_gemm_bf16_dnnl(true)
+    -- gradients flow to an f32 input past a bf16-stored weight
+    local x = grove.randn({ 4, 8 }, g):requires_grad_(true)
+    local w = grove.randn({ 3, 8 }, g)
+    grove.linear_bf16(x, w:bf16()):sum():backward()
+    local gx = x.grad
+    x.grad = nil
+    grove.linear_bf16(x, w):sum():backward()
+    spec.eq((gx - x.grad):abs():max():item(), 0, "the input's gradient")
+    spec.raises(function() grove.matmul_bf16(grove.randn { 2, 3 }:half(), grove.randn { 3, 2 }) end, "operand a is f16")
+    spec.raises(function() grove.matmul_bf16(grove.randn { 2, 3 }, grove.zeros({ 3, 2 }, { dtype = "i32" })) end,
+                "operand b is i32")
+    spec.raises(function() grove.matmul_bf16(grove.randn { 2, 3 }, grove.randn { 1, 3, 2 }) end, "operand b")
+  end)
+
   spec.it("model:to(device, 'bf16') keeps f32 master weights and computes GEMMs in bf16", function()
     local m = grove.nn.Sana(tiny, { seed = 1 })
     local x, t, text, mask = batch(2)

@@ -1,6 +1,7 @@
 -- Parity cases (CPU vs CUDA) of the linalg family: gemm, batched matmul
 -- with broadcasting, transposed (non-contiguous) operands read in place,
--- linear with a bias (whose gradient is a sum over rows), the bf16 GEMM. Transposes are
+-- linear with a bias (whose gradient is a sum over rows), the bf16 GEMM (transposed,
+-- strided and bf16-stored operands among them). Transposes are
 -- taken inside fn, so both devices see the same strided views.
 local grove = grove or require "grove"
 
@@ -50,6 +51,18 @@ return {
   { name = "matmul_bf16 [45,37]^T @ [45,0] (an empty product)",
     fn = function(a, b) return grove.matmul_bf16(a:t(), b) end,
     inputs = { { 45, 37 }, { 45, 0 } } },
+  { name = "matmul_bf16 [45,37]^T @ [29,45]^T (both read transposed in place)",
+    fn = function(a, b) return grove.matmul_bf16(a:t(), b:t()) end,
+    inputs = { { 45, 37 }, { 29, 45 } }, grad = true },
+  { name = "matmul_bf16 [37,45] @ [45,40] columns 3..31 (a row stride of 40)",
+    fn = function(a, b) return grove.matmul_bf16(a, b:narrow(2, 3, 29)) end,
+    inputs = { { 37, 45 }, { 45, 40 } }, grad = true },
+  { name = "linear_bf16 [5,7,40] x [24,40] + bias (the weight read transposed)",
+    fn = function(x, w, b) return grove.linear_bf16(x, w, b) end,
+    inputs = { { 5, 7, 40 }, { 24, 40 }, { 24 } }, grad = true },
+  { name = "linear_bf16 [37,45] x bf16-stored [29,45] (read as stored)",
+    fn = function(x, w) return grove.linear_bf16(x, grove.no_grad(function() return w:bf16() end)) end,
+    inputs = { { 37, 45 }, { 29, 45 } } },
   { name = "linear [5,7,40] x [24,40] + bias",
     fn = function(x, w, b) return grove.linear(x, w, b) end,
     inputs = { { 5, 7, 40 }, { 24, 40 }, { 24 } }, grad = true },
