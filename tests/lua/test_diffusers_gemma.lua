@@ -69,6 +69,26 @@ spec.describe("Gemma-2 encoder: the fixtures (transformers' Gemma2Model, float64
     end
   end
 
+  spec.it("compute bf16: bf16-stored projections give the f32-stored bf16 output bit for bit", function()
+    local toks = grove.load_safetensors(fx .. "/a/tokens_short.safetensors")
+    local out = grove.load_safetensors(fx .. "/a/out_short_nosoftcap.safetensors")
+    local e32 = diffusers.text_encoder(fx .. "/a"):to("cpu", "bf16")
+    local e16 = diffusers.text_encoder(fx .. "/a"):to("cpu", "bf16", { weights = "bf16" })
+    spec.eq(e16.layers["0"].self_attn.q_proj.weight:dtype(), "bf16")
+    spec.eq(e16.layers["0"].input_layernorm.weight:dtype(), "f32", "norms stay f32")
+    spec.eq(e16.embed_tokens.weight:dtype(), "f32", "the embedding is no GEMM")
+    local h32 = e32:forward(toks.input_ids, toks.attention_mask)
+    local h16 = e16:forward(toks.input_ids, toks.attention_mask)
+    spec.eq((h16 - h32):abs():max():item(), 0, "same bits")
+    -- bf16 GEMMs: near the float64 reference, further than f32
+    local e = err(h16, out.last_hidden_state, toks.attention_mask)
+    local e_f32 = err(enc(false):forward(toks.input_ids, toks.attention_mask), out.last_hidden_state,
+                      toks.attention_mask)
+    print(string.format("    compute bf16 vs float64 %.2e (f32 %.2e)", e, e_f32))
+    -- (a 3-layer random encoder of width 64: the max error relative to the max value, 7.8e-2 here)
+    spec.assert(e > e_f32 and e < 0.2, "bf16 error " .. e)
+  end)
+
   spec.it("soft-capping is off by default and the description says so", function()
     local e = diffusers.text_encoder(fx .. "/a")
     spec.eq(e.softcap, false, "default")

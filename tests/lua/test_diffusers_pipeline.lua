@@ -185,6 +185,25 @@ spec.describe("pipe:generate against the diffusers-sana fixtures", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
+  spec.it("compute = 'bf16' stores the transformer's GEMM weights bf16, with the images of f32-stored ones", function()
+    local dir = fixture_pipeline("b_sana15")
+    local i = grove.load_safetensors(sana .. "/b_sana15/sample_dpm_in.safetensors")
+    local o = { prompt_embeds = i.prompt_embeds, negative_prompt_embeds = i.negative_prompt_embeds, steps = 2,
+                output = "latent", height = 128, width = 192, binning = false, seed = 5 }
+    local pipe = diffusers.pipeline(dir, { compute = "bf16" })
+    local q = pipe.transformer.blocks[1].attn1.to_q
+    spec.eq(q.weight:dtype(), "bf16")
+    spec.eq(q.compute_dtype, "bf16")
+    local got = pipe:generate(o)
+    -- the same transformer with f32 weights computing in bf16
+    local ref = diffusers.pipeline(dir)
+    ref.transformer:set_compute_dtype("bf16")
+    spec.eq(ref.transformer.blocks[1].attn1.to_q.weight:dtype(), "f32")
+    local want = ref:generate(o)
+    spec.eq((got.latents - want.latents):abs():max():item(), 0, "the same latents bit for bit")
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   spec.it("bad input: clear errors naming the option", function()
     local dir = fixture_pipeline("b_sana15")
     local pipe = diffusers.pipeline(dir)

@@ -217,6 +217,42 @@ spec.describe("bf16", function()
     spec.eq(m.blocks[1].attn1.to_q.compute_dtype, nil)
     spec.raises(function() m:to("cpu", "f8") end, "compute dtype")
   end)
+
+  spec.it("weights = 'bf16' stores the GEMM weights bf16: the same outputs bit for bit, half the bytes", function()
+    local x, t, text, mask = batch(3)
+    for _, dnnl in ipairs { false, true } do
+      grove.set_gemm_bf16_dnnl(dnnl)
+      local ref = grove.nn.Sana(tiny, { seed = 4 }):to("cpu", "bf16")
+      local m = grove.nn.Sana(tiny, { seed = 4 })
+      local before = 0
+      for _, p in ipairs(m:parameters()) do before = before + p:numel() * (p:dtype() == "f32" and 4 or 2) end
+      m:to("cpu", "bf16", { weights = "bf16" })
+      local q = m.blocks[1].attn1.to_q
+      spec.eq(q.weight:dtype(), "bf16", "a Linear's weight")
+      spec.eq(q.compute_dtype, "bf16")
+      local halved, after = 0, 0
+      for _, p in ipairs(m:parameters()) do
+        if p:dtype() == "bf16" then halved = halved + p:numel() end
+        after = after + p:numel() * (p:dtype() == "f32" and 4 or 2)
+      end
+      spec.eq(after, before - 2 * halved, "bf16 weights take half the bytes")
+      spec.assert(halved > 0.8 * m:num_parameters(), "most parameters are GEMM weights")
+      local want = grove.no_grad(function() return ref:forward(x, t, text, mask) end)
+      local got = grove.no_grad(function() return m:forward(x, t, text, mask) end)
+      spec.eq((got - want):abs():max():item(), 0, "bf16-stored output is the f32-stored compute = bf16 output")
+      -- widened back, the values are the rounded ones: the same output again
+      m:to("cpu", "bf16", { weights = "f32" })
+      spec.eq(q.weight:dtype(), "f32")
+      local back = grove.no_grad(function() return m:forward(x, t, text, mask) end)
+      spec.eq((back - want):abs():max():item(), 0, "widened weights")
+    end
+    grove.set_gemm_bf16_dnnl(true)
+    -- training keeps f32 master weights: the optimizers refuse bf16 ones
+    local m = grove.nn.Sana(tiny, { seed = 4 }):to("cpu", "bf16", { weights = "bf16" })
+    spec.raises(function() grove.optim.adamw(m:parameters(), { lr = 1e-3 }) end, "is bf16, expected f32")
+    spec.raises(function() m:to("cpu", "bf16", { weights = "f16" }) end, "weights must be \"bf16\" or \"f32\"")
+    spec.raises(function() m:to("cpu", "bf16", "bf16") end, "options must be a table")
+  end)
 end)
 
 spec.describe("loss scaler", function()

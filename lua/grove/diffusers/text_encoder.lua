@@ -182,6 +182,14 @@ return function(grove, diffusers)
     for d in pairs(dtypes) do names[#names + 1] = d end
     table.sort(names)
     self.weight_dtype = table.concat(names, "+")
+    -- the projections are GEMMs: Module:to(device, "bf16", { weights = "bf16" }) stores them bf16
+    for i = 0, s.layers - 1 do
+      local l = self.layers[tostring(i)]
+      for _, m in ipairs { l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj, l.self_attn.o_proj,
+                           l.mlp.gate_proj, l.mlp.up_proj, l.mlp.down_proj } do
+        m.gemm_weights = { "weight" }
+      end
+    end
   end
 
   function Encoder:describe()
@@ -206,10 +214,12 @@ return function(grove, diffusers)
   end
 
   -- Weights in their stored dtype are converted exactly for each use and
-  -- the copy freed at once (grove.nn's f32 / drop_f32).
-  local function linear(x, w)
-    local wf, converted = nn.f32(w)
-    return nn.drop_f32(wf, converted, x:linear(wf))
+  -- the copy freed at once (grove.nn's f32 / drop_f32). With bf16 (the
+  -- encoder's compute dtype "bf16") the product is grove.linear_bf16, which
+  -- reads a bf16-stored weight as stored.
+  local function linear(x, w, bf16)
+    local wf, converted = (bf16 and nn.bf16_operand or nn.f32)(w)
+    return nn.drop_f32(wf, converted, bf16 and grove.linear_bf16(x, wf) or x:linear(wf))
   end
 
   -- Gemma's RMSNorm: x / rms(x) · (1 + w), in f32.
@@ -277,6 +287,7 @@ return function(grove, diffusers)
       end
     end
     local s = self.settings
+    local bf16 = self.compute_dtype == "bf16"
     return grove.no_grad(function()
       local dev = self.embed_tokens.weight:device()
       ids = ids:to(dev)
@@ -291,15 +302,15 @@ return function(grove, diffusers)
         local l = self.layers[tostring(i)]
         local a, mlp = l.self_attn, l.mlp
         local x = norm(h, l.input_layernorm.weight, s.eps)
-        local q = rotate(linear(x, a.q_proj.weight), s.heads, D, cos, sin)
-        local k = rotate(linear(x, a.k_proj.weight), s.kv_heads, D, cos, sin)
-        local v = linear(x, a.v_proj.weight)
+        local q = rotate(linear(x, a.q_proj.weight, bf16), s.heads, D, cos, sin)
+        local k = rotate(linear(x, a.k_proj.weight, bf16), s.kv_heads, D, cos, sin)
+        local v = linear(x, a.v_proj.weight, bf16)
         attn.window = (i % 2 == 0 and s.window > 0) and s.window or nil
         local o = grove.causal_attention(q, k, v, m, attn)
-        h = h + norm(linear(o, a.o_proj.weight), l.post_attention_layernorm.weight, s.eps)
+        h = h + norm(linear(o, a.o_proj.weight, bf16), l.post_attention_layernorm.weight, s.eps)
         x = norm(h, l.pre_feedforward_layernorm.weight, s.eps)
-        local g = linear(x, mlp.gate_proj.weight):gelu() * linear(x, mlp.up_proj.weight)
-        h = h + norm(linear(g, mlp.down_proj.weight), l.post_feedforward_layernorm.weight, s.eps)
+        local g = linear(x, mlp.gate_proj.weight, bf16):gelu() * linear(x, mlp.up_proj.weight, bf16)
+        h = h + norm(linear(g, mlp.down_proj.weight, bf16), l.post_feedforward_layernorm.weight, s.eps)
       end
       return norm(h, self.norm.weight, s.eps)
     end)

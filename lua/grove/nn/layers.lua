@@ -20,6 +20,14 @@ return function(grove)
   end
   layers.f32, layers.drop_f32 = f32, drop
 
+  -- A weight for grove.linear_bf16: f32 and bf16 are read as stored (a
+  -- bf16-stored weight needs no rounding pass), f16 is converted as f32 is.
+  local function bf16_operand(w)
+    if w.p.dtype == grove.C.GROVE_BF16 then return w, false end
+    return f32(w)
+  end
+  layers.bf16_operand = bf16_operand
+
   -- y = x·Wᵀ + b, W (out, in).
   local Linear = Module.class("Linear")
   function Linear:init(make, n_in, n_out, opts)
@@ -28,15 +36,18 @@ return function(grove)
     if opts.bias ~= false then self:add_parameter("bias", make({ n_out }, "zeros")) end
   end
   -- compute_dtype "bf16" (Module:to(device, "bf16")): the GEMM rounds its
-  -- inputs to bf16 and sums in f32 (grove.linear_bf16, docs/scale.md).
+  -- inputs to bf16 and sums in f32 (grove.linear_bf16, docs/scale.md); a
+  -- weight stored bf16 (Module:to's weights = "bf16") is read as stored.
   function Linear:forward(x)
-    local w, cw = f32(self.weight)
+    local bf16 = self.compute_dtype == "bf16"
+    local w, cw = (bf16 and bf16_operand or f32)(self.weight)
     local b, cb = f32(self.bias)
     local y
-    if self.compute_dtype == "bf16" then y = grove.linear_bf16(x, w, b) else y = x:linear(w, b) end
+    if bf16 then y = grove.linear_bf16(x, w, b) else y = x:linear(w, b) end
     drop(w, cw, y); drop(b, cb, y)
     return y
   end
+  function Linear:gemm_weight_names() return { "weight" } end
   layers.Linear = Linear
 
   -- RMSNorm over the last dimension with a learnable elementwise weight.
@@ -88,18 +99,20 @@ return function(grove)
   end
   -- x: tokens (..., in) for a pointwise 1×1, a grid (B, H, W, C) otherwise.
   function Conv2d:forward(x)
-    local w, cw = f32(self.weight)
+    local bf16 = self.pointwise and self.compute_dtype == "bf16"
+    local w, cw = (bf16 and bf16_operand or f32)(self.weight)
     local b, cb = f32(self.bias)
     local y
     if self.pointwise then
       local w2 = w:view{ w:size(1), w:size(2) }
-      if self.compute_dtype == "bf16" then y = grove.linear_bf16(x, w2, b) else y = x:linear(w2, b) end
+      if bf16 then y = grove.linear_bf16(x, w2, b) else y = x:linear(w2, b) end
     else
       y = x:conv2d(w, b, { stride = self.stride, padding = self.padding, groups = self.groups })
     end
     drop(w, cw, y); drop(b, cb, y)
     return y
   end
+  function Conv2d:gemm_weight_names() return self.pointwise and { "weight" } or {} end
   layers.Conv2d = Conv2d
 
   -- A module that only groups children under a name (diffusers' `to_out.0`).

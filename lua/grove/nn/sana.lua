@@ -302,9 +302,12 @@ return function(grove)
   function Sana:embed(x)
     local c = self.config
     local pe = self.patch_embed.proj
-    local w, cw = f32(pe.weight)
+    -- a GEMM like the others: bf16 under compute dtype "bf16" (a bf16-stored weight read as stored)
+    local bf16 = self.compute_dtype == "bf16"
+    local w, cw = (bf16 and nn.bf16_operand or f32)(pe.weight)
     local b, cb = f32(pe.bias)
-    local y = patchify(x, c.patch_size):linear(w:view { w:size(1), -1 }, b)
+    local xp, wp = patchify(x, c.patch_size), w:view { w:size(1), -1 }
+    local y = bf16 and grove.linear_bf16(xp, wp, b) or xp:linear(wp, b)
     drop_f32(w, cw, y); drop_f32(b, cb, y)
     if c.interpolation_scale then
       y = y + self:pos_embed(x:size(2) / c.patch_size, x:size(3) / c.patch_size, x:device())
