@@ -293,6 +293,29 @@ spec.describe("cuda models", function()
     end
   end)
 
+  spec.it("computes in bf16 from bf16-stored weights with the bits of f32-stored ones", function()
+    local cfg = { depth = 2, width = 64, head_dim = 16, cross_heads = 2, mlp_ratio = 2.5, patch_size = 1,
+                  in_channels = 4, out_channels = 4, caption_channels = 16, text_len = 6 }
+    local g = grove.Generator(11)
+    local x, t, text = grove.randn({ 2, 4, 4, 4 }, g), grove.tensor { 200, 800 }, grove.randn({ 2, 6, 16 }, g)
+    local mask = grove.ones { 2, 6 }
+    local function run(m)
+      return grove.no_grad(function() return m:forward(x:cuda(), t:cuda(), text:cuda(), mask:cuda()) end):cpu()
+    end
+    local ref = grove.nn.Sana(cfg, { seed = 12 }):to("cuda", "bf16")
+    local m = grove.nn.Sana(cfg, { seed = 12 }):to("cuda", "bf16", { weights = "bf16" })
+    spec.eq(m.blocks[1].ff.conv_inverted.weight:dtype(), "bf16")
+    spec.eq(m.blocks[1].ff.conv_inverted.weight:device(), "cuda")
+    local want = run(ref)
+    spec.eq((run(m) - want):abs():max():item(), 0, "bf16-stored weights on the device")
+    -- and the CPU's bf16 compute, within the f32 summation bound's order
+    local cpu = grove.no_grad(function()
+      return grove.nn.Sana(cfg, { seed = 12 }):to("cpu", "bf16", { weights = "bf16" }):forward(x, t, text, mask)
+    end)
+    local rel = (cpu - want):abs():max():item() / want:abs():max():item()
+    spec.assert(rel < 1e-4, string.format("cuda vs cpu in bf16: %.3g", rel))
+  end)
+
   spec.it("runs the Gemma-2 text encoder (BF16 weights from a folder) as the CPU does", function()
     local json = grove.json
     local cfg = {
