@@ -27,9 +27,18 @@
 -- (max |grove - torch| / max |torch|).
 -- Folders are removed afterwards unless --keep. Asserts nothing about time.
 --
+-- --compute bf16: grove computes the GEMMs in bf16 with bf16-stored GEMM
+-- weights (Module:to("cpu", "bf16", { weights = "bf16" }): oneDNN's bf16
+-- matmul where the CPU has AVX512-BF16, else the reference path), PyTorch
+-- runs the model converted to torch.bfloat16 (its CPU bf16 inference: the
+-- matmuls through oneDNN, the activations stored bf16 between ops). The
+-- outputs are then compared against a tolerance from bf16 rounding:
+-- 2^-8 (bf16's relative rounding step) times √n, n the GEMMs in sequence
+-- along the model's depth, as independent roundings add up.
+--
 --   grove bench/diffusers.lua [--small] [--only sana|gemma] [--reps 2] [--steps 2]
 --                             [--dir /tmp/grove-bench-diffusers] [--length 504] [--keep]
---                             [--profile 12]
+--                             [--profile 12] [--compute f32|bf16]
 -- --small: the same steps on models of width 64 (a check of the script,
 -- seconds). --profile N: grove's last forward runs under grove.profile and
 -- its N largest rows are printed.
@@ -44,27 +53,39 @@ local quote, sh, proc_status = benchlib.quote, benchlib.sh, benchlib.proc_status
 
 if arg[1] == "--child" then
   local model, dir, inputs_path, out_path = arg[2], arg[3], arg[4], arg[5]
-  local steps, profile = 2, 0
+  local steps, profile, compute = 2, 0, "f32"
   local i = 6
   while arg[i] do
     if arg[i] == "--steps" then steps = tonumber(arg[i + 1]); i = i + 1
     elseif arg[i] == "--profile" then profile = tonumber(arg[i + 1]); i = i + 1
+    elseif arg[i] == "--compute" then compute = arg[i + 1]; i = i + 1
     else error("diffusers bench child: unknown argument " .. arg[i], 0) end
     i = i + 1
   end
   print(string.format("grove %s, %d threads, %s", grove._VERSION, grove.num_threads(), grove.blas_info()))
+  if compute == "bf16" then
+    print("kernels: bf16-stored GEMM weights, GEMMs by " .. (grove.gemm_bf16_dnnl_available() and
+          "oneDNN's bf16 matmul (AVX512-BF16)" or "the bf16 reference path (rounded copies, f32 sgemm)"))
+  else
+    print("kernels: f32 weights, GEMMs by " .. grove.blas_info())
+  end
   io.stdout:flush()
+  -- the model's GEMMs in bf16 from bf16-stored weights, or f32
+  local function prepare(m)
+    if compute == "bf16" then m:to("cpu", "bf16", { weights = "bf16" }) end
+    return m
+  end
   local inputs = grove.load_safetensors(inputs_path)
   local t0 = grove.now()
   local forward, out_name, to_file
   if model == "sana" then
-    local T = grove.diffusers.transformer(dir)
+    local T = prepare(grove.diffusers.transformer(dir))
     local x = inputs.hidden_states:permute { 1, 3, 4, 2 }:contiguous()    -- NCHW -> NHWC
     local t, text, mask = inputs.timestep, inputs.encoder_hidden_states, inputs.encoder_attention_mask
     forward = function() return T:forward(x, t, text, mask) end
     out_name, to_file = "sample", function(y) return y:permute { 1, 4, 2, 3 }:contiguous() end
   elseif model == "gemma" then
-    local enc = grove.diffusers.text_encoder(dir, { softcap = false })
+    local enc = prepare(grove.diffusers.text_encoder(dir, { softcap = false }))
     local ids, mask = inputs.input_ids, inputs.attention_mask
     forward = function() return enc:forward(ids, mask) end
     out_name, to_file = "last_hidden_state", function(y) return y end
@@ -101,7 +122,8 @@ end
 -- ---------------------------------------------------------------------------
 -- parent
 
-local o = { dir = "/tmp/grove-bench-diffusers", reps = 2, steps = 2, small = false, keep = false, profile = 12 }
+local o = { dir = "/tmp/grove-bench-diffusers", reps = 2, steps = 2, small = false, keep = false, profile = 12,
+            compute = "f32" }
 do
   local i = 1
   while arg[i] do
@@ -112,12 +134,16 @@ do
     elseif a == "--length" then o.length = tonumber(arg[i + 1]); i = i + 1
     elseif a == "--only" then o.only = arg[i + 1]; i = i + 1
     elseif a == "--profile" then o.profile = tonumber(arg[i + 1]); i = i + 1
+    elseif a == "--compute" then o.compute = arg[i + 1]; i = i + 1
     elseif a == "--small" then o.small = true
     elseif a == "--keep" then o.keep = true
     else error("diffusers bench: unknown argument " .. a, 0) end
     i = i + 1
   end
   if o.only and o.only ~= "sana" and o.only ~= "gemma" then error("diffusers bench: --only sana or gemma", 0) end
+  if o.compute ~= "f32" and o.compute ~= "bf16" then
+    error("diffusers bench: --compute f32 or bf16, got " .. tostring(o.compute), 0)
+  end
   for _, k in ipairs { "reps", "steps" } do
     if not o[k] or o[k] < 1 or o[k] % 1 ~= 0 then error("diffusers bench: --" .. k .. " must be a positive integer", 0) end
   end
@@ -255,24 +281,25 @@ end
 local rows, notes = {}, {}
 local function bench(model, dir, config, weight_bytes, flops, out_name)
   local inputs = o.dir .. "/inputs_" .. model .. ".safetensors"
-  local per = { grove = {}, torch = {} }
+  local per, kernels = { grove = {}, torch = {} }, {}
   for rep = 1, o.reps do
     for _, side in ipairs { "grove", "torch" } do
       local out_path = string.format("%s/out_%s_%s.safetensors", o.dir, model, side)
       local cmd
       if side == "grove" then
-        cmd = string.format("GROVE_NUM_THREADS=%d %s %s/diffusers.lua --child %s %s %s %s --steps %d --profile %d",
+        cmd = string.format("GROVE_NUM_THREADS=%d %s %s/diffusers.lua --child %s %s %s %s --steps %d --profile %d --compute %s",
                             threads, quote(exe), quote(here), model, quote(dir), quote(inputs), quote(out_path), o.steps,
-                            rep == o.reps and o.profile or 0)
+                            rep == o.reps and o.profile or 0, o.compute)
       else
-        cmd = string.format("env %sOPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/torch_diffusers.py %s %s %s %s --threads %d --steps %d",
+        cmd = string.format("env %sOPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/torch_diffusers.py %s %s %s %s --threads %d --steps %d --dtype %s",
                             core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "", threads, threads, quote(python),
-                            quote(here), model, quote(dir), quote(inputs), quote(out_path), threads, o.steps)
+                            quote(here), model, quote(dir), quote(inputs), quote(out_path), threads, o.steps, o.compute)
       end
       local t0 = grove.now()
       local out, status = sh(cmd)
       local wall = grove.now() - t0
       local r = parse_result(out)
+      kernels[side] = kernels[side] or out:match("kernels: ([^\n]*)")
       print(string.format("-- %s %s, repetition %d (%.1f s, load average %s)", model, side, rep, wall, loadavg()))
       for l in out:gmatch("[^\n]+") do
         if not l:match("^RESULT") then print("   " .. l) end
@@ -298,8 +325,13 @@ local function bench(model, dir, config, weight_bytes, flops, out_name)
     end
     return { best = best, first = table.concat(first, "/"), load = table.concat(load, "/"), hwm = hwm, rss = rss }
   end
+  -- bf16 GEMMs in sequence along the depth: per SANA block attn1's qkv and
+  -- out, attn2's q and out, the FFN's two 1×1s, plus the patch embedding and
+  -- the final projection; per Gemma layer qkv, o, gate/up and down
+  local n_seq = model == "sana" and 6 * config.num_layers + 2 or 4 * config.num_hidden_layers
   rows[#rows + 1] = { model = model, grove = summary(per.grove), torch = summary(per.torch), flops = flops,
-                      weight_bytes = weight_bytes, err = err }
+                      weight_bytes = weight_bytes, err = err, kernels = kernels,
+                      tol = o.compute == "bf16" and 2 ^ -8 * math.sqrt(n_seq) or nil, n_seq = n_seq }
 end
 
 local ok, err = pcall(function()
@@ -364,6 +396,7 @@ print("")
 print("load average at the end: " .. loadavg())
 print(string.format("sgemm peak: %s", peak_note))
 print("")
+print(string.format("compute %s", o.compute))
 print("| model | side | load s | forward s (best; first of each process) | GFLOP/s | of sgemm peak | peak RSS GB | RSS / weights | torch / grove |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for _, r in ipairs(rows) do
@@ -380,7 +413,15 @@ for _, r in ipairs(rows) do
   end
 end
 for _, r in ipairs(rows) do
-  print(string.format("%s: %.1f GFLOP per forward (matrix products); weights %.2f GB; grove vs torch output: %s", r.model,
-                      r.flops / 1e9, r.weight_bytes / 1e9, r.err and string.format("%.2e (max abs diff / max abs)", r.err) or "n/a"))
+  print(string.format("%s: %.1f GFLOP per forward (matrix products); weights %.2f GB (F32 folder); grove vs torch output: %s",
+                      r.model, r.flops / 1e9, r.weight_bytes / 1e9,
+                      r.err and string.format("%.2e (max abs diff / max abs)", r.err) or "n/a"))
+  if r.tol and r.err then
+    print(string.format("%s: bf16 tolerance 2^-8·√%d = %.2e: %s", r.model, r.n_seq, r.tol,
+                        r.err <= r.tol and "within" or "OVER"))
+  end
+  for _, side in ipairs { "grove", "torch" } do
+    print(string.format("%s %s kernels: %s", r.model, side == "torch" and "PyTorch" or "grove", r.kernels[side] or "n/a"))
+  end
 end
 for _, n in ipairs(notes) do print("note: " .. n) end

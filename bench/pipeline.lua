@@ -9,6 +9,7 @@
 --
 --   grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--transformer 600m|1600m] [--drop]
 --                            [--dir /tmp/grove-bench-pipeline] [--keep] [--reuse] [--small]
+--                            [--compute f32|bf16]
 --
 -- The folder: tokenizer, scheduler and model_index.json of
 -- grove.diffusers.tiny_folder (a SentencePiece model trained here; its ids
@@ -23,6 +24,9 @@
 -- with --dtype f32 and binning on; its stage times come from wrapping the
 -- loaded components' forward and decode. Asserts nothing about time.
 -- --small: the same with the tiny folder's own models (a check of the script).
+-- --compute bf16: the pipeline's compute = "bf16" (the transformer's and
+-- text encoder's GEMMs in bf16 from bf16-stored weights; the DC-AE as the
+-- pipeline runs it).
 -- --keep leaves the folder; --reuse runs on a folder a --keep run left
 -- (same --transformer) instead of writing it again.
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
@@ -32,7 +36,7 @@ local benchlib = dofile(here .. "/benchlib.lua")
 local quote, sh, proc_status = benchlib.quote, benchlib.sh, benchlib.proc_status
 
 local o = { size = 512, steps = 20, cfg = 4.5, dir = "/tmp/grove-bench-pipeline", keep = false, small = false,
-            transformer = "600m", drop = false, reuse = false }
+            transformer = "600m", drop = false, reuse = false, compute = "f32" }
 do
   local i = 1
   while arg[i] do
@@ -49,11 +53,12 @@ do
       i = i + 1
     else
       error("usage: grove bench/pipeline.lua [--size 512] [--steps 20] [--cfg 4.5] [--transformer 600m|1600m] " ..
-            "[--drop] [--dir D] [--keep] [--reuse] [--small]", 0)
+            "[--drop] [--dir D] [--keep] [--reuse] [--small] [--compute f32|bf16]", 0)
     end
     i = i + 1
   end
 end
+if o.compute ~= "f32" and o.compute ~= "bf16" then error("pipeline bench: --compute f32 or bf16, got " .. o.compute, 0) end
 local PROMPT = "a cyberpunk cat with a neon sign, highly detailed, studio lighting"
 
 -- ---------------------------------------------------------------------------
@@ -63,7 +68,7 @@ if o.child then
   local dir = o.dir .. "/folder"
   print(string.format("grove %s, %d threads, %s", grove._VERSION, grove.num_threads(), grove.blas_info()))
   local t0 = grove.now()
-  local pipe = grove.diffusers.pipeline(dir, { dtype = "f32", drop_after_use = o.drop })
+  local pipe = grove.diffusers.pipeline(dir, { dtype = "f32", drop_after_use = o.drop, compute = o.compute })
   local loads = {}
   for _, name in ipairs { "tokenizer", "text_encoder", "transformer", "vae", "scheduler" } do
     local t = grove.now()
@@ -72,6 +77,11 @@ if o.child then
   end
   local load_s = grove.now() - t0
   local rss_loaded = proc_status("VmRSS")
+  local T = pipe.transformer
+  local E = pipe.text_encoder
+  print(string.format("compute %s: transformer GEMMs %s (block 1's to_q weight %s), text encoder GEMMs %s (layer 0's q_proj weight %s)",
+                      o.compute, T.compute_dtype or "f32", T.blocks[1].attn1.to_q.weight:dtype(), E.compute_dtype or "f32",
+                      E.layers["0"].self_attn.q_proj.weight:dtype()))
   local spent = { text = 0, decode = 0 }
   local function timed(obj, method, key)
     local f = obj[method]
@@ -143,8 +153,8 @@ elseif not o.small then
 end
 print(string.format("folder written in %.1f s", grove.now() - t0))
 
-local cmd = string.format("%s %s/pipeline.lua --child --dir %s --size %d --steps %d --cfg %s%s", quote(exe), quote(here),
-                          quote(o.dir), o.size, o.steps, tostring(o.cfg), o.drop and " --drop" or "")
+local cmd = string.format("%s %s/pipeline.lua --child --dir %s --size %d --steps %d --cfg %s --compute %s%s", quote(exe),
+                          quote(here), quote(o.dir), o.size, o.steps, tostring(o.cfg), o.compute, o.drop and " --drop" or "")
 local out, status = sh(cmd)
 for l in out:gmatch("[^\n]+") do if not l:match("^RESULT") then print("   " .. l) end end
 local r = {}
@@ -153,7 +163,8 @@ if status ~= 0 or not r.total_s then error("pipeline bench: the run failed (stat
 if not o.keep then sh("rm -rf " .. quote(o.dir)) end
 
 print("")
-print(string.format("prompt -> %s image, %d steps, CFG %g, f32, %d threads:", r.size, o.steps, o.cfg, grove.num_threads()))
+print(string.format("prompt -> %s image, %d steps, CFG %g, compute %s, %d threads:", r.size, o.steps, o.cfg, o.compute,
+                    grove.num_threads()))
 print("| stage | seconds |")
 print("| --- | --- |")
 print(string.format("| load (all components) | %.1f |", tonumber(r.load_s)))

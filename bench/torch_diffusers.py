@@ -6,8 +6,8 @@ peak resident memory.
 
 Run it with Debian's /usr/bin/python3 (python3-torch). Usage:
 
-  torch_diffusers.py sana  DIR INPUTS OUT [--threads 2] [--steps 2]
-  torch_diffusers.py gemma DIR INPUTS OUT [--threads 2] [--steps 2]
+  torch_diffusers.py sana  DIR INPUTS OUT [--threads 2] [--steps 2] [--dtype f32|bf16]
+  torch_diffusers.py gemma DIR INPUTS OUT [--threads 2] [--steps 2] [--dtype f32|bf16]
 
 sana:  DIR is a transformer folder (SanaTransformer2DModel's config.json and
        diffusers-named weights); the model is tests/reference/sana_ref.py's
@@ -21,6 +21,12 @@ gemma: DIR is a text_encoder folder (Gemma2Model's config.json and
        holds input_ids and attention_mask (B, L); OUT gets
        `last_hidden_state`.
 
+--dtype bf16: the model and its floating-point inputs in torch.bfloat16,
+PyTorch's CPU bf16 inference (its matmuls through oneDNN's bf16 GEMM where
+torch.backends.mkldnn is available and the CPU has AVX-512; norms and the
+linear attention upcast inside the reference models); the output is
+written as float32.
+
 The weights are read tensor by tensor into their own memory and become the
 model's parameters without a copy, so the process holds them once, as a
 diffusers/transformers load with low_cpu_mem_usage does. The forward runs
@@ -28,6 +34,8 @@ diffusers/transformers load with low_cpu_mem_usage does. The forward runs
 
   RESULT model=<sana|gemma> load_s=<s> forward_s=<s1>,<s2>,... hwm_bytes=<VmHWM>
          rss_loaded_bytes=<VmRSS after loading> weight_bytes=<bytes> threads=<n>
+
+and before it a line "kernels: ..." naming the matrix-product kernels.
 
 Exits 2 with a message on stderr on a usage or input error or when torch
 cannot be imported.
@@ -153,6 +161,7 @@ def main(argv):
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
     a = ap.parse_args(argv)
     if a.threads < 1 or a.steps < 1:
         print("torch_diffusers: threads and steps must be positive", file=sys.stderr)
@@ -160,27 +169,53 @@ def main(argv):
     torch.set_num_threads(a.threads)
     print("torch %s (%s), %d threads, OPENBLAS_CORETYPE=%s" %
           (torch.__version__, sys.executable, torch.get_num_threads(), os.environ.get("OPENBLAS_CORETYPE", "(unset)")))
+    dt = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    if a.dtype == "bf16":
+        print("kernels: torch.bfloat16 model, matmuls by %s" %
+              ("oneDNN's bf16 GEMM (torch.backends.mkldnn available)" if torch.backends.mkldnn.is_available()
+               else "ATen's own bf16 loops (no oneDNN in this torch)"))
+    else:
+        blas = [w for w in torch.__config__.show().replace(",", " ").split() if w.startswith("BLAS_INFO=")]
+        print("kernels: float32 model, matmuls by its BLAS (%s, OPENBLAS_CORETYPE=%s)" %
+              (blas[0][10:] if blas else "unknown", os.environ.get("OPENBLAS_CORETYPE", "(unset)")))
     sys.stdout.flush()
     try:
         inputs, _ = safetensors_io.load(a.inputs)
+        # the floating-point inputs in the model's dtype, as a bf16 pipeline passes them
+        inputs = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in inputs.items()}
         t0 = time.perf_counter()
         if a.model == "sana":
             model, stem = sana_model(a.dir)
             nbytes = fill(model, a.dir, stem)
-            model.eval()
+            model = model.to(dt).eval()
+            if dt != torch.float32:
+                # sana_ref computes the sinusoidal timestep features in float32;
+                # diffusers casts them to the model's dtype before the
+                # embedder's Linear, which these hooks do for every layer
+                for mod in model.modules():
+                    if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                        mod.register_forward_pre_hook(
+                            lambda m, inp: tuple(x.to(m.weight.dtype) if torch.is_tensor(x) and x.is_floating_point()
+                                                 else x for x in inp))
             x, ts = inputs["hidden_states"], inputs["timestep"]
             text, mask = inputs["encoder_hidden_states"], inputs["encoder_attention_mask"]
             forward = lambda: model(x, ts, text, mask)  # noqa: E731
             out_name = "sample"
         else:
+            import gemma2_ref
             from gemma2_ref import Gemma2Ref
+            if dt != torch.float32:
+                # transformers' Gemma2RMSNorm computes in float32 and returns
+                # the input's dtype (type_as); gemma2_ref keeps float32
+                f32_norm = gemma2_ref.rms_norm
+                gemma2_ref.rms_norm = lambda x, w, eps: f32_norm(x, w, eps).to(x.dtype)
             with open(os.path.join(a.dir, "config.json")) as f:
                 cfg = json.load(f)
             weights, nbytes = {}, 0
             for name, t in each_tensor(a.dir, "model"):
                 weights[name] = t
                 nbytes += t.numel() * t.element_size()
-            model = Gemma2Ref(cfg, weights, dtype=torch.float32)  # f32 weights are used as they are
+            model = Gemma2Ref(cfg, weights, dtype=dt)  # f32 weights are used as they are; bf16 converted
             del weights
             ids, mask = inputs["input_ids"], inputs["attention_mask"]
             forward = lambda: model.forward(ids, mask, softcap=False)  # noqa: E731
@@ -198,7 +233,7 @@ def main(argv):
             times.append(time.perf_counter() - t1)
             print("forward %.3f s" % times[-1])
             sys.stdout.flush()
-    safetensors_io.save(a.out, {out_name: y.contiguous()})
+    safetensors_io.save(a.out, {out_name: y.float().contiguous()})
     print("RESULT model=%s load_s=%.3f forward_s=%s hwm_bytes=%d rss_loaded_bytes=%d weight_bytes=%d threads=%d"
           % (a.model, load_s, ",".join("%.4f" % t for t in times), proc_status("VmHWM"), rss_loaded, nbytes,
              torch.get_num_threads()))
