@@ -214,9 +214,22 @@ return function(grove)
     return v[0]
   end
 
+  -- A list nests one Lua table per position of every dimension but the
+  -- last, and a tensor with no elements can still have huge leading
+  -- dimensions ([2^40, 1, 0] is 2^40 tables, though nothing is read): the
+  -- Lua values it would make are bounded like the elements, before any.
   function M.tolist(t)
-    local buf = read_all(t)
     local shape = M.shape(t)
+    local values, prefix = 0, 1
+    for d = 1, #shape do
+      prefix = prefix * shape[d]
+      values = values + prefix
+      if values > MAX_READ then
+        error("tolist: " .. M.shape_str(t) .. " would make more than " .. MAX_READ .. " nested tables and elements; " ..
+              "reading into Lua is limited to " .. MAX_READ, 2)
+      end
+    end
+    local buf = read_all(t)
     if #shape == 0 then return buf[0] end
     local pos = 0
     local function build(d)

@@ -48,6 +48,16 @@ spec.describe("1-based positions", function()
     spec.raises(function() return t:expand { 2 ^ 40, 3, 4 }:tolist() end, "elements; reading into Lua is limited to")
   end)
 
+  spec.it("tolist of a tensor with no elements but huge leading sizes is refused (it built 2^40 tables until out of memory)", function()
+    spec.raises(function() return grove.zeros { 2 ^ 40, 1, 0 }:tolist() end,
+                "tolist: [1099511627776,1,0] would make more than 134217728 nested tables")
+    spec.raises(function() return grove.zeros { 0, 3 }:expand { 2 ^ 30, 0, 3 }:tolist() end, "nested tables")
+    local l = grove.zeros { 3, 0 }:tolist()
+    spec.eq(#l, 3)
+    spec.eq(#l[1], 0)
+    spec.eq(#grove.zeros { 0, 2 ^ 40 }:tolist(), 0)
+  end)
+
   spec.it("sizes whose product overflows are refused even when the tensor has no elements", function()
     spec.raises(function() return grove.zeros { 0, 2 ^ 40, 2 ^ 40 } end, "has too many elements")
     spec.raises(function() return grove.zeros { 0, 3 }:view { 0, 2 ^ 40, 2 ^ 40 } end, "has too many elements")
