@@ -22,7 +22,10 @@ static grove_tensor *copy_as(const char *op, grove_tensor *t, int32_t dtype)
     if (!gv_check_live(op, t)) return NULL;
     if (dtype < 0 || dtype >= GROVE_DTYPE_COUNT) return gv_fail_null("%s: unknown dtype %d", op, dtype);
     grove_tensor *c = gv_empty(t->ndim, t->shape, dtype, t->device);
-    if (!c) return NULL;
+    if (!c) {
+        gv_name_oom(op);
+        return NULL;
+    }
     if (gv_copy_strided(op, t->device, t->ndim, t->shape, c->data, c->stride, dtype, t->data, t->stride, t->dtype)) {
         grove_tensor_release(c);
         return NULL;

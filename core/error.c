@@ -33,6 +33,21 @@ void *gv_fail_null(const char *fmt, ...)
     return NULL;
 }
 
+void gv_name_oom(const char *op)
+{
+    static const char oom[] = "out of memory";
+    if (!op || strncmp(last_error, oom, sizeof oom - 1) != 0) return;
+    size_t lo = strlen(op) + 2; /* "op: " */
+    if (lo >= sizeof last_error / 2) return;
+    size_t lm = strnlen(last_error, sizeof last_error - 1);
+    if (lm > sizeof last_error - 1 - lo) lm = sizeof last_error - 1 - lo;
+    memmove(last_error + lo, last_error, lm);
+    memcpy(last_error, op, lo - 2);
+    last_error[lo - 2] = ':';
+    last_error[lo - 1] = ' ';
+    last_error[lo + lm] = 0;
+}
+
 const char *gv_dims_str(int32_t ndim, const int64_t *shape)
 {
     /* Rotating buffers: one message may name up to four shapes. */

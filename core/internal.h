@@ -17,6 +17,10 @@
 grove_status gv_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, returning NULL. */
 void *gv_fail_null(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Puts "op: " before the message when it is an allocation failure that does
+ * not name its op yet ("out of memory: cannot allocate ..." from the
+ * storage allocator, which does not know who asked). */
+void gv_name_oom(const char *op);
 /* "[2,3]" in one of a few rotating thread-local buffers, so several can
  * appear in one message. */
 const char *gv_shape_str(const grove_tensor *t);

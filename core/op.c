@@ -62,6 +62,7 @@ void gv_op_save(gv_op *o, int32_t slot, const grove_tensor *t)
 
 grove_tensor *gv_op_end(gv_op *o)
 {
+    if (!o->ok) gv_name_oom(o->name);
     for (int32_t i = 0; i < o->nheld; i++) grove_tensor_release(o->held[i]);
     o->nheld = 0;
     return gv_node_end(o->node, o->out, o->ok && o->out);

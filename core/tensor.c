@@ -106,14 +106,23 @@ grove_tensor *gv_alias(const grove_tensor *t, int32_t ndim, const int64_t *shape
     return v;
 }
 
-grove_tensor *grove_tensor_empty(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device)
-{
-    return gv_empty(ndim, shape, dtype, device);
-}
-
-grove_tensor *grove_tensor_full(int32_t ndim, const int64_t *shape, double value, int32_t dtype, int32_t device)
+/* gv_empty for a public constructor: an allocation failure names it. */
+static grove_tensor *empty_for(const char *op, int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device)
 {
     grove_tensor *t = gv_empty(ndim, shape, dtype, device);
+    if (!t) gv_name_oom(op);
+    return t;
+}
+
+grove_tensor *grove_tensor_empty(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device)
+{
+    return empty_for("empty", ndim, shape, dtype, device);
+}
+
+static grove_tensor *full_for(const char *op, int32_t ndim, const int64_t *shape, double value, int32_t dtype,
+                              int32_t device)
+{
+    grove_tensor *t = empty_for(op, ndim, shape, dtype, device);
     if (t && grove_fill_(t, value) != 0) {
         grove_tensor_release(t);
         return NULL;
@@ -121,9 +130,14 @@ grove_tensor *grove_tensor_full(int32_t ndim, const int64_t *shape, double value
     return t;
 }
 
+grove_tensor *grove_tensor_full(int32_t ndim, const int64_t *shape, double value, int32_t dtype, int32_t device)
+{
+    return full_for("full", ndim, shape, value, dtype, device);
+}
+
 grove_tensor *grove_tensor_zeros(int32_t ndim, const int64_t *shape, int32_t dtype, int32_t device)
 {
-    return grove_tensor_full(ndim, shape, 0.0, dtype, device);
+    return full_for("zeros", ndim, shape, 0.0, dtype, device);
 }
 
 grove_tensor *grove_tensor_from_doubles(int32_t ndim, const int64_t *shape, int32_t dtype,
@@ -134,7 +148,7 @@ grove_tensor *grove_tensor_from_doubles(int32_t ndim, const int64_t *shape, int3
     if (count != n)
         return gv_fail_null("tensor: %lld values given for shape %s (%lld elements)", (long long)count,
                             gv_dims_str(ndim, shape), (long long)n);
-    grove_tensor *t = gv_empty(ndim, shape, dtype, GROVE_CPU);
+    grove_tensor *t = empty_for("tensor", ndim, shape, dtype, GROVE_CPU);
     if (!t) return NULL;
     for (int64_t i = 0; i < n; i++) gv_store_double(t->data, dtype, i, src[i]);
     return t;
@@ -150,7 +164,7 @@ grove_tensor *grove_tensor_from_buffer(int32_t ndim, const int64_t *shape, int32
         return gv_fail_null("tensor: %lld values given for shape %s (%lld elements)", (long long)count,
                             gv_dims_str(ndim, shape), (long long)n);
     if (n > 0 && !src) return gv_fail_null("tensor: NULL source buffer");
-    grove_tensor *t = gv_empty(ndim, shape, dtype, GROVE_CPU);
+    grove_tensor *t = empty_for("tensor", ndim, shape, dtype, GROVE_CPU);
     if (!t) return NULL;
     if (dtype == src_dtype) memcpy(t->data, src, (size_t)(n * grove_dtype_size(dtype)));
     else
@@ -166,7 +180,7 @@ grove_tensor *grove_arange(double start, double end, double step, int32_t dtype)
     if (count < 0) count = 0;
     if (count > 1e12) return gv_fail_null("arange: %g elements is too many", count);
     int64_t n = (int64_t)count;
-    grove_tensor *t = gv_empty(1, &n, dtype, GROVE_CPU);
+    grove_tensor *t = empty_for("arange", 1, &n, dtype, GROVE_CPU);
     if (!t) return NULL;
     for (int64_t i = 0; i < n; i++) gv_store_double(t->data, dtype, i, start + (double)i * step);
     return t;
@@ -175,7 +189,7 @@ grove_tensor *grove_arange(double start, double end, double step, int32_t dtype)
 grove_tensor *grove_linspace(double start, double end, int64_t steps, int32_t dtype)
 {
     if (steps < 0) return gv_fail_null("linspace: negative number of steps %lld", (long long)steps);
-    grove_tensor *t = gv_empty(1, &steps, dtype, GROVE_CPU);
+    grove_tensor *t = empty_for("linspace", 1, &steps, dtype, GROVE_CPU);
     if (!t) return NULL;
     for (int64_t i = 0; i < steps; i++)
         gv_store_double(t->data, dtype, i, steps == 1 ? start : start + (end - start) * (double)i / (double)(steps - 1));

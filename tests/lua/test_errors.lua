@@ -62,7 +62,15 @@ local cases = {
   {"use after free",    function() local x = t{2}; x:free(); return x * 2 end, "freed"},
   {"item non-scalar",   function() return t{2}:item() end, "item"},
   {"huge allocation",   function() return grove.zeros{2^40, 2^20} end, "too many elements"},
-  {"out of memory",     function() return grove.empty{2^45} end, "out of memory"},
+  {"out of memory",     function() return grove.empty{2^45} end, "empty: out of memory"},
+  -- an allocation that fails names the op that asked for it
+  {"oom full",          function() return grove.full({2^45}, 1) end, "full: out of memory"},
+  {"oom contiguous",    function() return grove.zeros{1}:expand{2^45}:contiguous() end, "contiguous: out of memory"},
+  {"oom clone",         function() return grove.zeros{1}:expand{2^45}:clone() end, "clone: out of memory"},
+  {"oom to",            function() return grove.zeros{1}:expand{2^45}:to("f16") end, "to: out of memory"},
+  {"oom add",           function() return grove.zeros{1}:expand{2^45} + 1 end, "add: out of memory"},
+  {"oom exp",           function() return grove.zeros{1}:expand{2^45}:exp() end, "exp: out of memory"},
+  {"oom sum",           function() return grove.zeros{1, 1}:expand{2^45, 2}:sum(2) end, "sum: out of memory"},
   {"clamp bounds",      function() return t{2}:clamp(1, -1) end, "clamp"},
   {"pad negative",      function() return grove.pad(t{2, 3}, {-1, 0}) end, "pad"},
   {"dropout p",         function() return grove.dropout(t{3}, 1.5) end, "dropout"},
@@ -109,6 +117,38 @@ spec.describe("grove executable", function()
     spec.assert(out:find("inner dimensions differ", 1, true), out)
     spec.assert(out:find("stack traceback", 1, true), out)
     spec.assert(out:find("status=1", 1, true), out)
+  end)
+  -- Allocations the allocator itself refuses (not grove's size bound), in a
+  -- process limited to 1.5 GB of address space. Not under ASan, which
+  -- reserves terabytes of shadow memory at start.
+  spec.it("a failed allocation is a Lua error naming the op, and the process goes on", function()
+    if os.getenv("ASAN_OPTIONS") then spec.skip("ulimit -v and ASan's shadow memory do not mix"); return end
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local cases = {
+        function() return grove.zeros{2^29} end,
+        function() return grove.empty{2^29} end,
+        function() return grove.zeros{1}:expand{2^29}:contiguous() end,
+        function() return grove.zeros{1}:expand{2^29} * 2 end,
+        function() return grove.zeros{1}:expand{2^29}:exp() end,
+        function() return grove.zeros{1}:expand{2^29}:to("i64") end,
+      }
+      for _, c in ipairs(cases) do
+        local ok, e = pcall(c)
+        print(ok and "allocated" or e)
+      end
+      print("alive", grove.tensor{1, 2}:sum():item())
+    ]])
+    f:close()
+    local out, status = spec.run("ulimit -v 1500000; '" .. exe .. "' '" .. script .. "'")
+    os.remove(script)
+    spec.eq(status, 0, out)
+    for _, op in ipairs { "full", "empty", "contiguous", "mul", "exp", "to" } do
+      spec.assert(("\n" .. out):find("[\n ]" .. op .. ": out of memory"), op .. ": " .. out)
+    end
+    spec.assert(not out:find("allocated", 1, true), out)
+    spec.assert(out:find("alive\t3", 1, true), out)
   end)
   spec.it("the REPL survives an error and prints results", function()
     local p = io.popen("printf 'x = grove.randn{2,3}\\nx:matmul(x)\\nprint(\"alive\", x:numel())\\n1 +\\n 2\\n' | " .. exe .. " 2>&1")
