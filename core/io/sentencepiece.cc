@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -32,20 +33,20 @@ extern "C" grove_spm *grove_spm_load(const char *path)
         FILE *f = std::fopen(path, "rb");
         if (!f) return static_cast<grove_spm *>(gv_fail_null("spm_load: cannot open the SentencePiece model '%s'", path));
         std::fclose(f);
-        grove_spm *m = new grove_spm;
+        // Owned until returned: the library can throw from inside Load
+        // (found by fuzz_sentencepiece), and the catch blocks below must not
+        // leak the half-loaded model.
+        std::unique_ptr<grove_spm> m(new grove_spm);
         m->path = path;
         const sentencepiece::util::Status st = m->sp.Load(path);
         if (!st.ok()) {
             const std::string why = st.ToString();
-            delete m;
             return static_cast<grove_spm *>(
                 gv_fail_null("spm_load: '%s' is not a valid SentencePiece model: %s", path, why.c_str()));
         }
-        if (m->sp.GetPieceSize() <= 0) {
-            delete m;
+        if (m->sp.GetPieceSize() <= 0)
             return static_cast<grove_spm *>(gv_fail_null("spm_load: '%s' holds no pieces", path));
-        }
-        return m;
+        return m.release();
     } catch (const std::exception &e) {
         return static_cast<grove_spm *>(gv_fail_null("spm_load: '%s': %s", path, e.what()));
     } catch (...) {
