@@ -68,6 +68,7 @@ struct grove_safetensors {
     st_entry **by_name;          /* sorted by name, for lookups */
     int64_t nmeta;
     const grove_json **meta;        /* string members of __metadata__, in header order */
+    int64_t undropped;              /* bytes copied out since the mapping's pages were last dropped */
 };
 
 void grove_safetensors_close(grove_safetensors *f)
@@ -432,19 +433,21 @@ grove_status grove_safetensors_info(const grove_safetensors *f, const char *name
     return 0;
 }
 
-/* Unmaps the pages a copied tensor came from. Otherwise every page read stays
+/* Unmaps the pages copied tensors came from. Otherwise every page read stays
  * resident in the mapping, and streaming a file larger than memory tensor by
  * tensor (checkpoint surgery) would hold the whole file. The mapping is
- * read-only, so a page dropped here (a neighbour's too) is simply read from
- * the file again if it is touched later. */
+ * read-only, so a dropped page is simply read from the file again if it is
+ * touched later. The whole mapping is dropped once every 8 MiB copied, not
+ * each tensor's pages: each drop is a system call that flushes the TLBs of
+ * every CPU the process runs on, and one per small tensor was most of the
+ * time of reading a file of small tensors. */
+#define DROP_EVERY ((int64_t)8 << 20)
 static void st_drop_pages(const grove_safetensors *f, const st_entry *e)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0) return;
-    size_t from = (size_t)(f->buffer - f->map) + (size_t)e->begin;
-    size_t to = (size_t)(f->buffer - f->map) + (size_t)e->end;
-    from -= from % (size_t)page;
-    (void)madvise(f->map + from, to - from, MADV_DONTNEED);
+    int64_t *undropped = (int64_t *)&f->undropped; /* bookkeeping, not the file's contents */
+    if (__atomic_add_fetch(undropped, e->end - e->begin, __ATOMIC_RELAXED) < DROP_EVERY) return;
+    __atomic_store_n(undropped, 0, __ATOMIC_RELAXED);
+    (void)madvise(f->map, f->map_len, MADV_DONTNEED);
 }
 
 grove_tensor *grove_safetensors_get(const grove_safetensors *f, const char *name)

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets of a fuzz build (tests/fuzz/README.md).
-#   tests/fuzz/run.sh BUILD_DIR [runs N | seconds S] [TARGET ...]
+#   tests/fuzz/run.sh BUILD_DIR [runs N] [seconds S] [TARGET ...]
 # "runs N": each target for N executions from a fixed seed (the CI smoke;
 # the Lua-driven targets N/5);
-# "seconds S": each target for S seconds (the long runs of docs/reliability.md).
+# "seconds S": each target for S seconds (the long runs of docs/reliability.md);
+# both: whichever comes first.
 # Each target starts from its seed corpus (tests/fuzz/corpus/<format>/, which
 # also holds the regression inputs of every crash found) in a scratch copy,
 # so the checked-in corpus does not grow. Crashes are written to
 # BUILD_DIR/fuzz-artifacts/; the script fails when any target fails.
+# The targets write each input to a scratch file (the loaders take paths,
+# and grove's writers sync what they write): in /dev/shm unless TMPDIR is
+# set, so that a disk's syncs do not set the pace.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:?usage: run.sh BUILD_DIR [runs N | seconds S] [TARGET ...]}"
 shift
-mode=runs value=2000
-if [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ]; }; then mode=$1 value=$2; shift 2; fi
+runs_all="" seconds=""
+while [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ]; }; do
+  if [ "$1" = runs ]; then runs_all=$2; else seconds=$2; fi
+  shift 2
+done
+[ -z "$runs_all" ] && [ -z "$seconds" ] && runs_all=2000
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors json png jpeg sentencepiece index config model_index captions checkpoint)
 
@@ -30,16 +39,19 @@ failed=()
 for t in "${targets[@]}"; do
   bin="$build/tests/fuzz/fuzz_$t"
   [ -x "$bin" ] || { echo "run.sh: no $bin (build with -DGROVE_FUZZ=ON)" >&2; failed+=("$t"); continue; }
-  work="$(mktemp -d)"
+  work="$(mktemp -d -p /tmp)"
   cp "$here/corpus/$t/"* "$work/" 2>/dev/null
   args=(-seed=1 -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$artifacts/$t-")
   [ -n "${dict[$t]:-}" ] && args+=(-dict="$here/${dict[$t]}")
   # the Lua-driven targets run grove's Lua per input (tens to hundreds of
   # executions a second, not thousands): a fifth of the runs in a smoke
-  runs="$value"
-  case "$t" in index|config|model_index|captions|checkpoint) runs=$(( (value + 4) / 5 ));; esac
-  if [ "$mode" = runs ]; then args+=(-runs="$runs"); else args+=(-max_total_time="$value"); fi
+  if [ -n "$runs_all" ]; then
+    runs="$runs_all"
+    case "$t" in index|config|model_index|captions|checkpoint) runs=$(( (runs_all + 4) / 5 ));; esac
+    args+=(-runs="$runs")
+  fi
+  [ -n "$seconds" ] && args+=(-max_total_time="$seconds")
   start=$(date +%s)
   if "$bin" "${args[@]}" "$work" > "$work.log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work.log" | grep -o '[0-9]*$')
