@@ -5,9 +5,12 @@
 -- successful save must leave no temporary file behind. The cache kind kills
 -- `grove.diffusers.cache` on the tiny folder mid-run: every shard the
 -- manifest lists must load, and the run that finishes it must leave the
--- bytes of an uninterrupted run.
+-- bytes of an uninterrupted run. A cache run ends, so its kill times are
+-- drawn over the measured time of one uninterrupted run (from 5% to 95% of
+-- it), and trials whose run finished before the kill are counted apart.
 --
 --   build/grove tests/crash/kill_trials.lua [--trials N] [--kind save|folder|train|cache|all] [--seed S]
+--                                           [--pictures N]
 --
 -- Prints one line per kind; exits with status 1 on the first bad trial.
 local args = require "grove.cli.args"
@@ -15,6 +18,7 @@ local o = args.parse(arg, {
   { "trials", "number", 5, "trials per kind", check = args.count },
   { "kind", "string", "all", "save, folder, train, cache or all" },
   { "seed", "number", 1, "seed of the kill times", check = args.seed },
+  { "pictures", "number", 16, "pictures (and shards) of the cache kind", check = args.count },
 }, { usage = "grove tests/crash/kill_trials.lua [options]" })
 if not o then return end
 math.randomseed(o.seed)
@@ -69,8 +73,8 @@ local function cache_setup()
   local env = { root = root, tiny = root .. "/tiny", photos = root .. "/photos", ref = root .. "/ref" }
   grove.diffusers.tiny_folder(env.tiny, { seed = 1 })
   sh("mkdir -p '" .. env.photos .. "'")
-  local scenes = grove.data.shapes { batch = 16, size = 64, seed = 2 }:next()
-  for i = 1, 16 do
+  local scenes = grove.data.shapes { batch = o.pictures, size = 64, seed = 2 }:next()
+  for i = 1, o.pictures do
     grove.image.save(string.format("%s/%02d.png", env.photos, i), scenes.images:select(1, i))
     local f = assert(io.open(string.format("%s/%02d.txt", env.photos, i), "w")); f:write(scenes.captions[i]); f:close()
   end
@@ -80,6 +84,19 @@ local function cache_setup()
 end
 child.cache = [[
     grove.diffusers.cache(arg[2], arg[3], arg[1], ]] .. CACHE_OPTS .. [[)]]
+
+-- Seconds one uninterrupted child run of `kind` takes, start-up included.
+local function child_seconds(kind, extra)
+  local dir = tmpdir()
+  local script = dir .. "/child.lua"
+  local f = assert(io.open(script, "w")); f:write(child[kind]); f:close()
+  local t0 = grove.now()
+  local status = sh(string.format("'%s' '%s' '%s'%s > /dev/null 2>&1", exe, script, dir .. "/out", extra))
+  local t = grove.now() - t0
+  sh("rm -rf '" .. dir .. "'")
+  if status ~= 0 and status ~= true then error("kill_trials: an uninterrupted " .. kind .. " run failed", 0) end
+  return t
+end
 
 local function read_all(p)
   local f = io.open(p, "rb")
@@ -179,11 +196,13 @@ local kinds = o.kind == "all" and { "save", "folder", "train", "cache" } or { o.
 for _, kind in ipairs(kinds) do
   if not child[kind] then error("unknown --kind " .. kind .. " (save, folder, train, cache or all)", 0) end
   local extra = ""
+  local run_time  -- of an uninterrupted run, for the kinds that end
   if kind == "cache" then
     local env = cache_setup()
     extra = " '" .. env.tiny .. "' '" .. env.photos .. "'"
+    run_time = child_seconds(kind, extra)
   end
-  local seen, t0 = {}, os.time()
+  local seen, t0, finished = {}, os.time(), 0
   for trial = 1, o.trials do
     local dir = tmpdir()
     local script = dir .. "/child.lua"
@@ -191,8 +210,11 @@ for _, kind in ipairs(kinds) do
     local target = kind == "save" and dir .. "/ckpt.safetensors" or (kind == "folder" or kind == "cache") and dir .. "/out"
                    or dir .. "/run"
     -- grove starts in ~0.2 s; a kill from 0.3 s to 3 s lands in the loop
-    local delay = string.format("%.3f", 0.3 + math.random() * (kind == "train" and 6 or 2.7))
-    sh(string.format("timeout -s KILL %s '%s' '%s' '%s'%s > /dev/null 2>&1", delay, exe, script, target, extra))
+    local delay = string.format("%.3f", run_time and run_time * (0.05 + 0.9 * math.random())
+                                        or 0.3 + math.random() * (kind == "train" and 6 or 2.7))
+    local status = sh(string.format("timeout -s KILL %s '%s' '%s' '%s'%s > /dev/null 2>&1", delay, exe, script, target,
+                                    extra))
+    if status == 0 or status == true then finished = finished + 1 end
     local err, g = check[kind](dir)
     if err then
       io.stderr:write(string.format("kill_trials: %s trial %d (killed after %s s): %s (left in %s)\n", kind, trial, delay, err, dir))
@@ -214,6 +236,8 @@ for _, kind in ipairs(kinds) do
     sh("rm -rf '" .. dir .. "'")
   end
   print(string.format("%s: %d kills, every time the last complete save loaded and the next save left no temporary " ..
-                      "file (%d s; generations/steps found: %s)", kind, o.trials, os.time() - t0, table.concat(seen, " ")))
+                      "file (%d s; generations/steps found: %s)%s", kind, o.trials, os.time() - t0,
+                      table.concat(seen, " "), run_time and string.format("; an uninterrupted run %.2f s, killed " ..
+                      "from 5%% to 95%% of it; %d of %d finished before their kill", run_time, finished, o.trials) or ""))
 end
 if cache_env then sh("rm -rf '" .. cache_env.root .. "'") end
