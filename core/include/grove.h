@@ -292,6 +292,16 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b,
  * process (im2col + sgemm instead), 1 back on (the default). */
 bool grove_conv_dnnl_available(void);
 void grove_conv_set_dnnl(int32_t on);
+/* conv2d in bf16 mixed precision: x and w rounded to bf16 (nearest, ties
+ * to even), the products summed in f32, bias and output f32; arguments as
+ * grove_conv2d. Through oneDNN's bf16 convolution where the CPU has bf16
+ * arithmetic and the build has oneDNN, elsewhere the f32 convolution of
+ * the rounded operands (grove_conv_bf16_set_dnnl(0) keeps that reference
+ * path). Its gradients are the f32 conv2d's at the unrounded operands. */
+grove_tensor *grove_conv2d_bf16(grove_tensor *x, grove_tensor *w, grove_tensor *b,
+                                int32_t stride, int32_t padding, int32_t groups);
+bool grove_conv_bf16_dnnl_available(void);
+void grove_conv_bf16_set_dnnl(int32_t on);
 /* bf16 GEMMs (grove_matmul_bf16, the bf16 compute mode) run through
  * oneDNN's bf16 matmul where the CPU has bf16 arithmetic (AVX512-BF16 or
  * AMX, from cpuid) and the build has oneDNN: the same rounded products as

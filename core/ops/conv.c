@@ -153,56 +153,56 @@ fail:
 }
 
 /* Validates the arguments and picks the case; false with an error. */
-static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
+static bool conv_check(const char *op, grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
                        int32_t groups, int32_t *kind)
 {
-    if (!gv_check_f32("conv2d", x) || !gv_check_f32("conv2d", w)) return false;
-    if (b && !gv_check_f32("conv2d", b)) return false;
-    if (!gv_check_same_device("conv2d", x, w) || (b && !gv_check_same_device("conv2d", x, b))) return false;
+    if (!gv_check_f32(op, x) || !gv_check_f32(op, w)) return false;
+    if (b && !gv_check_f32(op, b)) return false;
+    if (!gv_check_same_device(op, x, w) || (b && !gv_check_same_device(op, x, b))) return false;
     if (x->ndim != 4) {
-        gv_fail("conv2d: input %s must be 4-d NHWC (batch, height, width, channels)", gv_shape_str(x));
+        gv_fail("%s: input %s must be 4-d NHWC (batch, height, width, channels)", op, gv_shape_str(x));
         return false;
     }
     if (w->ndim != 4) {
-        gv_fail("conv2d: weight %s must be 4-d (out_channels, in_channels/groups, kh, kw)", gv_shape_str(w));
+        gv_fail("%s: weight %s must be 4-d (out_channels, in_channels/groups, kh, kw)", op, gv_shape_str(w));
         return false;
     }
     if (groups < 1) {
-        gv_fail("conv2d: input %s, weight %s: groups %d must be >= 1", gv_shape_str(x), gv_shape_str(w), groups);
+        gv_fail("%s: input %s, weight %s: groups %d must be >= 1", op, gv_shape_str(x), gv_shape_str(w), groups);
         return false;
     }
     if (stride < 1) {
-        gv_fail("conv2d: input %s, weight %s: stride %d must be >= 1", gv_shape_str(x), gv_shape_str(w), stride);
+        gv_fail("%s: input %s, weight %s: stride %d must be >= 1", op, gv_shape_str(x), gv_shape_str(w), stride);
         return false;
     }
     if (padding < 0) {
-        gv_fail("conv2d: input %s, weight %s: padding %d must be >= 0", gv_shape_str(x), gv_shape_str(w), padding);
+        gv_fail("%s: input %s, weight %s: padding %d must be >= 0", op, gv_shape_str(x), gv_shape_str(w), padding);
         return false;
     }
     int64_t cin = x->shape[3], cout = w->shape[0];
     if (cin % groups || cout % groups) {
-        gv_fail("conv2d: input %s, weight %s: channels (%lld in, %lld out) are not divisible by groups %d",
+        gv_fail("%s: input %s, weight %s: channels (%lld in, %lld out) are not divisible by groups %d", op,
                 gv_shape_str(x), gv_shape_str(w), (long long)cin, (long long)cout, groups);
         return false;
     }
     if (w->shape[1] != cin / groups) {
-        gv_fail("conv2d: input %s has %lld channels but weight %s expects %lld per group x %d groups = %lld",
+        gv_fail("%s: input %s has %lld channels but weight %s expects %lld per group x %d groups = %lld", op,
                 gv_shape_str(x), (long long)cin, gv_shape_str(w), (long long)w->shape[1], groups,
                 (long long)(w->shape[1] * groups));
         return false;
     }
     int64_t kh = w->shape[2], kw = w->shape[3];
     if (kh < 1 || kw < 1) {
-        gv_fail("conv2d: weight %s has an empty %lldx%lld kernel", gv_shape_str(w), (long long)kh, (long long)kw);
+        gv_fail("%s: weight %s has an empty %lldx%lld kernel", op, gv_shape_str(w), (long long)kh, (long long)kw);
         return false;
     }
     if (b && (b->ndim != 1 || b->shape[0] != cout)) {
-        gv_fail("conv2d: bias %s does not match weight %s (expected [%lld])", gv_shape_str(b), gv_shape_str(w),
+        gv_fail("%s: bias %s does not match weight %s (expected [%lld])", op, gv_shape_str(b), gv_shape_str(w),
                 (long long)cout);
         return false;
     }
     if (x->shape[1] + 2 * (int64_t)padding < kh || x->shape[2] + 2 * (int64_t)padding < kw) {
-        gv_fail("conv2d: input %s with padding %d is smaller than the %lldx%lld kernel of weight %s", gv_shape_str(x),
+        gv_fail("%s: input %s with padding %d is smaller than the %lldx%lld kernel of weight %s", op, gv_shape_str(x),
                 padding, (long long)kh, (long long)kw, gv_shape_str(w));
         return false;
     }
@@ -212,7 +212,7 @@ static bool conv_check(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_
     int64_t wo = (x->shape[2] + 2 * (int64_t)padding - kw) / stride + 1;
     if (kh * kw * cin > INT_MAX || cout > INT_MAX || x->shape[0] * ho * wo > INT_MAX ||
         x->shape[0] * x->shape[1] * x->shape[2] > INT_MAX) {
-        gv_fail("conv2d: input %s, weight %s: too large for BLAS's int sizes", gv_shape_str(x), gv_shape_str(w));
+        gv_fail("%s: input %s, weight %s: too large for BLAS's int sizes", op, gv_shape_str(x), gv_shape_str(w));
         return false;
     }
     if (kh == 1 && kw == 1 && groups == 1 && stride == 1 && padding == 0)
@@ -228,7 +228,7 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
                            int32_t groups)
 {
     int32_t kind;
-    if (!conv_check(x, w, b, stride, padding, groups, &kind)) return NULL;
+    if (!conv_check("conv2d", x, w, b, stride, padding, groups, &kind)) return NULL;
     gv_conv_shape s = conv_shape_of(x, w, stride, padding, groups);
     int64_t out_shape[4] = {s.b, s.ho, s.wo, s.cout};
     grove_tensor *inputs[3] = {x, w, b};
@@ -262,6 +262,43 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
     return gv_op_end(&o);
 }
 
+/* The bf16 forward runs every case through the general kernel
+ * (conv_forward_bf16: oneDNN's bf16 convolution, or the f32 forward of the
+ * rounded operands). The node records the f32 case, so the backward is the
+ * f32 convolution's at the unrounded operands: bf16 convolutions are meant
+ * for inference (the DC-AE decode), and a gradient through them is the one
+ * of the f32 convolution, as if the rounding were the identity. */
+grove_tensor *grove_conv2d_bf16(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
+                                int32_t groups)
+{
+    int32_t kind;
+    if (!conv_check("conv2d_bf16", x, w, b, stride, padding, groups, &kind)) return NULL;
+    gv_conv_shape s = conv_shape_of(x, w, stride, padding, groups);
+    int64_t out_shape[4] = {s.b, s.ho, s.wo, s.cout};
+    grove_tensor *inputs[3] = {x, w, b};
+    gv_op o;
+    if (!gv_op_begin(&o, "conv2d_bf16", conv_backward, 3, inputs)) return NULL;
+    grove_tensor *xc = gv_op_input(&o, x), *wc = gv_op_input(&o, w), *bc = gv_op_input(&o, b);
+    grove_tensor *out = gv_op_output(&o, 4, out_shape, GROVE_F32);
+    grove_tensor *wk = o.ok ? gv_op_hold(&o, weight_tap_major(wc)) : NULL;
+    int64_t nbytes = GV_OP_VALUE(&o, conv_bf16_scratch, &s);
+    grove_tensor *scratch = gv_op_temp(&o, 1, &nbytes, GROVE_U8);
+    GV_OP_CALL(&o, conv_forward_bf16, &s, xc->data, wk->data, bc ? bc->data : NULL, out->data, scratch->data);
+    gv_op_save(&o, 0, xc);
+    gv_op_save(&o, 1, wc);
+    if (o.node) {
+        o.node->ints[0] = kind;
+        o.node->ints[1] = padding;
+        o.node->ints[2] = stride;
+        o.node->ints[3] = groups;
+    }
+    return gv_op_end(&o);
+}
+
 bool grove_conv_dnnl_available(void) { return gv_cpu_conv_dnnl_available(); }
 
 void grove_conv_set_dnnl(int32_t on) { gv_cpu_conv_dnnl_enable(on != 0); }
+
+bool grove_conv_bf16_dnnl_available(void) { return gv_cpu_conv_bf16_dnnl_available(); }
+
+void grove_conv_bf16_set_dnnl(int32_t on) { gv_cpu_conv_bf16_dnnl_enable(on != 0); }

@@ -11,13 +11,23 @@
  *
  * Anything oneDNN refuses makes gv_cpu_conv_forward_dnnl return false and
  * the caller falls back to im2col (conv_gemm.c).
+ *
+ * The bf16 convolution (conv_bf16.c) runs the same primitive on bf16
+ * source and weights (rounded by grove, nearest even) with an f32 bias and
+ * f32 output: oneDNN's bf16 kernels multiply with vdpbf16ps (or AMX) and
+ * sum in f32. It is tried only where cpuid reports bf16 arithmetic, since
+ * oneDNN would otherwise emulate it more slowly than the reference path.
  */
+#include "convert.h"
 #include "cpu.h"
 
-/* Whether the forward tries oneDNN (grove_conv_set_dnnl); read per call. */
+/* Whether the forward tries oneDNN (grove_conv_set_dnnl) and whether the
+ * bf16 forward does (grove_conv_bf16_set_dnnl); read per call. */
 static _Atomic bool use_dnnl = true;
+static _Atomic bool use_bf16_dnnl = true;
 
 void gv_cpu_conv_dnnl_enable(bool on) { use_dnnl = on; }
+void gv_cpu_conv_bf16_dnnl_enable(bool on) { use_bf16_dnnl = on; }
 
 #ifdef GROVE_HAVE_DNNL
 bool gv_cpu_conv_dnnl_available(void) { return true; }
@@ -32,9 +42,13 @@ static bool engine_ok;
 
 static void engine_start(void) { engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success; }
 
-bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias, float *y)
+bool gv_cpu_conv_bf16_dnnl_available(void) { return gv_cpu_has_bf16_arithmetic(); }
+
+/* y (f32) = conv(x, wk) + bias (f32, may be NULL), the source and weights
+ * of data type dt (f32, or bf16 as uint16_t bits). */
+static bool conv_run(const gv_conv_shape *s, dnnl_data_type_t dt, const void *x, const void *wk, const float *bias,
+                     float *y)
 {
-    if (!use_dnnl) return false;
     pthread_once(&once, engine_start);
     if (!engine_ok) return false;
     const int64_t g = s->groups;
@@ -45,11 +59,11 @@ bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const floa
     memset(&bias_md, 0, sizeof bias_md); /* a zero descriptor: no bias */
     int wnd = g > 1 ? 5 : 4;
     const int64_t *wd = g > 1 ? w_dims : w_dims + 1;
-    if (dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_nhwc) != dnnl_success ||
+    if (dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dt, dnnl_nhwc) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_nhwc) != dnnl_success ||
         (bias && dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x) != dnnl_success) ||
-        dnnl_memory_desc_init_by_tag(&wuser_md, wnd, wd, dnnl_f32, g > 1 ? dnnl_gohwi : dnnl_ohwi) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&wany_md, wnd, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+        dnnl_memory_desc_init_by_tag(&wuser_md, wnd, wd, dt, g > 1 ? dnnl_gohwi : dnnl_ohwi) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&wany_md, wnd, wd, dt, dnnl_format_tag_any) != dnnl_success)
         return false;
     dnnl_convolution_desc_t cd;
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &wany_md,
@@ -96,9 +110,38 @@ out:
     return ok;
 }
 
+bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias, float *y)
+{
+    return use_dnnl && conv_run(s, dnnl_f32, x, wk, bias, y);
+}
+
+static void round_to_bf16(const float *x, uint16_t *y, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) y[i] = gv_conv_f32_to_bf16(x[i]);
+}
+
+bool gv_cpu_conv_forward_bf16_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias,
+                                   float *y, uint16_t *scratch)
+{
+    if (!use_bf16_dnnl || !gv_cpu_has_bf16_arithmetic()) return false;
+    const int64_t nx = s->b * s->h * s->w * s->cin, nw = s->cout * s->kh * s->kw * (s->cin / s->groups);
+    round_to_bf16(x, scratch, nx);
+    round_to_bf16(wk, scratch + nx, nw);
+    return conv_run(s, dnnl_bf16, scratch, scratch + nx, bias, y);
+}
+
 #else
 
 bool gv_cpu_conv_dnnl_available(void) { return false; }
+bool gv_cpu_conv_bf16_dnnl_available(void) { return false; }
+
+bool gv_cpu_conv_forward_bf16_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias,
+                                   float *y, uint16_t *scratch)
+{
+    (void)s, (void)x, (void)wk, (void)bias, (void)y, (void)scratch;
+    return false;
+}
 
 bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias, float *y)
 {

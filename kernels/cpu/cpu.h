@@ -93,6 +93,14 @@ bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const floa
  * forward to im2col + sgemm. */
 bool gv_cpu_conv_dnnl_available(void);
 void gv_cpu_conv_dnnl_enable(bool on);
+/* The same forward with x and wk rounded to bf16 (into scratch: their
+ * element counts in uint16_t) and f32 bias and output, where the CPU has
+ * bf16 arithmetic and grove_conv_bf16_set_dnnl left it on (conv_bf16.c's
+ * fast path); false otherwise, y untouched. */
+bool gv_cpu_conv_forward_bf16_dnnl(const gv_conv_shape *s, const float *x, const float *wk, const float *bias,
+                                   float *y, uint16_t *scratch);
+bool gv_cpu_conv_bf16_dnnl_available(void);
+void gv_cpu_conv_bf16_dnnl_enable(bool on);
 
 /* The bf16 GEMM through oneDNN's bf16 matmul (gemm_bf16_dnnl.c), where the
  * CPU has bf16 arithmetic (AVX512-BF16 or AMX) and the build has oneDNN:

@@ -27,6 +27,13 @@ return function(grove)
   function grove.set_gemm_bf16_dnnl(on) C.grove_gemm_bf16_set_dnnl(on and 1 or 0) end
   function grove.cpu_has_bf16() return C.grove_cpu_has_bf16() end
 
+  -- Whether conv2d_bf16 (and the bf16 compute mode's convolutions) run
+  -- through oneDNN's bf16 convolution: the build has oneDNN and the CPU
+  -- multiplies bf16 in hardware. set_conv_bf16_dnnl(false) keeps the
+  -- reference path (rounded operands, then the f32 convolution).
+  function grove.conv_bf16_dnnl_available() return C.grove_conv_bf16_dnnl_available() end
+  function grove.set_conv_bf16_dnnl(on) C.grove_conv_bf16_set_dnnl(on and 1 or 0) end
+
   -- The build of the loaded libgrove as a table of strings (grove.h's
   -- grove_build_info keys): version, compiler, build_type, march, simd,
   -- sanitizers, openmp, cuda ("on"/"off"), cuda_architectures, openblas.

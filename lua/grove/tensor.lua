@@ -756,6 +756,15 @@ return function(grove)
     return wrap(C.grove_conv2d(x.p, tensor_arg(w, "conv2d", "weight"), opt_p(b, "conv2d", "bias"),
                                o.stride or 1, o.padding or 0, o.groups or 1))
   end
+  -- conv2d_bf16(x, w, b, opts): conv2d in bf16 mixed precision (x and w
+  -- rounded to bf16, products summed in f32, f32 output; oneDNN's bf16
+  -- convolution where the CPU multiplies bf16). Inference: its gradients
+  -- are conv2d's at the unrounded operands (docs/scale.md).
+  function M.conv2d_bf16(x, w, b, o)
+    o = options(o)
+    return wrap(C.grove_conv2d_bf16(x.p, tensor_arg(w, "conv2d_bf16", "weight"), opt_p(b, "conv2d_bf16", "bias"),
+                                    o.stride or 1, o.padding or 0, o.groups or 1))
+  end
   function M.embedding(weight, ids) return wrap(C.grove_embedding(weight.p, tensor_arg(ids, "embedding", "indices"))) end
 
   local function tensor_list(ts, op)

@@ -349,3 +349,91 @@ spec.describe("conv2d memory", function()
     spec.no_leaks(work)
   end)
 end)
+
+-- conv2d_bf16: the operands rounded to bf16, the products summed in f32.
+-- Against the float64 convolution of the rounded operands (the bias is not
+-- rounded), entry by entry within the f32 summation bound
+-- 2·(K + 1)·2^-24·(Σ|x||w| + |b|) (K = kh·kw·cin/groups terms), on both
+-- paths: oneDNN's bf16 convolution where the CPU multiplies bf16, and the
+-- reference (the f32 convolution of the rounded operands).
+spec.describe("conv2d_bf16", function()
+  local bf16_paths = grove.conv_bf16_dnnl_available() and { true, false } or { false }
+  local function abs_ref(r) return ref.map(r, math.abs) end
+  local function case(name, xs, ws, bs, o)
+    spec.it(name .. " is within the f32 bound of the rounded operands' float64 convolution", function()
+      local g = grove.Generator(31)
+      local x, w = grove.randn(xs, { generator = g }), grove.randn(ws, { generator = g }) * 0.2
+      local b = bs and grove.randn(bs, { generator = g }) or nil
+      local xr, wr = grove.amp.round_bf16(x), grove.amp.round_bf16(w)
+      local conv = conv_ref(o.groups or 1, o.padding or 0, o.stride or 1)
+      local X, Wt, B = ref.from_tensor(xr), ref.from_tensor(wr), b and ref.from_tensor(b) or nil
+      local want = conv(X, Wt, B)
+      local mag = conv(abs_ref(X), abs_ref(Wt), B and abs_ref(B) or nil)
+      local K = ws[2] * ws[3] * ws[4]
+      for _, dnnl in ipairs(bf16_paths) do
+        grove.set_conv_bf16_dnnl(dnnl)
+        local ok, err = pcall(function()
+          local y = grove.conv2d_bf16(x, w, b, o)
+          spec.eq(y:shape_str(), grove.conv2d(x, w, b, o):shape_str())
+          local got = ref.from_tensor(y)
+          for i = 1, #want.data do
+            local bound = 2 * (K + 1) * 2 ^ -24 * mag.data[i]
+            if math.abs(got.data[i] - want.data[i]) > bound then
+              error(string.format("%s: entry %d: %.9g vs %.9g (bound %.3g)", dnnl and "oneDNN" or "reference", i,
+                                  got.data[i], want.data[i], bound), 0)
+            end
+          end
+          -- the rounding is real: not the f32 convolution
+          spec.assert((y - grove.conv2d(x, w, b, o)):abs():max():item() > 0, "bf16 differs from f32")
+        end)
+        grove.set_conv_bf16_dnnl(true)
+        if not ok then error(err, 0) end
+      end
+    end)
+  end
+  -- DC-AE's shapes, small: ResBlock's 3x3, GLUMBConv's 1x1s, the attention's
+  -- grouped 1x1 (groups 3·heads) and depthwise 5x5 aggregation, the stride-2
+  -- 3x3 of the encoder's down blocks
+  case("3x3 pad 1, 24 -> 16, bias", { 2, 6, 7, 24 }, { 16, 24, 3, 3 }, { 16 }, { padding = 1 })
+  case("3x3 pad 1, 40 -> 3 (conv_out), no bias", { 1, 5, 6, 40 }, { 3, 40, 3, 3 }, nil, { padding = 1 })
+  case("1x1, 32 -> 48, bias", { 2, 4, 5, 32 }, { 48, 32, 1, 1 }, { 48 }, {})
+  case("grouped 1x1 (groups 6), 48 -> 48", { 1, 5, 4, 48 }, { 48, 8, 1, 1 }, nil, { groups = 6 })
+  case("depthwise 5x5 pad 2 (groups = C)", { 1, 7, 6, 24 }, { 24, 1, 5, 5 }, nil, { padding = 2, groups = 24 })
+  case("3x3 stride 2 pad 1, 16 -> 24, bias", { 2, 9, 8, 16 }, { 24, 16, 3, 3 }, { 24 }, { stride = 2, padding = 1 })
+
+  spec.it("gradients are conv2d's at the unrounded operands", function()
+    local function grads(fn)
+      local g = grove.Generator(32)
+      local x = grove.randn({ 2, 5, 6, 8 }, { generator = g }):requires_grad_(true)
+      local w = grove.randn({ 12, 4, 3, 3 }, { generator = g }):requires_grad_(true)
+      local b = grove.randn({ 12 }, { generator = g }):requires_grad_(true)
+      local y = fn(x, w, b, { padding = 1, groups = 2 })
+      y:backward(grove.randn(y:shape(), { generator = g }))
+      return { x.grad, w.grad, b.grad }
+    end
+    local a, c = grads(grove.conv2d_bf16), grads(grove.conv2d)
+    for i = 1, 3 do spec.eq((a[i] - c[i]):abs():max():item(), 0, "gradient " .. i) end
+    -- and through the 1x1 case (a GEMM backward)
+    local x = grove.randn{ 1, 3, 3, 5 }:requires_grad_(true)
+    grove.conv2d_bf16(x, grove.randn{ 4, 5, 1, 1 }):sum():backward()
+    spec.eq(x.grad:shape_str(), "[1,3,3,5]")
+  end)
+
+  spec.it("refuses bad input naming itself", function()
+    spec.raises(function() grove.conv2d_bf16(grove.randn{ 1, 4, 4, 4 }, grove.randn{ 4, 3, 3, 3 }) end,
+      "conv2d_bf16: input [1,4,4,4] has 4 channels but weight [4,3,3,3] expects 3 per group")
+    spec.raises(function() grove.conv2d_bf16(grove.randn{ 4, 4, 4 }, grove.randn{ 4, 4, 1, 1 }) end,
+      "conv2d_bf16: input [4,4,4] must be 4-d NHWC")
+    spec.raises(function() grove.conv2d_bf16(grove.randn{ 1, 2, 2, 4 }, grove.randn{ 3, 4, 1, 1 }, grove.randn{ 4 }) end,
+      "conv2d_bf16: bias [4] does not match weight [3,4,1,1]")
+    spec.raises(function() grove.conv2d_bf16(grove.randn{ 1, 2, 2, 4 }, "w") end, "conv2d_bf16")
+  end)
+
+  spec.it("leaves no tensors or tape nodes alive", function()
+    spec.no_leaks(function()
+      local x = grove.randn{ 1, 4, 3, 6 }:requires_grad_(true)
+      grove.conv2d_bf16(x, grove.randn{ 4, 6, 3, 3 }, grove.randn{ 4 }, { padding = 1 }):sum():backward()
+      pcall(grove.conv2d_bf16, x, grove.randn{ 4, 5, 3, 3 })
+    end)
+  end)
+end)

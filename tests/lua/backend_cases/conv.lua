@@ -1,6 +1,7 @@
 -- Parity cases (CPU vs CUDA) of the depthwise convolution on NHWC data
 -- (conv2d with groups = channels), the 1x1 convolution (a GEMM), and the
--- general im2col + GEMM path (any kernel, stride, padding, groups).
+-- general im2col + GEMM path (any kernel, stride, padding, groups), and
+-- conv2d_bf16 (bf16 operands, f32 sums; its backward is conv2d's).
 local grove = grove or require "grove"
 
 return {
@@ -37,6 +38,15 @@ return {
   { name = "depthwise 5x5 stride 2 pad 2 [2,9,8,12] (general path)",
     fn = function(x, w, b) return grove.conv2d(x, w, b, { stride = 2, padding = 2, groups = 12 }) end,
     inputs = { { 2, 9, 8, 12 }, { 12, 1, 5, 5 }, { 12 } }, grad = true },
+  { name = "conv2d_bf16 3x3 pad 1 [2,9,7,16] -> 24 + bias (bf16 operands, f32 sums)",
+    fn = function(x, w, b) return grove.conv2d_bf16(x, w, b, { padding = 1 }) end,
+    inputs = { { 2, 9, 7, 16 }, { 24, 16, 3, 3 }, { 24 } }, grad = true },
+  { name = "conv2d_bf16 grouped 1x1 (groups 6) [2,5,4,24] -> 36",
+    fn = function(x, w) return grove.conv2d_bf16(x, w, nil, { groups = 6 }) end,
+    inputs = { { 2, 5, 4, 24 }, { 36, 4, 1, 1 } }, grad = true },
+  { name = "conv2d_bf16 1x1 [2,5,7,24] -> 40 + bias",
+    fn = function(x, w, b) return grove.conv2d_bf16(x, w, b) end,
+    inputs = { { 2, 5, 7, 24 }, { 40, 24, 1, 1 }, { 40 } }, grad = false },
   { name = "conv 3x3 pad 1 on a transposed [2,7,9,8] view",
     fn = function(x, w) return grove.conv2d(x:transpose(2, 3), w, nil, { padding = 1 }) end,
     inputs = { { 2, 7, 9, 8 }, { 10, 8, 3, 3 } }, grad = true },
