@@ -94,6 +94,67 @@ spec.describe("DC-AE: the tiny-a fixture (diffusers' AutoencoderDC, float64)", f
   end)
 end)
 
+-- compute = "bf16": convolutions and projections on bf16-rounded operands
+-- with f32 sums. Each such product is off by at most 2·2^-8 relative (both
+-- operands rounded, unit roundoff 2^-8) of its output, and the norms keep
+-- the layers' gains near 1, so to first order the decode is off by at most
+-- n·2^-7 of max |f32| for n bf16 products (every Linear and every Conv2d
+-- but the depthwise ones). The f32 decode stays bit for bit as it was.
+spec.describe("DC-AE: bf16 compute on the tiny-a fixture", function()
+  local fx = spec.fixture_path("dcae/tiny-a")
+  if not is_dir(fx) then spec.skip("the shared fixtures are not at " .. fx .. " (set GROVE_FIXTURES)"); return end
+
+  local function bf16_products(m)
+    local n = 0
+    for _, np in ipairs(m:named_parameters()) do
+      local w = np[2]
+      if np[1]:find("weight$") and (w:dim() == 2 or (w:dim() == 4 and not (w:size(2) == 1 and w:size(3) > 1))) then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  for _, case in ipairs { "decode_4x4", "decode_2x3" } do
+    spec.it(case .. ": within the bf16 bound of the f32 decode, f32 unchanged", function()
+      local vae = diffusers.vae(fx)
+      local z = nhwc(grove.load_safetensors(fx .. "/" .. case .. ".in.safetensors").latents)
+      local want = nhwc(grove.load_safetensors(fx .. "/" .. case .. ".out.f64.safetensors").sample)
+      local y32 = vae:decode(z)
+      local b16 = diffusers.vae(fx, { compute = "bf16" })
+      spec.eq(b16.decoder.conv_out.compute_dtype, "bf16")
+      spec.assert(tostring(b16):find("bf16 compute", 1, true), tostring(b16))
+      local y16 = b16:decode(z)
+      local n = bf16_products(b16.decoder)
+      local e = err(y16, y32)
+      print(string.format("    %-16s bf16 vs f32 %.2e (bound %d·2^-7 = %.2e), vs float64 %.2e", case, e, n, n * 2 ^ -7,
+                          err(y16, want)))
+      spec.assert(e <= n * 2 ^ -7, string.format("bf16 decode off by %.3e", e))
+      spec.assert(e > 1e-5, "the bf16 decode rounds (it is not the f32 one)")
+      -- the reference paths (rounded operands, f32 kernels): the same bound
+      grove.set_conv_bf16_dnnl(false); grove.set_gemm_bf16_dnnl(false)
+      local ok, yr = pcall(b16.decode, b16, z)
+      grove.set_conv_bf16_dnnl(true); grove.set_gemm_bf16_dnnl(true)
+      if not ok then error(yr, 0) end
+      spec.assert(err(yr, y32) <= n * 2 ^ -7, "reference path")
+      -- back to f32: the very same bits, and the fixture's bar
+      b16:set_compute_dtype("f32")
+      spec.eq(spec.max_diff(b16:decode(z), y32), 0, "f32 decode unchanged")
+      spec.assert(err(y32, want) <= 1e-5, "f32 within the fixture's bar")
+    end)
+  end
+
+  spec.it("the pipeline's compute option reaches the DC-AE; bad values are refused", function()
+    local dir = spec.tmpdir()
+    diffusers.tiny_folder(dir, { seed = 1 })
+    local pipe = diffusers.pipeline(dir, { compute = "bf16" })
+    spec.eq(pipe.vae.compute_dtype, "bf16")
+    spec.eq(pipe.vae.decoder.conv_in.compute_dtype, "bf16")
+    spec.eq(diffusers.pipeline(dir).vae.compute_dtype, nil)
+    spec.raises(function() diffusers.vae(fx, { compute = "f16" }) end, 'diffusers.vae: compute must be "f32" or "bf16", got f16')
+  end)
+end)
+
 spec.describe("DC-AE: the released SANA autoencoder (dc-ae-f32c32-sana-1.0), shapes only", function()
   spec.it("has diffusers' parameter counts: encoder 153,027,104, decoder 159,223,171", function()
     local dir = spec.tmpdir()

@@ -24,7 +24,7 @@ local spec = {
   { "no_binning", "boolean", false, "--model: generate at exactly -H x -W (multiples of 32) instead of SANA's "
     .. "nearest trained size resized back" },
   { "dtype", "string", nil, "--model: bf16 or f32, how the weights are held (default: as stored)" },
-  { "compute", "string", "f32", "--model: f32, or bf16 GEMMs (inputs rounded to bf16, f32 sums; the transformer's and text encoder's GEMM weights stored bf16)" },
+  { "compute", "string", "f32", "--model: f32, or bf16 GEMMs and convolutions (inputs rounded to bf16, f32 sums; the transformer's and text encoder's GEMM weights stored bf16)" },
   { "offload", "boolean", false, "--model: drop the text encoder after encoding and the transformer before decoding" },
   { "output", "string", "sample.png", "output PNG (--model with several images: NAME-1.png, NAME-2.png, ...)",
     short = "o" },

@@ -77,6 +77,7 @@ return function(grove, diffusers)
     end
     local vae = diffusers.vae(self.dir, { dtype = self.dtype })
     if self.device ~= "cpu" and vae.to then vae:to(self.device) end
+    if self.compute == "bf16" and vae.set_compute_dtype then vae:set_compute_dtype("bf16") end
     return vae
   end
 
@@ -384,7 +385,8 @@ return function(grove, diffusers)
   -- stored) how the transformer's and text encoder's weights are held;
   -- device ("cpu", "cuda"); compute ("f32", "bf16": bf16 GEMMs, whose
   -- weights in the transformer and text encoder are then stored bf16:
-  -- half their memory, no rounding per call, the same images);
+  -- half their memory, no rounding per call, the same images; in the DC-AE
+  -- bf16 GEMMs and convolutions);
   -- variant (weight files of a variant); drop_after_use (offload the text
   -- encoder once prompts are encoded and the transformer before decoding).
   function diffusers.pipeline(dir, opts)

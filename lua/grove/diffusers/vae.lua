@@ -13,8 +13,10 @@
 -- shortcut); the decoder runs conv_in (+ the channel-repeating shortcut),
 -- stages n-1..0 (the deepest first; each a 2× up-sampling block but in the
 -- deepest, then its blocks), a per-pixel RMSNorm, an activation and
--- conv_out. Compute is f32; weights stay in their stored dtype and each is
--- converted exactly where it is used. vae_config.lua reads the config,
+-- conv_out. Compute is f32, or bf16 (opts.compute, vae:set_compute_dtype:
+-- convolutions and projections on bf16-rounded operands with f32 sums,
+-- norms and the attention's sums f32); weights stay in their stored dtype
+-- and each is converted exactly where it is used. vae_config.lua reads the config,
 -- vae_blocks.lua holds the blocks, tiles.lua the tiling.
 --
 -- The autoencoder is a grove.nn module: vae.encoder and vae.decoder hold
@@ -49,9 +51,10 @@ return function(grove, diffusers)
 
   function VAE:describe()
     local s = self.settings
-    return string.format("AutoencoderDC: %d stages (%s), latent %d channels, ×%d, %d parameters%s%s", s.encoder.n,
+    return string.format("AutoencoderDC: %d stages (%s), latent %d channels, ×%d, %d parameters%s%s%s", s.encoder.n,
                          table.concat(s.encoder.ch, ", "), s.lat_ch, s.factor, self:num_parameters(),
-                         self.meta and ", shapes only" or "", self.tile and (", tiles " .. self.tile .. "/" .. self.tile_stride) or "")
+                         self.meta and ", shapes only" or "", self.tile and (", tiles " .. self.tile .. "/" .. self.tile_stride) or "",
+                         self.compute_dtype == "bf16" and ", bf16 compute" or "")
   end
 
   -- Tile settings (in image pixels): tile (a multiple of the factor, false
@@ -149,23 +152,29 @@ return function(grove, diffusers)
     return diffusers.write_component(dir, self.diffusers_config, tensors, opts)
   end
 
-  local OPTS = { meta = true, variant = true, dtype = true, tile = true, tile_stride = true }
+  local OPTS = { meta = true, variant = true, dtype = true, tile = true, tile_stride = true, compute = true }
 
   -- grove.diffusers.vae(dir, opts): dir is a pipeline folder (its vae/ is
   -- read) or the vae folder itself. opts.meta: shapes only (config.json
   -- alone is read); opts.variant: variant weight files ("bf16", "fp16");
   -- opts.dtype: the dtype weights are held in ("f32", "bf16", "f16"; default
   -- as stored: grove.diffusers.component converts them as they load);
-  -- opts.tile, opts.tile_stride: default tiling (VAE:set_tiling).
+  -- opts.tile, opts.tile_stride: default tiling (VAE:set_tiling);
+  -- opts.compute: "f32" (default) or "bf16" (bf16 convolutions and GEMMs).
   function diffusers.vae(dir, opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("diffusers.vae: options must be a table", 2) end
     for k in pairs(opts) do
-      if not OPTS[k] then error("diffusers.vae: unknown option '" .. tostring(k) .. "' (meta, variant, dtype, tile, tile_stride)", 2) end
+      if not OPTS[k] then error("diffusers.vae: unknown option '" .. tostring(k) .. "' (meta, variant, dtype, tile, tile_stride, compute)", 2) end
+    end
+    if opts.compute ~= nil and opts.compute ~= "f32" and opts.compute ~= "bf16" then
+      error("diffusers.vae: compute must be \"f32\" or \"bf16\", got " .. tostring(opts.compute), 2)
     end
     if opts.meta then
       local c, where = diffusers.component_config(dir, "vae")
-      return VAE(read_config(c, where), c, opts)
+      local v = VAE(read_config(c, where), c, opts)
+      if opts.compute == "bf16" then v:set_compute_dtype("bf16") end
+      return v
     end
     local comp = diffusers.component(dir, "vae", { variant = opts.variant, dtype = opts.dtype })
     local ok, vae = pcall(function()
@@ -181,6 +190,7 @@ return function(grove, diffusers)
         if np[1]:find("%.running_mean$") or np[1]:find("%.running_var$") then np[2]:requires_grad_(false) end
       end
       v.meta = false
+      if opts.compute == "bf16" then v:set_compute_dtype("bf16") end
       return v
     end)
     comp:close()

@@ -2,7 +2,11 @@
 -- NHWC grids, named as diffusers names them, and its encoder and decoder
 -- built from the settings of vae_config.lua. Norms are per pixel over the
 -- channels: NHWC's last dimension, so the ops need no transposes. Weights
--- stay in their stored dtype and are converted exactly where used.
+-- stay in their stored dtype and are converted exactly where used. With
+-- compute dtype "bf16" (Module:set_compute_dtype) the convolutions and the
+-- attention's projections round their operands to bf16 and sum in f32
+-- (grove.conv2d_bf16, grove.linear_bf16); depthwise convolutions, norms
+-- and the linear attention's sums stay f32.
 local Module = require "grove.nn.module"
 
 return function(grove)
@@ -124,7 +128,8 @@ return function(grove)
     local wv, cv = f32(self.to_v.weight)
     local wqkv = grove.cat({ wq, wk, wv }, 1)
     drop(wq, cq, wqkv); drop(wk, ck, wqkv); drop(wv, cv, wqkv)
-    local qkv = x:linear(wqkv)
+    local qkv
+    if self.compute_dtype == "bf16" then qkv = grove.linear_bf16(x, wqkv) else qkv = x:linear(wqkv) end
     local parts = { qkv }
     for i = 0, self.n_scales - 1 do
       local m = self.to_qkv_multiscale[tostring(i)]

@@ -107,7 +107,11 @@ return function(grove)
       local w2 = w:view{ w:size(1), w:size(2) }
       if bf16 then y = grove.linear_bf16(x, w2, b) else y = x:linear(w2, b) end
     else
-      y = x:conv2d(w, b, { stride = self.stride, padding = self.padding, groups = self.groups })
+      -- bf16: the convolutions with dense products (grove.conv2d_bf16); a
+      -- depthwise one (a product per tap and channel) stays f32
+      local o = { stride = self.stride, padding = self.padding, groups = self.groups }
+      local depthwise = self.groups == w:size(1) and w:size(2) == 1
+      if self.compute_dtype == "bf16" and not depthwise then y = x:conv2d_bf16(w, b, o) else y = x:conv2d(w, b, o) end
     end
     drop(w, cw, y); drop(b, cb, y)
     return y
