@@ -7,7 +7,10 @@
 -- machine hits both sides alike. Prints one table; asserts nothing.
 --
 -- Where the build has oneDNN, grove's general forward is also timed with it
--- turned off (the im2col + sgemm path).
+-- turned off (the im2col + sgemm path). Every case is also timed as
+-- grove.conv2d_bf16 (bf16 operands, f32 sums: oneDNN's bf16 convolution
+-- where the CPU multiplies bf16, else the f32 convolution of the rounded
+-- operands), the bf16 column.
 --
 -- Usage: grove bench/conv.lua [min_seconds_per_case] [rounds] [case,...]
 --        (defaults 0.5, 2, all cases)
@@ -46,7 +49,7 @@ end
 -- grove's default (oneDNN for the general forward where the build has
 -- it) into best, and im2col + sgemm into best_im2col when that differs.
 local dnnl = grove.conv_dnnl_available()
-local function run_grove(best, best_im2col)
+local function run_grove(best, best_im2col, best_bf16)
   grove.manual_seed(0)
   for _, c in ipairs(cases) do
     local name, b, h, w, cin, cout, kh, kw, s, p, g = unpack(c)
@@ -58,6 +61,10 @@ local function run_grove(best, best_im2col)
     end
     local t = time()
     if not best[name] or t < best[name] then best[name] = t end
+    local tb = B.best_time(function()
+      grove.conv2d_bf16(x, wt, bias, { stride = s, padding = p, groups = g }):free()
+    end, min_time, 5)
+    if not best_bf16[name] or tb < best_bf16[name] then best_bf16[name] = tb end
     if dnnl then
       grove.set_conv_dnnl(false)
       local ok, ti = pcall(time)
@@ -100,30 +107,34 @@ end
 print(string.format("conv: forward time per call, grove vs PyTorch, %d threads each; %d interleaved rounds, "
                     .. "best call of >= 5 and >= %.2f s per round", threads, rounds, min_time))
 print("grove: " .. grove.blas_info() .. (dnnl and "; general forward through oneDNN" or "; no oneDNN in this build"))
-local g_best, i_best, t_best, layout, status, header = {}, {}, {}, {}, nil, nil
+local g_best, i_best, b_best, t_best, layout, status, header = {}, {}, {}, {}, {}, nil, nil
 for _ = 1, rounds do
-  run_grove(g_best, i_best)
+  run_grove(g_best, i_best, b_best)
   status, header = run_torch(t_best, layout)
   if status ~= 0 then break end
 end
 if header then print("torch: " .. header .. ", " .. KEEP_MALLOC) end
 print("ratio = torch time / grove time (above 1: grove is faster); im2col: grove with oneDNN turned off "
       .. "(the depthwise stride-1 and plain 1x1 cases never use it)")
+print(string.format("bf16: grove.conv2d_bf16 through %s; bf16 ratio = grove f32 time / grove bf16 time",
+                    grove.conv_bf16_dnnl_available() and "oneDNN's bf16 convolution"
+                    or "the f32 convolution of bf16-rounded operands (no bf16 arithmetic or no oneDNN)"))
 print("")
-print(string.format("%-14s  %-34s  %9s  %9s  %9s  %-13s  %8s  %8s  %7s  %12s", "case", "shape (NHWC in, weight)",
-                    "grove ms", "im2col ms", "torch ms", "torch layout", "grove GF", "torch GF", "ratio",
-                    "im2col ratio"))
+print(string.format("%-14s  %-34s  %9s  %9s  %9s  %9s  %-13s  %8s  %8s  %7s  %12s  %10s", "case",
+                    "shape (NHWC in, weight)", "grove ms", "im2col ms", "bf16 ms", "torch ms", "torch layout",
+                    "grove GF", "torch GF", "ratio", "im2col ratio", "bf16 ratio"))
 for _, c in ipairs(cases) do
   local name, b, h, w, cin, cout, kh, kw, s, p, g = unpack(c)
   local shape = string.format("%dx%dx%d %dx%dx%dx%d s%d p%d g%d", h, w, cin, cout, cin / g, kh, kw, s, p, g)
-  local gt, it, tt = g_best[name], i_best[name], t_best[name]
+  local gt, it, bt, tt = g_best[name], i_best[name], b_best[name], t_best[name]
   local function ms(t) return t and string.format("%.2f", t * 1e3) or "n/a" end
-  print(string.format("%-14s  %-34s  %9s  %9s  %9s  %-13s  %8s  %8s  %7s  %12s", name, shape,
-                      gt and ms(gt) or "error", ms(it), ms(tt), layout[name] or "n/a",
+  print(string.format("%-14s  %-34s  %9s  %9s  %9s  %9s  %-13s  %8s  %8s  %7s  %12s  %10s", name, shape,
+                      gt and ms(gt) or "error", ms(it), ms(bt), ms(tt), layout[name] or "n/a",
                       gt and string.format("%.1f", flops(c) / gt * 1e-9) or "",
                       tt and string.format("%.1f", flops(c) / tt * 1e-9) or "",
                       (gt and tt) and string.format("%.2f", tt / gt) or "n/a",
-                      (it and tt) and string.format("%.2f", tt / it) or "n/a"))
+                      (it and tt) and string.format("%.2f", tt / it) or "n/a",
+                      (gt and bt) and string.format("%.2f", gt / bt) or "n/a"))
 end
 if status ~= 0 then
   print("no PyTorch baseline: " .. python .. " bench/torch_conv.py exited with status " .. tostring(status))

@@ -19,8 +19,12 @@
 -- sizes scale with the area), peak resident memory (VmHWM), and the two
 -- outputs against each other (max |grove − torch| / max |torch|).
 -- The folder is removed afterwards unless --keep. Asserts nothing about time.
+-- --compute bf16: grove decodes with compute = "bf16" (convolutions and
+-- projections on bf16-rounded operands, f32 sums: oneDNN's bf16 convolution
+-- and matmul where the CPU multiplies bf16) and PyTorch with the VAE and
+-- the latents in torch.bfloat16; both sides print the kernels they use.
 --
---   grove bench/dcae.lua [--sizes 512,1024] [--reps 1] [--steps 2] [--dir /tmp/grove-bench-dcae] [--keep] [--tiny]
+--   grove bench/dcae.lua [--sizes 512,1024] [--reps 1] [--steps 2] [--compute f32|bf16] [--dir /tmp/grove-bench-dcae] [--keep] [--tiny]
 -- --tiny: the same steps on a small autoencoder (channels 8…64; a check of
 -- the script, seconds).
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
@@ -33,18 +37,28 @@ local quote, sh, proc_status = benchlib.quote, benchlib.sh, benchlib.proc_status
 
 if arg[1] == "--child" then
   local dir, inputs_path, out_path = arg[2], arg[3], arg[4]
-  local steps = 2
+  local steps, compute = 2, "f32"
   local i = 5
   while arg[i] do
     if arg[i] == "--steps" then steps = tonumber(arg[i + 1]); i = i + 1
+    elseif arg[i] == "--compute" then compute = arg[i + 1]; i = i + 1
     else error("dcae bench child: unknown argument " .. arg[i], 0) end
     i = i + 1
   end
-  print(string.format("grove %s, %d threads, %s", grove._VERSION, grove.num_threads(), grove.blas_info()))
+  local kernels
+  if compute == "bf16" then
+    kernels = string.format("bf16 compute; CPU bf16 arithmetic %s; convolutions: %s; GEMMs: %s", tostring(grove.cpu_has_bf16()),
+                            grove.conv_bf16_dnnl_available() and "oneDNN bf16" or "rounded operands + f32 convolution",
+                            grove.gemm_bf16_dnnl_available() and "oneDNN bf16 matmul" or "rounded operands + f32 sgemm")
+  else
+    kernels = "f32 compute; convolutions: " .. (grove.conv_dnnl_available() and "oneDNN f32 (3x3 and grouped), sgemm (1x1)"
+                                                or "im2col + sgemm")
+  end
+  print(string.format("grove %s, %d threads, %s; %s", grove._VERSION, grove.num_threads(), grove.blas_info(), kernels))
   io.stdout:flush()
   local z = grove.load_safetensors(inputs_path).latents:permute { 1, 3, 4, 2 }:contiguous()   -- NCHW -> NHWC
   local t0 = grove.now()
-  local vae = grove.diffusers.vae(dir)
+  local vae = grove.diffusers.vae(dir, { compute = compute })
   local load_s = grove.now() - t0
   local rss_loaded = proc_status("VmRSS")
   local times, y = {}, nil
@@ -68,7 +82,8 @@ end
 -- ---------------------------------------------------------------------------
 -- parent
 
-local o = { dir = "/tmp/grove-bench-dcae", reps = 1, steps = 2, sizes = { 512, 1024 }, keep = false, tiny = false }
+local o = { dir = "/tmp/grove-bench-dcae", reps = 1, steps = 2, sizes = { 512, 1024 }, keep = false, tiny = false,
+            compute = "f32" }
 do
   local i = 1
   while arg[i] do
@@ -80,6 +95,7 @@ do
       o.sizes = {}
       for v in tostring(arg[i + 1]):gmatch("[^,]+") do o.sizes[#o.sizes + 1] = tonumber(v) end
       i = i + 1
+    elseif a == "--compute" then o.compute = arg[i + 1]; i = i + 1
     elseif a == "--tiny" then o.tiny = true
     elseif a == "--keep" then o.keep = true
     else error("dcae bench: unknown argument " .. a, 0) end
@@ -87,6 +103,9 @@ do
   end
   for _, k in ipairs { "reps", "steps" } do
     if not o[k] or o[k] < 1 or o[k] % 1 ~= 0 then error("dcae bench: --" .. k .. " must be a positive integer", 0) end
+  end
+  if o.compute ~= "f32" and o.compute ~= "bf16" then
+    error("dcae bench: --compute must be f32 or bf16, got " .. tostring(o.compute), 0)
   end
   if #o.sizes == 0 then error("dcae bench: --sizes needs at least one size", 0) end
   for _, s in ipairs(o.sizes) do
@@ -104,8 +123,9 @@ local loadavg = benchlib.loadavg
 -- the published decode cost of the released config (fixtures README)
 local function decode_flops(size) return 8.37e12 * (size / 1024) ^ 2 end
 
-print(string.format("dcae bench: %s, %d threads, %s; %s", os.date("!%Y-%m-%d %H:%M UTC"), threads, blas,
-                    o.tiny and "TINY autoencoder (a check of the script)" or "released config"))
+print(string.format("dcae bench: %s, %d threads, %s; %s; compute %s (PyTorch: %s)", os.date("!%Y-%m-%d %H:%M UTC"),
+                    threads, blas, o.tiny and "TINY autoencoder (a check of the script)" or "released config", o.compute,
+                    o.compute == "bf16" and "torch.bfloat16" or "torch.float32"))
 print("load average at start: " .. loadavg())
 if grove.C.grove_path_kind(o.dir) ~= grove.C.GROVE_PATH_NONE then
   error("dcae bench: " .. o.dir .. " exists; remove it or pass another --dir", 0)
@@ -143,12 +163,12 @@ local ok, err = pcall(function()
         local out_path = string.format("%s/out_%d_%s.safetensors", o.dir, size, side)
         local cmd
         if side == "grove" then
-          cmd = string.format("GROVE_NUM_THREADS=%d %s %s/dcae.lua --child %s %s %s --steps %d", threads, quote(exe),
-                              quote(here), quote(folder), quote(inputs), quote(out_path), o.steps)
+          cmd = string.format("GROVE_NUM_THREADS=%d %s %s/dcae.lua --child %s %s %s --steps %d --compute %s", threads,
+                              quote(exe), quote(here), quote(folder), quote(inputs), quote(out_path), o.steps, o.compute)
         else
-          cmd = string.format("env %sOPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/torch_dcae.py decode %s %s %s --threads %d --steps %d",
+          cmd = string.format("env %sOPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d %s %s/torch_dcae.py decode %s %s %s --threads %d --steps %d --dtype %s",
                               core and ("OPENBLAS_CORETYPE=" .. core .. " ") or "", threads, threads, quote(python),
-                              quote(here), quote(folder), quote(inputs), quote(out_path), threads, o.steps)
+                              quote(here), quote(folder), quote(inputs), quote(out_path), threads, o.steps, o.compute)
         end
         local t1 = grove.now()
         local text, st = sh(cmd)
@@ -191,6 +211,8 @@ print("load average at the end: " .. loadavg())
 print(string.format("decoder parameters: %s; weights file (encoder and decoder, F32): %.2f GB", tostring(rows.params),
                     rows.weight_bytes / 1e9))
 print("")
+print(string.format("compute: %s (grove: compute = %q; PyTorch: %s)", o.compute, o.compute,
+                    o.compute == "bf16" and "the VAE in torch.bfloat16" or "torch.float32"))
 print("| size | side | load s | decode s (best; first of each process) | GFLOP/s | peak RSS GB | torch / grove |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for _, r in ipairs(rows) do

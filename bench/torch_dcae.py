@@ -15,12 +15,15 @@ grove and this script), with three modes:
       --tiny writes the same structure with channels 8 16 16 32 32 64
       and one layer per stage (a check of the script). Prints the
       parameter counts (released: encoder 153,027,104, decoder 159,223,171).
-  torch_dcae.py decode DIR INPUTS OUT [--threads 2] [--steps 2]
+  torch_dcae.py decode DIR INPUTS OUT [--threads 2] [--steps 2] [--dtype f32|bf16]
       loads the folder as diffusers' AutoencoderDC does (encoder and
       decoder, every tensor of the file and nothing else), decodes INPUTS'
       `latents` (B, C, h, w) --steps times under torch.no_grad() and writes
       the last `sample` (B, 3, 32h, 32w) to OUT. No scaling_factor inside
-      (decode takes latents already divided by it, as diffusers').
+      (decode takes latents already divided by it, as diffusers'). --dtype
+      bf16: the model and the latents in torch.bfloat16 (vae.to(torch.
+      bfloat16), as a bf16 pipeline runs it: PyTorch's CPU convolutions and
+      linears then take oneDNN's bf16 kernels); the sample is written F32.
   torch_dcae.py check FIXTURE_DIR
       runs every case of a dcae fixture folder (../shared/fixtures/dcae/
       tiny-a: config.json, weights, *.in / *.out.f64.safetensors) in float64
@@ -423,14 +426,18 @@ def mode_decode(a):
         print("torch_dcae: threads and steps must be positive", file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
-    print("torch %s (%s), %d threads, OPENBLAS_CORETYPE=%s" %
-          (torch.__version__, sys.executable, torch.get_num_threads(), os.environ.get("OPENBLAS_CORETYPE", "(unset)")))
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    print("torch %s (%s), %d threads, OPENBLAS_CORETYPE=%s, %s; convolutions: %s" %
+          (torch.__version__, sys.executable, torch.get_num_threads(), os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+           "torch.bfloat16" if a.dtype == "bf16" else "torch.float32",
+           "oneDNN (mkldnn) %s" % ("on" if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                                   else "off")))
     sys.stdout.flush()
     try:
         inputs, _ = safetensors_io.load(a.inputs)
-        z = inputs["latents"].float()
+        z = inputs["latents"].to(dtype)
         t0 = time.perf_counter()
-        model, _, nbytes = load_folder(a.dir)
+        model, _, nbytes = load_folder(a.dir, dtype=dtype)
         load_s = time.perf_counter() - t0
     except (OSError, ValueError, KeyError, safetensors_io.SafetensorsError) as e:
         print("torch_dcae: %s" % e, file=sys.stderr)
@@ -445,7 +452,7 @@ def mode_decode(a):
             times.append(time.perf_counter() - t1)
             print("decode %.3f s" % times[-1])
             sys.stdout.flush()
-    safetensors_io.save(a.out, {"sample": y.contiguous()})
+    safetensors_io.save(a.out, {"sample": y.float().contiguous()})
     print("RESULT model=dcae load_s=%.3f forward_s=%s hwm_bytes=%d rss_loaded_bytes=%d weight_bytes=%d threads=%d"
           % (load_s, ",".join("%.4f" % t for t in times), proc_status("VmHWM"), rss_loaded, nbytes,
              torch.get_num_threads()))
@@ -493,6 +500,7 @@ def main(argv):
     d.add_argument("out")
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--steps", type=int, default=2)
+    d.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     c = sub.add_parser("check")
     c.add_argument("fixture")
     a = ap.parse_args(argv)
