@@ -41,16 +41,23 @@ spec.describe("profile", function()
 
   spec.it("keeps an op's time after a copy of its input with the op", function()
     -- conv2d copies a non-contiguous input first; the copy has its own row
-    -- and the convolution's arithmetic (75 MFLOP against 400 KB of copies) stays
-    -- on the conv2d row instead of running on under "contiguous".
-    local x = grove.randn({ 1, 64, 32, 32 }):permute { 1, 3, 4, 2 }
-    local w = grove.randn { 64, 64, 3, 3 }
-    local report = grove.profile(function() return x:conv2d(w, nil, { padding = 1 }) end)
-    local conv, copy = row(report, "conv2d"), row(report, "contiguous")
-    spec.assert(conv and copy, "conv2d and the copy of its input have rows:\n" .. tostring(report))
-    spec.eq(conv.calls, 1, "the op resumed after the copy is not another call")
-    spec.eq(copy.calls, 2, "two copies: the input, and the weight in tap-major order")
-    spec.assert(conv.ms > copy.ms, "the convolution, not the copy, holds the time:\n" .. tostring(report))
+    -- and the convolution's arithmetic (300 MFLOP against 0.6 MB of copies)
+    -- stays on the conv2d row instead of running on under "contiguous". A
+    -- loaded machine can stall the copy itself, so the times get three
+    -- tries; the counts hold every time.
+    local x = grove.randn({ 1, 128, 32, 32 }):permute { 1, 3, 4, 2 }
+    local w = grove.randn { 128, 128, 3, 3 }
+    local held
+    for _ = 1, 3 do
+      local report = grove.profile(function() return x:conv2d(w, nil, { padding = 1 }) end)
+      local conv, copy = row(report, "conv2d"), row(report, "contiguous")
+      spec.assert(conv and copy, "conv2d and the copy of its input have rows:\n" .. tostring(report))
+      spec.eq(conv.calls, 1, "the op resumed after the copy is not another call")
+      spec.eq(copy.calls, 2, "two copies: the input, and the weight in tap-major order")
+      held = conv.ms > copy.ms
+      if held then break end
+    end
+    spec.assert(held, "the convolution, not the copy, holds the time (three tries)")
   end)
 
   spec.it("raises fn's error after stopping, and starts clean the next time", function()
