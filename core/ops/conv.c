@@ -224,6 +224,22 @@ static bool conv_check(const char *op, grove_tensor *x, grove_tensor *w, grove_t
     return true;
 }
 
+/* Ends a convolution's forward: the backward reads x for dw and w for dx,
+ * so the node keeps their contiguous data and the geometry. */
+static grove_tensor *conv_end(gv_op *o, grove_tensor *xc, grove_tensor *wc, int32_t kind, int32_t padding,
+                              int32_t stride, int32_t groups)
+{
+    gv_op_save(o, 0, xc);
+    gv_op_save(o, 1, wc);
+    if (o->node) {
+        o->node->ints[0] = kind;
+        o->node->ints[1] = padding;
+        o->node->ints[2] = stride;
+        o->node->ints[3] = groups;
+    }
+    return gv_op_end(o);
+}
+
 grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, int32_t stride, int32_t padding,
                            int32_t groups)
 {
@@ -250,16 +266,7 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b, in
         grove_tensor *scratch = gv_op_temp(&o, 1, &floats, GROVE_F32);
         GV_OP_CALL(&o, conv_forward, &s, xc->data, wk->data, bc ? bc->data : NULL, out->data, scratch->data);
     }
-    /* The backward reads x for dw and w for dx: keep the contiguous data. */
-    gv_op_save(&o, 0, xc);
-    gv_op_save(&o, 1, wc);
-    if (o.node) {
-        o.node->ints[0] = kind;
-        o.node->ints[1] = padding;
-        o.node->ints[2] = stride;
-        o.node->ints[3] = groups;
-    }
-    return gv_op_end(&o);
+    return conv_end(&o, xc, wc, kind, padding, stride, groups);
 }
 
 /* The bf16 forward runs every case through the general kernel
@@ -284,15 +291,7 @@ grove_tensor *grove_conv2d_bf16(grove_tensor *x, grove_tensor *w, grove_tensor *
     int64_t nbytes = GV_OP_VALUE(&o, conv_bf16_scratch, &s);
     grove_tensor *scratch = gv_op_temp(&o, 1, &nbytes, GROVE_U8);
     GV_OP_CALL(&o, conv_forward_bf16, &s, xc->data, wk->data, bc ? bc->data : NULL, out->data, scratch->data);
-    gv_op_save(&o, 0, xc);
-    gv_op_save(&o, 1, wc);
-    if (o.node) {
-        o.node->ints[0] = kind;
-        o.node->ints[1] = padding;
-        o.node->ints[2] = stride;
-        o.node->ints[3] = groups;
-    }
-    return gv_op_end(&o);
+    return conv_end(&o, xc, wc, kind, padding, stride, groups);
 }
 
 bool grove_conv_dnnl_available(void) { return gv_cpu_conv_dnnl_available(); }

@@ -91,6 +91,17 @@ function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p:zero_grad() end
 end
 
+-- Points the Lua tensor t at src's storage (a reference of its own), so
+-- that everything holding t sees src's data: how to() and
+-- store_gemm_weights replace a parameter in place and keep ties tied.
+local function rebind(t, src)
+  local C = package.loaded.grove.C
+  C.grove_tensor_retain(src.p)
+  local old = t.p
+  t.p = src.p
+  C.grove_tensor_release(old)
+end
+
 -- Moves every parameter and buffer (any other tensor field) of this module
 -- and its children to device ("cpu" or "cuda") in place: each field keeps
 -- its Lua tensor, which now holds the copy on device (requires_grad and
@@ -137,10 +148,7 @@ function Module:to(device, _seen, opts)
         v:to_(device)
         seen[key] = v
       elseif moved ~= v and moved.p ~= v.p then
-        local old = v.p
-        grove.C.grove_tensor_retain(moved.p)
-        v.p = moved.p
-        grove.C.grove_tensor_release(old)
+        rebind(v, moved)
       end
     end
   end
@@ -177,16 +185,10 @@ function Module:store_gemm_weights(dtype, _seen)
       local done = seen[key]
       if done == nil then
         local c = grove.no_grad(function() return w:detach():to(dtype) end)
-        grove.C.grove_tensor_retain(c.p)
-        local old = w.p
-        w.p = c.p
-        grove.C.grove_tensor_release(old)
+        rebind(w, c)
         seen[key] = w
       elseif done ~= w then
-        local old = w.p
-        grove.C.grove_tensor_retain(done.p)
-        w.p = done.p
-        grove.C.grove_tensor_release(old)
+        rebind(w, done)
       end
     end
   end
