@@ -76,8 +76,7 @@ local L = c.text_len
 local function forward_flops(batch) return grove.nn.forward_flops(c, batch, size, size, L) end
 
 -- ---------------------------------------------------------------------------
--- child: grove's side at GROVE_NUM_THREADS, one compute mode (the last
--- positional-free argument after --child is the mode)
+-- child: grove's side at GROVE_NUM_THREADS, one compute mode (--compute)
 if o.child then
   local compute = o.compute[1]
   local batch = o.batch

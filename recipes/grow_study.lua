@@ -69,12 +69,8 @@ end
 if #seeds == 0 then error("grow_study: --seeds is empty", 0) end
 
 -- compute: the transformer's matrix FLOPs per training step at each depth
-local size = train.defaults and train.defaults.size or 32
-local function step_flops(depth)
-  local c = grove.nn.resolve_config(o.preset)
-  c.depth = depth
-  return 3 * grove.nn.forward_flops(c, o.batch, size, size)
-end
+local size = train.defaults.size
+local function step_flops(depth) return train.step_flops(o.preset, depth, o.batch, size) end
 local F_N, F_M = step_flops(N), step_flops(M)
 local base_flops = o.base_steps * F_N
 -- the scratch step whose compute equals the grown model's total
@@ -271,9 +267,11 @@ local reached, ratios = 0, {}
 for _, r in ipairs(reach_ratio) do if r then reached = reached + 1; ratios[#ratios + 1] = r end end
 if reached > 0 then
   table.sort(ratios)
+  local per = {}
+  for _, r in ipairs(reach_ratio) do per[#per + 1] = r and string.format("%.2f", r) or "not reached" end
   lines[#lines + 1] = string.format("- Loss target reached by the grown model in %d of %d seeds, with %s of the compute scratch needed to reach it (base included; per seed: %s).",
     reached, #seeds, reached == #seeds and string.format("%.2f–%.2f×", ratios[1], ratios[#ratios]) or "see the table",
-    table.concat((function() local t = {} for _, r in ipairs(reach_ratio) do t[#t + 1] = r and string.format("%.2f", r) or "not reached" end return t end)(), ", "))
+    table.concat(per, ", "))
 else
   lines[#lines + 1] = string.format("- The grown model did not reach the converged scratch loss in %d steps on any seed.", o.steps)
 end

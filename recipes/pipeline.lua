@@ -203,12 +203,8 @@ end
 -- The grown model's compute, base included (the prune study's --deep-tflop):
 -- the transformer's matrix FLOPs, 3 forwards per training step.
 local function grown_tflop()
-  local function step_flops(depth)
-    local c = grove.nn.resolve_config(o.preset)
-    c.depth = depth
-    return 3 * grove.nn.forward_flops(c, o.batch, 32, 32)
-  end
-  return (o.base_steps * step_flops(o.base_depth) + o.grow_steps * step_flops(o.grow_depth)) / 1e12
+  return (o.base_steps * train.step_flops(o.preset, o.base_depth, o.batch)
+          + o.grow_steps * train.step_flops(o.preset, o.grow_depth, o.batch)) / 1e12
 end
 local function study_commands()
   return {

@@ -42,11 +42,7 @@ if o.deep and o.scratch and not (o.deep_tflop > 0) then
   error("prune_study: --deep needs --deep-tflop (the compute that made it) for the same-compute scratch models, or --scratch=false", 0)
 end
 os.execute("mkdir -p '" .. o.out .. "'")
-local function step_flops(depth)
-  local c = grove.nn.resolve_config(o.preset)
-  c.depth = depth
-  return 3 * grove.nn.forward_flops(c, o.batch, 32, 32)
-end
+local function step_flops(depth) return train.step_flops(o.preset, depth, o.batch) end
 local function tflop(x) return string.format("%.3g", x / 1e12) end
 
 -- each evaluation prompt's pass (1) or fail (0), in the evaluator's order
@@ -74,7 +70,7 @@ local deep = train.load_for_inference(deep_path)
 local N = #deep.model.blocks
 local calib = prune.calibration(deep.model, deep, { seed = o.seed, size = 32 })
 -- the calibration's forwards: every prompt at every noise level through the deep model
-local calib_flops = grove.nn.forward_flops(deep.model.config, #calib.prompts * #calib.sigmas, 32, 32)
+local calib_flops = grove.nn.forward_flops(deep.model.config, #calib.prompts * #calib.sigmas, d.size, d.size)
 local deep_eval = evaluate(deep)
 local deep_eval_passes = passes_of(deep_eval)
 local deep_loss = prune.calib_loss(deep.model, calib)

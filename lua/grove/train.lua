@@ -202,6 +202,17 @@ return function(grove)
     return grove.eval.shapes.score(images, prompts), images, prompts
   end
 
+  -- FLOPs of one training step (forward, backward: 3 forwards of matrix
+  -- work, grove.nn.forward_flops) of `preset` at `depth` blocks, batch
+  -- images of size² (default train.defaults.size): the compute the studies
+  -- and the pipeline compare runs by.
+  function train.step_flops(preset, depth, batch, size)
+    local c = nn.resolve_config(preset)
+    c.depth = depth
+    size = size or train.defaults.size
+    return 3 * nn.forward_flops(c, batch, size, size)
+  end
+
   -- The progress line (a terminal) or log lines (o.log_every) of a run of
   -- o.steps steps: returns show(step, loss, avg, final). Fine-tuning a
   -- diffusers folder (grove.diffusers.finetune) shows its steps the same way.
