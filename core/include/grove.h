@@ -292,6 +292,13 @@ grove_tensor *grove_conv2d(grove_tensor *x, grove_tensor *w, grove_tensor *b,
  * process (im2col + sgemm instead), 1 back on (the default). */
 bool grove_conv_dnnl_available(void);
 void grove_conv_set_dnnl(int32_t on);
+/* The oneDNN forward of a dense 3x3 stride-1 convolution with at least
+ * 128x128 output pixels runs oneDNN's Winograd F(4x4, 3x3) algorithm where
+ * oneDNN has it for the CPU (AVX-512): fewer multiplications, results
+ * within f32 rounding of the direct convolution but not the same bits.
+ * grove_conv_set_winograd(0) keeps the direct convolution for the process,
+ * 1 restores the default. */
+void grove_conv_set_winograd(int32_t on);
 /* conv2d in bf16 mixed precision: x and w rounded to bf16 (nearest, ties
  * to even), the products summed in f32, bias and output f32; arguments as
  * grove_conv2d. Through oneDNN's bf16 convolution where the CPU has bf16

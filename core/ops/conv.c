@@ -298,6 +298,8 @@ bool grove_conv_dnnl_available(void) { return gv_cpu_conv_dnnl_available(); }
 
 void grove_conv_set_dnnl(int32_t on) { gv_cpu_conv_dnnl_enable(on != 0); }
 
+void grove_conv_set_winograd(int32_t on) { gv_cpu_conv_winograd_enable(on != 0); }
+
 bool grove_conv_bf16_dnnl_available(void) { return gv_cpu_conv_bf16_dnnl_available(); }
 
 void grove_conv_bf16_set_dnnl(int32_t on) { gv_cpu_conv_bf16_dnnl_enable(on != 0); }

@@ -93,6 +93,9 @@ bool gv_cpu_conv_forward_dnnl(const gv_conv_shape *s, const float *x, const floa
  * forward to im2col + sgemm. */
 bool gv_cpu_conv_dnnl_available(void);
 void gv_cpu_conv_dnnl_enable(bool on);
+/* Whether that forward takes oneDNN's Winograd convolution for dense 3x3
+ * stride-1 convolutions with large outputs (on by default). */
+void gv_cpu_conv_winograd_enable(bool on);
 /* The same forward with x and wk rounded to bf16 (into scratch: their
  * element counts in uint16_t) and f32 bias and output, where the CPU has
  * bf16 arithmetic and grove_conv_bf16_set_dnnl left it on (conv_bf16.c's

@@ -17,6 +17,11 @@ return function(grove)
   -- im2col + sgemm instead (for comparing the two), true restores it.
   function grove.conv_dnnl_available() return C.grove_conv_dnnl_available() end
   function grove.set_conv_dnnl(on) C.grove_conv_set_dnnl(on and 1 or 0) end
+  -- Dense 3×3 stride-1 convolutions with at least 128×128 output pixels run
+  -- oneDNN's Winograd algorithm where oneDNN has it for the CPU (within f32
+  -- rounding of the direct convolution, not the same bits);
+  -- set_conv_winograd(false) keeps oneDNN's direct convolution.
+  function grove.set_conv_winograd(on) C.grove_conv_set_winograd(on and 1 or 0) end
 
   -- Whether bf16 GEMMs (grove.matmul_bf16, linear_bf16, the bf16 compute
   -- mode) run through oneDNN's bf16 matmul: the build has oneDNN and the

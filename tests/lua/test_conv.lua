@@ -286,6 +286,84 @@ spec.describe("conv2d general", function()
   end)
 end)
 
+-- Dense 3x3 stride-1 convolutions with at least 256x256 output pixels and
+-- 128 channels in and out take oneDNN's Winograd algorithm where oneDNN has
+-- it (AVX-512), in bands of output rows. These sizes cross band edges (bands of 60 rows for a
+-- 260-pixel row), end on a short band, and pad only at the image's edges;
+-- each output is held against the direct convolution (set_conv_winograd
+-- false: oneDNN's direct kernel, and im2col) and, at the rows next to band
+-- edges and the image's edges, against float64 sums.
+spec.describe("conv2d Winograd", function()
+  local function at_rows(X, Wt, Bi, pad, rows, got)
+    local h, w, cin = X.shape[2], X.shape[3], X.shape[4]
+    local cout, k = Wt.shape[1], Wt.shape[3]
+    local ho, wo = got.shape[2], got.shape[3]
+    local worst, scale = 0, 0
+    for bi = 0, X.shape[1] - 1 do
+      for _, oh in ipairs(rows) do
+        if oh < ho then
+          for _, ow in ipairs{ 0, 1, 2, math.floor(wo / 2), wo - 2, wo - 1 } do
+            for co = 0, cout - 1 do
+              local s = Bi and Bi.data[co + 1] or 0
+              for i = 0, k - 1 do
+                local ih = oh + i - pad
+                if ih >= 0 and ih < h then
+                  for j = 0, k - 1 do
+                    local iw = ow + j - pad
+                    if iw >= 0 and iw < w then
+                      local xb = ((bi * h + ih) * w + iw) * cin
+                      for ci = 0, cin - 1 do
+                        s = s + X.data[xb + ci + 1] * Wt.data[((co * cin + ci) * k + i) * k + j + 1]
+                      end
+                    end
+                  end
+                end
+              end
+              local g = got.data[((bi * ho + oh) * wo + ow) * cout + co + 1]
+              worst = math.max(worst, math.abs(g - s))
+              scale = math.max(scale, math.abs(s))
+            end
+          end
+        end
+      end
+    end
+    return worst / scale
+  end
+  local function case(name, shape, cout, pad, bias)
+    spec.it(name, function()
+      grove.manual_seed(5)
+      local x = grove.randn(shape)
+      local w = grove.randn{ cout, shape[4], 3, 3 }:mul(0.03)
+      local b = bias and grove.randn{ cout } or nil
+      local o = { padding = pad }
+      local y = grove.conv2d(x, w, b, o)
+      grove.set_conv_winograd(false)
+      local ok, direct = pcall(grove.conv2d, x, w, b, o)
+      grove.set_conv_winograd(true)
+      if not ok then error(direct, 0) end
+      grove.set_conv_dnnl(false)
+      local ok2, im2col = pcall(grove.conv2d, x, w, b, o)
+      grove.set_conv_dnnl(true)
+      if not ok2 then error(im2col, 0) end
+      local function rel(a, c) return (a - c):abs():max():item() / c:abs():max():item() end
+      spec.assert(rel(y, direct) < 1e-5, "against the direct convolution: " .. rel(y, direct))
+      spec.assert(rel(y, im2col) < 1e-5, "against im2col: " .. rel(y, im2col))
+      local Y = ref.from_tensor(y)
+      local ho = y:size(2)
+      local err = at_rows(ref.from_tensor(x), ref.from_tensor(w), b and ref.from_tensor(b), pad,
+                          { 0, 1, 58, 59, 60, 61, 119, 120, ho - 2, ho - 1 }, Y)
+      spec.assert(err < 1e-5, "against float64 at band and image edges: " .. err)
+      -- the same bits for the same inputs, and a second call reuses grove's blocks
+      local y2 = grove.conv2d(x, w, b, o)
+      local a, c = Y.data, ref.from_tensor(y2).data
+      for i = 1, #a do if a[i] ~= c[i] then error("second call differs at " .. i, 0) end end
+    end)
+  end
+  case("batch 2, pad 1, bias, 130 x 260 (three bands, the last short)", { 2, 130, 260, 128 }, 128, 1, true)
+  case("pad 0, no bias, 258 x 260 input", { 1, 258, 260, 128 }, 144, 0, false)
+  case("channels off the 16-lane blocks (136 in, 130 out)", { 1, 256, 256, 136 }, 130, 1, true)
+end)
+
 spec.describe("nn.Conv2d", function()
   spec.it("passes stride, padding, groups and a {kh, kw} kernel to conv2d", function()
     grove.manual_seed(3)
