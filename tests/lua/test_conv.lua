@@ -291,8 +291,9 @@ end)
 -- it (AVX-512), in bands of output rows. These sizes cross band edges (bands of 60 rows for a
 -- 260-pixel row), end on a short band, and pad only at the image's edges;
 -- each output is held against the direct convolution (set_conv_winograd
--- false: oneDNN's direct kernel, and im2col) and, at the rows next to band
--- edges and the image's edges, against float64 sums.
+-- false: oneDNN's direct kernel, and im2col), at the rows next to band
+-- edges and the image's edges against float64 sums, and bit for bit
+-- against itself on a second call and on one thread.
 spec.describe("conv2d Winograd", function()
   local function at_rows(X, Wt, Bi, pad, rows, got)
     local h, w, cin = X.shape[2], X.shape[3], X.shape[4]
@@ -353,10 +354,19 @@ spec.describe("conv2d Winograd", function()
       local err = at_rows(ref.from_tensor(x), ref.from_tensor(w), b and ref.from_tensor(b), pad,
                           { 0, 1, 58, 59, 60, 61, 119, 120, ho - 2, ho - 1 }, Y)
       spec.assert(err < 1e-5, "against float64 at band and image edges: " .. err)
-      -- the same bits for the same inputs, and a second call reuses grove's blocks
+      -- the same bits for the same inputs, on a second call (which reuses
+      -- grove's blocks) and on one thread
       local y2 = grove.conv2d(x, w, b, o)
-      local a, c = Y.data, ref.from_tensor(y2).data
-      for i = 1, #a do if a[i] ~= c[i] then error("second call differs at " .. i, 0) end end
+      local threads = grove.num_threads()
+      grove.set_num_threads(1)
+      local ok3, y1 = pcall(grove.conv2d, x, w, b, o)
+      grove.set_num_threads(threads)
+      if not ok3 then error(y1, 0) end
+      local a = Y.data
+      for _, other in ipairs{ { y2, "a second call" }, { y1, "one thread" } } do
+        local c = ref.from_tensor(other[1]).data
+        for i = 1, #a do if a[i] ~= c[i] then error(other[2] .. " differs at " .. i, 0) end end
+      end
     end)
   end
   case("batch 2, pad 1, bias, 130 x 260 (three bands, the last short)", { 2, 130, 260, 128 }, 128, 1, true)
