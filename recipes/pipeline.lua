@@ -2,11 +2,15 @@
 --   base     train a shallow model (base_depth blocks)
 --   grow     grow it to grow_depth blocks (partial preservation, identity
 --            init: grove.grow) and train on
---   scratch  a model of grow_depth trained from scratch for the same steps
---            (the growth-vs-scratch comparison)
+--   scratch  a model of grow_depth trained from scratch with the compute of
+--            the base and the grown training (growth vs scratch at equal
+--            compute)
 --   prune    prune the grown model back to prune_depth blocks by block
 --            importance (cosine metric on a calibration set: grove.prune)
 --   finetune fine-tune the pruned model (100 steps)
+--   scratch_pruned a model of prune_depth trained from scratch with the
+--            compute of the whole path to the fine-tuned model (base, grow,
+--            calibration forwards, fine-tuning): pruning vs scratch
 --   judge    train the judge of inference-time search on renders and the
 --            fine-tuned model's samples (grove.judge.train)
 --   search   the candidates-vs-steps study with that judge (grove.search.study)
@@ -21,7 +25,7 @@ local pipeline = require "grove.pipeline"
 local report = require "grove.report"
 local train = grove.train
 
-local STAGES = { "base", "grow", "scratch", "prune", "finetune", "judge", "search" }
+local STAGES = { "base", "grow", "scratch", "prune", "finetune", "scratch_pruned", "judge", "search" }
 
 -- Profiles: every option below that has no default on the command line
 -- comes from the profile.
@@ -66,7 +70,7 @@ local spec = {
   { "grow_depth", "number", nil, "blocks after growing" },
   { "prune_depth", "number", nil, "blocks after pruning" },
   { "base_steps", "number", nil, "training steps of the base model" },
-  { "grow_steps", "number", nil, "training steps after growing (and of the scratch model)" },
+  { "grow_steps", "number", nil, "training steps after growing" },
   { "ft_steps", "number", nil, "fine-tuning steps after pruning" },
   { "batch", "number", nil, "images per training step" },
   { "lr", "number", nil, "learning rate of the base, grown and scratch trainings" },
@@ -89,7 +93,7 @@ local spec = {
   { "search_steps_max_n", "number", nil, "the steps line of the search study runs up to steps·this" },
   { "search_steps", "number", nil, "denoising steps of one search candidate" },
   { "grid_steps", "number", nil, "sampling steps of the sample grids" },
-  { "scratch", "boolean", true, "train the same-steps scratch model of the grown depth" },
+  { "scratch", "boolean", true, "train the equal-compute scratch models of the grown and the pruned depth" },
   { "embed", "boolean", true, "embed the report's images as data: URIs (else link the PNG files beside it)" },
   { "seed", "number", 1, "seed of models, data, noise, calibration and evaluation" },
   { "device", "string", "cpu", "where the models and the judge train, sample and score: cpu or cuda (noise and data are drawn on the CPU either way)" },
@@ -155,6 +159,29 @@ local function train_into(dir, t)
 end
 
 local function decay_of(steps) return math.floor(steps * o.decay) end
+
+-- Compute (the transformer's matrix FLOPs: grove.train.step_flops, 3
+-- forwards a training step; the calibration's forwards as
+-- grove.prune.calibration_flops counts them), the same rule as
+-- recipes/grow_study.lua and recipes/prune_study.lua: each scratch model
+-- gets the compute of the whole path to the model it is compared with,
+-- turned into steps at its own depth.
+local compute = (function()
+  local function F(depth) return train.step_flops(o.preset, depth, o.batch) end
+  local grow_cfg = grove.nn.resolve_config(o.preset)
+  grow_cfg.depth = o.grow_depth
+  local c = { base = o.base_steps * F(o.base_depth), grow = o.grow_steps * F(o.grow_depth),
+              calib = grove.prune.calibration_flops(grow_cfg, o.calib_prompts, o.calib_timesteps, d.size),
+              finetune = o.ft_steps * F(o.prune_depth) }
+  c.grown = c.base + c.grow
+  c.finetuned = c.grown + c.calib + c.finetune
+  c.scratch_steps = train.steps_for_flops(c.grown, o.preset, o.grow_depth, o.batch)
+  c.scratch = c.scratch_steps * F(o.grow_depth)
+  c.scratch_pruned_steps = train.steps_for_flops(c.finetuned, o.preset, o.prune_depth, o.batch)
+  c.scratch_pruned = c.scratch_pruned_steps * F(o.prune_depth)
+  return c
+end)()
+local function tflop(x) return string.format("%.3f TFLOP", x / 1e12) end
 local function ckpt(stage) return o.out .. "/" .. stage .. "/checkpoint.safetensors" end
 -- A stage's checkpoint, ready to sample, on the run's device.
 local function load(path) return train.load_for_inference(path, { device = o.device }) end
@@ -169,9 +196,11 @@ end
 local stage_options = {
   base = pick("base_depth", "base_steps", "batch", "lr", "decay", "ema"),
   grow = pick("grow_depth", "grow_steps", "batch", "lr", "decay", "ema"),
-  scratch = pick("grow_depth", "grow_steps", "batch", "lr", "decay", "ema", "scratch"),
+  scratch = pick("base_depth", "base_steps", "grow_depth", "grow_steps", "batch", "lr", "decay", "ema", "scratch"),
   prune = pick("prune_depth", "calib_prompts", "calib_timesteps"),
   finetune = pick("ft_steps", "ft_lr", "ft_ema", "batch"),
+  scratch_pruned = pick("base_depth", "base_steps", "grow_depth", "grow_steps", "prune_depth", "calib_prompts",
+                        "calib_timesteps", "ft_steps", "batch", "lr", "decay", "ema", "scratch"),
   judge = pick("judge_steps", "judge_samples", "judge_width", "judge_depth", "judge_stem_depth", "judge_eval_images"),
   search = pick("search_prompts", "search_max_n", "search_steps_max_n", "search_steps"),
 }
@@ -184,11 +213,16 @@ local function plan_lines()
       o.preset, o.base_depth, o.base_steps, o.batch, o.lr, decay_of(o.base_steps), o.ema),
     string.format("  grow      partial preservation, identity init: %d -> %d blocks, then %d steps (lr %g, cooldown %d)",
       o.base_depth, o.grow_depth, o.grow_steps, o.lr, decay_of(o.grow_steps)),
-    o.scratch and string.format("  scratch   depth %d from scratch, %d steps, the same schedule", o.grow_depth, o.grow_steps)
+    o.scratch and string.format("  scratch   depth %d from scratch, %d steps (lr %g, cooldown %d): %s, the compute of base + grow (%s)",
+      o.grow_depth, compute.scratch_steps, o.lr, decay_of(compute.scratch_steps), tflop(compute.scratch), tflop(compute.grown))
       or "  scratch   off (--scratch=false): the growth curve is compared with the base's own curve",
     string.format("  prune     cosine block importance on %d prompts x %d noise levels, oneshot: %d -> %d blocks",
       o.calib_prompts, o.calib_timesteps, o.grow_depth, o.prune_depth),
     string.format("  finetune  %d steps, lr %g, EMA %g", o.ft_steps, o.ft_lr, o.ft_ema),
+    o.scratch and string.format("  scratch_pruned depth %d from scratch, %d steps (lr %g, cooldown %d): %s, the compute of " ..
+      "base + grow + calibration + fine-tuning (%s)", o.prune_depth, compute.scratch_pruned_steps, o.lr,
+      decay_of(compute.scratch_pruned_steps), tflop(compute.scratch_pruned), tflop(compute.finetuned))
+      or "  scratch_pruned off (--scratch=false)",
     string.format("  judge     %d steps (width %d, depth %d), on renders and %d samples of the fine-tuned model",
       o.judge_steps, o.judge_width, o.judge_depth, o.judge_samples),
     string.format("  search    %d prompts per category, N = 1..%d candidates of %d steps; steps line up to x%d",
@@ -202,10 +236,7 @@ end
 -- every strategy × init, and pruning against random/last blocks and scratch.
 -- The grown model's compute, base included (the prune study's --deep-tflop):
 -- the transformer's matrix FLOPs, 3 forwards per training step.
-local function grown_tflop()
-  return (o.base_steps * train.step_flops(o.preset, o.base_depth, o.batch)
-          + o.grow_steps * train.step_flops(o.preset, o.grow_depth, o.batch)) / 1e12
-end
+local function grown_tflop() return compute.grown / 1e12 end
 local function study_commands()
   return {
     "build/grove recipes/grow_study.lua --out runs/grow_study",
@@ -233,8 +264,8 @@ local function from_scratch(dir, depth, steps)
                                          ema = o.ema })
   local parts = load(dir .. "/checkpoint.safetensors")
   sample_grid(parts, dir .. "/samples.png")
-  return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = depth,
-           params = parts.model:num_parameters() }
+  return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = depth, steps = steps,
+           flops = steps * train.step_flops(o.preset, depth, o.batch), params = parts.model:num_parameters() }
 end
 
 local base = run:stage("base", stage_options.base, function(dir) return from_scratch(dir, o.base_depth, o.base_steps) end)
@@ -259,7 +290,9 @@ end)
 
 local scratch = run:stage("scratch", stage_options.scratch, function(dir)
   if not o.scratch then return { off = true } end
-  return from_scratch(dir, o.grow_depth, o.grow_steps)
+  local m = from_scratch(dir, o.grow_depth, compute.scratch_steps)
+  m.path_flops = compute.grown -- what it is matched with: base + grow
+  return m
 end)
 
 local prune = run:stage("prune", stage_options.prune, function(dir)
@@ -289,6 +322,14 @@ local finetune = run:stage("finetune", stage_options.finetune, function(dir)
   sample_grid(parts, dir .. "/samples.png")
   return { losses = losses, train_seconds = secs, eval = evaluate(parts), depth = o.prune_depth,
            params = parts.model:num_parameters() }
+end)
+
+local scratch_pruned = run:stage("scratch_pruned", stage_options.scratch_pruned, function(dir)
+  if not o.scratch then return { off = true } end
+  local m = from_scratch(dir, o.prune_depth, compute.scratch_pruned_steps)
+  m.path_flops = compute.finetuned -- base + grow + calibration + fine-tuning
+  m.calib_flops = compute.calib
+  return m
 end)
 
 local judge = run:stage("judge", stage_options.judge, function(dir)
@@ -324,7 +365,8 @@ end)
 
 -- ---- the report (lua/grove/report/pipeline.lua) -----------------------------------
 local doc, rows_eval, total = report.pipeline(grove, {
-  o = o, base = base, grow = grow, scratch = scratch, prune = prune, finetune = finetune, judge = judge, search = search,
+  o = o, base = base, grow = grow, scratch = scratch, prune = prune, finetune = finetune, scratch_pruned = scratch_pruned,
+  judge = judge, search = search, compute = compute,
   done = run.done, stages = STAGES, argline = argline, plan = plan_lines(),
   study_commands = study_commands(),
   grid_prompts = GRID_PROMPTS, grid_seed = GRID_SEED, exists = pipeline.exists,
@@ -334,6 +376,6 @@ local path = doc:write(o.out .. "/report.html")
 if #doc.missing > 0 then print("report: missing images: " .. table.concat(doc.missing, ", ")) end
 
 print("")
-print(string.format("%-22s %6s  %s", "stage", "blocks", "overall"))
-for _, r in ipairs(rows_eval) do print(string.format("%-22s %6s  %.3f", r[1], tostring(r[2]), r[#r])) end
+print(string.format("%-38s %6s  %s", "stage", "blocks", "overall"))
+for _, r in ipairs(rows_eval) do print(string.format("%-38s %6s  %.3f", r[1], tostring(r[2]), r[#r])) end
 print(string.format("pipeline '%s' finished in %.0f s (stages: %.0f s); report: %s", o.name, grove.now() - t_all, total, path))

@@ -70,7 +70,7 @@ local deep = train.load_for_inference(deep_path)
 local N = #deep.model.blocks
 local calib = prune.calibration(deep.model, deep, { seed = o.seed, size = 32 })
 -- the calibration's forwards: every prompt at every noise level through the deep model
-local calib_flops = grove.nn.forward_flops(deep.model.config, #calib.prompts * #calib.sigmas, d.size, d.size)
+local calib_flops = prune.calibration_flops(deep.model.config, #calib.prompts, #calib.sigmas, d.size)
 local deep_eval = evaluate(deep)
 local deep_eval_passes = passes_of(deep_eval)
 local deep_loss = prune.calib_loss(deep.model, calib)
@@ -117,7 +117,7 @@ local scratch = {}
 if o.scratch then
   for _, K in ipairs(depths) do
     local budget = deep_flops + calib_flops + o.steps * step_flops(K)
-    local steps = math.floor(budget / step_flops(K) + 0.5)
+    local steps = train.steps_for_flops(budget, o.preset, K, o.batch)
     local dir = string.format("%s/scratch_%d", o.out, K)
     train.run { preset = o.preset, config = { depth = K }, steps = steps, batch = o.batch, lr = o.lr, seed = o.seed,
                 out = dir, eval = false, sample_every = 0, save_every = steps, log_every = 500 }

@@ -213,6 +213,14 @@ return function(grove)
     return 3 * nn.forward_flops(c, batch, size, size)
   end
 
+  -- The number of training steps of `preset` at `depth` blocks, batch
+  -- images of size², that spend `flops` (train.step_flops each), rounded
+  -- to the nearest step: how the studies and the pipeline give a scratch
+  -- model the compute of another model's whole path.
+  function train.steps_for_flops(flops, preset, depth, batch, size)
+    return math.floor(flops / train.step_flops(preset, depth, batch, size) + 0.5)
+  end
+
   -- The progress line (a terminal) or log lines (o.log_every) of a run of
   -- o.steps steps: returns show(step, loss, avg, final). Fine-tuning a
   -- diffusers folder (grove.diffusers.finetune) shows its steps the same way.

@@ -35,12 +35,19 @@ else
   fail "recipes/pipeline.lua --profile test failed (log: $out/pipeline.log)"
   finish
 fi
-for s in base grow scratch prune finetune judge search; do
+for s in base grow scratch prune finetune scratch_pruned judge search; do
   [ -f "$run/$s/DONE" ] && [ -f "$run/$s/manifest.lua" ] || fail "stage $s has no DONE marker and manifest"
 done
+# the scratch stages' steps against a count of the compute made independently
+if "$exe" recipes/pipeline.lua --plan >"$out/plan.log" 2>&1 &&
+   "$exe" tests/pipeline/check_compute.lua "$run" "$out/plan.log"; then
+  ok "the scratch stages train the compute-matched steps"
+else
+  fail "the scratch stages' steps are not the compute-matched counts"
+fi
 if "$exe" recipes/pipeline.lua --profile test --out "$run" >"$out/rerun.log" 2>&1 &&
-   [ "$(grep -c 'skipped' "$out/rerun.log")" -eq 7 ]; then
-  ok "a re-run skips all 7 finished stages"
+   [ "$(grep -c 'skipped' "$out/rerun.log")" -eq 8 ]; then
+  ok "a re-run skips all 8 finished stages"
 else
   cat "$out/rerun.log"; fail "the re-run did not skip the finished stages"
 fi
@@ -72,7 +79,9 @@ n_img=$(echo "$result" | sed -n 's/^images \([0-9]*\)$/\1/p')
 n_tab=$(echo "$result" | sed -n 's/^tables \([0-9]*\)$/\1/p')
 if [ "${n_img:-0}" -ge 10 ]; then ok "the report has $n_img images"; else fail "the report has ${n_img:-no} images (expected at least 10)"; fi
 if grep -q '<caption>Paired differences of the stages' "$run/report.html" &&
-   grep -q '<th>95% CI</th>' "$run/report.html"; then ok "the report gives confidence intervals and paired comparisons"
+   grep -q '<th>95% CI</th>' "$run/report.html" &&
+   grep -q '<caption>Each path against a model of the same depth trained from scratch with the same compute' "$run/report.html"
+then ok "the report gives confidence intervals, paired and equal-compute comparisons"
 else fail "the report has no confidence intervals or paired comparison table"; fi
 if [ "${n_tab:-0}" -ge 4 ]; then ok "the report has $n_tab tables"; else fail "the report has ${n_tab:-no} tables (expected at least 4)"; fi
 if echo "$result" | grep -q 'BROKEN'; then fail "images that did not load: $(echo "$result" | grep BROKEN | tr '\n' ';')"

@@ -28,7 +28,7 @@ for dev in cpu cuda; do
   fi
 done
 
-for stage in base grow scratch finetune; do
+for stage in base grow scratch finetune scratch_pruned; do
   a="$out/cpu/$stage/loss.csv" b="$out/cuda/$stage/loss.csv"
   if [ ! -f "$a" ] || [ ! -f "$b" ]; then fail "$stage: no loss.csv"; continue; fi
   worst=$(paste -d, "$a" "$b" | awk -F, 'NR > 1 { d = ($2 - $4) / $2; if (d < 0) d = -d; if (d > w) w = d } END { printf "%.3g", w }')

@@ -145,6 +145,15 @@ return function(grove, prune)
   end
 
   -- model, source (parts, an encoder function), opts as above.
+  -- FLOPs of the calibration's forwards (grove.nn.forward_flops): every
+  -- one of `prompts` prompts at each of `timesteps` noise levels through the
+  -- model of `config` once, at size² images (default 32): the compute block
+  -- importance adds to the path of a pruned model.
+  function prune.calibration_flops(config, prompts, timesteps, size)
+    size = size or 32
+    return grove.nn.forward_flops(config, prompts * timesteps, size, size)
+  end
+
   function prune.calibration(model, source, opts)
     opts = opts or {}
     if type(model) ~= "table" or type(model.config) ~= "table" or type(model.forward) ~= "function" then

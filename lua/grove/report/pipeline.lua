@@ -6,7 +6,9 @@
 --   doc:write(o.out .. "/report.html")
 --
 -- run: o (the recipe's options), base, grow, scratch, prune, finetune,
--- judge, search (each stage's manifest), done (stage name -> manifest, for
+-- scratch_pruned, judge, search (each stage's manifest), compute (the
+-- recipe's FLOPs of each part of the path: base, grow, calib, finetune,
+-- grown, finetuned; scratch and scratch_pruned and their steps), done (stage name -> manifest, for
 -- the timing table), stages (their order), argline (the command), plan
 -- (the plan's lines), study_commands (the standalone studies' command
 -- lines), grid_prompts, grid_seed, exists(path) -> boolean.
@@ -18,6 +20,7 @@ return function(grove, run)
   local o = run.o
   local base, grow, scratch, prune, finetune = run.base, run.grow, run.scratch, run.prune, run.finetune
   local judge, search = run.judge, run.search
+  local scratch_pruned = run.scratch_pruned or { off = true }
   local STAGES, GRID_PROMPTS, GRID_SEED = run.stages, run.grid_prompts, run.grid_seed
 
   local function smooth(y, a)
@@ -60,11 +63,15 @@ return function(grove, run)
   end
   -- One row of a comparison table under the project's rule (docs/statistics.md):
   -- a winner only when the 95% CI of the paired difference excludes 0.
+  -- (each row's stats.compare result, for the sentences that go with a table)
+  local result_of = setmetatable({}, { __mode = "k" })
   local function compare_row(what, a, na, b, nb)
     if not a or not b or #a == 0 or #a ~= #b then return nil end
     local r = stats.compare(a, b, { names = { na, nb } })
     local verdict = r.better > 0 and (na .. " better") or r.better < 0 and (nb .. " better") or "no difference detected"
-    return { what, r.diff, string.format("%.3f to %.3f", r.lo, r.hi), r.n, verdict }
+    local row = { what, r.diff, string.format("%.3f to %.3f", r.lo, r.hi), r.n, verdict }
+    result_of[row] = r
+    return row
   end
   local function comparison_table(doc, caption, rows)
     local t = {}
@@ -75,9 +82,15 @@ return function(grove, run)
   end
   eval_row("base", base, string.format("%d steps", o.base_steps))
   eval_row("grown", grow, string.format("+%d steps", o.grow_steps))
-  if not scratch.off then eval_row("scratch (comparison)", scratch, string.format("%d steps from scratch", o.grow_steps)) end
+  if not scratch.off then
+    eval_row("scratch (equal compute)", scratch, string.format("%d steps from scratch", scratch.steps or 0))
+  end
   eval_row("pruned", prune, "right after pruning")
   eval_row("fine-tuned", finetune, string.format("+%d steps", o.ft_steps))
+  if not scratch_pruned.off then
+    eval_row("scratch, pruned depth (equal compute)", scratch_pruned,
+      string.format("%d steps from scratch", scratch_pruned.steps or 0))
+  end
   eval_row(string.format("search (tournament, N = %d)", o.search_max_n), { depth = o.prune_depth, eval = search.eval },
     string.format("%d prompts per category", o.search_prompts), nil)
 
@@ -107,7 +120,7 @@ return function(grove, run)
               formats = { [2] = "%.0f", [3] = "%.0f" } }
   doc:p(string.format("Machine: %s; %s.", grove.blas_info and grove.blas_info() or "cpu", os.date("%Y-%m-%d %H:%M")), { class = "note" })
   doc:table { caption = "Which data each stage used", header = { "stage", "data" }, rows = {
-    { "training (base, grow, scratch, fine-tune)", string.format("the shapes training split, seed %d", o.seed) },
+    { "training (base, grow, scratch, fine-tune, scratch_pruned)", string.format("the shapes training split, seed %d", o.seed) },
     { "pruning calibration", string.format("%d captions of the shapes training split (each category's stream of seed %d) " ..
       "rendered, × %d noise levels", o.calib_prompts, o.seed, o.calib_timesteps) },
     { "judge", "training-split renders with hard negatives and the fine-tuned model's samples of training-split " ..
@@ -128,18 +141,69 @@ return function(grove, run)
   local function passes(m) return m and m.eval and m.eval.passes end
   comparison_table(doc, "Paired differences of the stages' per-prompt verdicts (the same prompts and seed for every stage)", {
     compare_row("grown − base", passes(grow), "grown", passes(base), "base"),
-    (not scratch.off) and compare_row("grown − scratch", passes(grow), "grown", passes(scratch), "scratch") or nil,
+    (not scratch.off) and compare_row("grown − scratch (equal compute)", passes(grow), "grown", passes(scratch), "scratch")
+      or nil,
     compare_row("pruned − grown", passes(prune), "pruned", passes(grow), "grown"),
     compare_row("fine-tuned − pruned", passes(finetune), "fine-tuned", passes(prune), "pruned"),
     compare_row("fine-tuned − grown", passes(finetune), "fine-tuned", passes(grow), "grown"),
+    (not scratch_pruned.off) and compare_row("fine-tuned − scratch of the pruned depth (equal compute)", passes(finetune),
+      "fine-tuned", passes(scratch_pruned), "scratch") or nil,
   })
+
+  -- The two equal-compute comparisons (the rule of docs/statistics.md:
+  -- "beats" only when the 95% CI of the paired difference excludes 0), with
+  -- the compute each side spent.
+  doc:section("equal-compute", "Equal-compute comparisons")
+  if scratch.off and scratch_pruned.off then
+    doc:p("No scratch models were trained (--scratch=false): no equal-compute comparison.")
+  else
+    local rows, sentences = {}, {}
+    local function side(what, a, a_flops, b, b_flops, names)
+      local row = compare_row(what, passes(a), names[1], passes(b), names[2])
+      if not row then return end
+      local r = result_of[row]
+      table.insert(row, 2, a_flops / 1e12)
+      table.insert(row, 3, b_flops / 1e12)
+      rows[#rows + 1] = row
+      sentences[#sentences + 1] = r.sentence:sub(1, 1):upper() .. r.sentence:sub(2) .. "."
+    end
+    if not scratch.off and scratch.path_flops then
+      side(string.format("grown (depth %d) − scratch (depth %d, %d steps)", o.grow_depth, o.grow_depth, scratch.steps),
+        grow, scratch.path_flops, scratch, scratch.flops,
+        { string.format("the grown model (base %d steps + %d steps)", o.base_steps, o.grow_steps),
+          string.format("the depth-%d model trained from scratch for %d steps", o.grow_depth, scratch.steps) })
+    end
+    if not scratch_pruned.off and scratch_pruned.path_flops then
+      side(string.format("fine-tuned (depth %d) − scratch (depth %d, %d steps)", o.prune_depth, o.prune_depth,
+        scratch_pruned.steps), finetune, scratch_pruned.path_flops, scratch_pruned, scratch_pruned.flops,
+        { "the pruned and fine-tuned model",
+          string.format("the depth-%d model trained from scratch for %d steps", o.prune_depth, scratch_pruned.steps) })
+    end
+    if #rows > 0 then
+      doc:table { caption = "Each path against a model of the same depth trained from scratch with the same compute " ..
+        "(paired over the evaluation prompts)", header = { "comparison", "TFLOP (path)", "TFLOP (scratch)", "difference",
+        "95% CI", "n", "verdict" }, rows = rows, formats = { [2] = "%.3f", [3] = "%.3f", [4] = "%+.3f" } }
+      for _, line in ipairs(sentences) do doc:p(line) end
+    end
+    local c = run.compute
+    if c then
+      doc:p(string.format("Compute is the transformer's matrix FLOPs (grove.train.step_flops: 3 forwards per training " ..
+        "step; the calibration's forwards counted once). The grown model's path: base %.3f + grow %.3f = %.3f TFLOP. " ..
+        "The fine-tuned model's path: that, + calibration %.3f + fine-tuning %.3f = %.3f TFLOP. Each scratch model " ..
+        "trains the number of steps at its depth that spends its path's compute, rounded to a whole step, with the " ..
+        "same schedule rules (lr %g, warmup, cooldown over the last %.0f%% of its steps, EMA %g).", c.base / 1e12,
+        c.grow / 1e12, c.grown / 1e12, c.calib / 1e12, c.finetune / 1e12, c.finetuned / 1e12, o.lr, 100 * o.decay, o.ema),
+        { class = "note" })
+    end
+  end
   doc:p(string.format("GenEval-like scores of the analytic evaluator (docs/shapes.md): %d prompts per category, %d sampling " ..
     "steps, EMA weights. The search row scores the tournament's pick among %d candidates for each of the search " ..
     "study's %d prompts per category (its own prompt set).", o.eval_prompts, o.eval_steps, o.search_max_n,
     o.search_prompts), { class = "note" })
 
   doc:section("losses", "Loss curves")
-  for _, s in ipairs { { "base", base }, { "grow", grow }, { "scratch", scratch }, { "finetune", finetune } } do
+  for _, s in ipairs { { "base", base }, { "grow", grow }, { "scratch", scratch }, { "finetune", finetune },
+                       { "scratch_pruned", scratch_pruned } } do
     local m = s[2]
     if m.losses and #m.losses > 1 then
       doc:image(curve(s[1] .. "/curve.png", s[1] .. " training loss",
@@ -160,9 +224,10 @@ return function(grove, run)
     local caption
     if not scratch.off then
       series[2] = { name = string.format("scratch depth %d", o.grow_depth), y = smooth(scratch.losses, 0.05) }
-      caption = string.format("Smoothed training loss of the grown model and of a depth-%d model trained from scratch for the " ..
-        "same %d steps with the same schedule, data and noise. First loss: grown %.4f, scratch %.4f; last 50 steps' mean: " ..
-        "grown %.4f, scratch %.4f.", o.grow_depth, o.grow_steps, grow.losses[1], scratch.losses[1],
+      caption = string.format("Smoothed training loss of the grown model (%d steps after growth) and of a depth-%d model " ..
+        "trained from scratch with the compute of the base and the grown training (%d steps) with the same schedule rules, " ..
+        "data and noise. First loss: grown %.4f, scratch %.4f; last 50 steps' mean: grown %.4f, scratch %.4f.",
+        o.grow_steps, o.grow_depth, #scratch.losses, grow.losses[1], scratch.losses[1],
         mean_tail(grow.losses, 50), mean_tail(scratch.losses, 50))
     else
       -- no scratch run: the base model's own curve, placed before the growth
@@ -273,7 +338,8 @@ return function(grove, run)
 
   doc:section("files", "Files and commands")
   doc:list {
-    "checkpoints: " .. o.out .. "/{base,grow,scratch,finetune}/checkpoint.safetensors, " .. o.out .. "/prune/pruned.safetensors",
+    "checkpoints: " .. o.out .. "/{base,grow,scratch,finetune,scratch_pruned}/checkpoint.safetensors, " .. o.out ..
+      "/prune/pruned.safetensors",
     "judge: " .. o.out .. "/judge/judge.safetensors; search study: " .. o.out .. "/search/{table.md,results.csv}",
     "each stage's manifest.lua (its options and measurements) and DONE marker",
   }
