@@ -23,6 +23,12 @@ while [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ]; }; do
 done
 [ -z "$runs_all" ] && [ -z "$seconds" ] && runs_all=2000
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+# one scratch folder per run, removed however the run ends (a target killed
+# mid-input leaves its files behind otherwise)
+TMPDIR="$(mktemp -d -p "${TMPDIR:-/tmp}" grove-fuzz-run.XXXXXX)" || exit 1
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
+trap 'exit 130' INT TERM
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors json png jpeg sentencepiece index config model_index captions checkpoint)
 
