@@ -73,8 +73,9 @@ local size = train.defaults.size
 local function step_flops(depth) return train.step_flops(o.preset, depth, o.batch, size) end
 local F_N, F_M = step_flops(N), step_flops(M)
 local base_flops = o.base_steps * F_N
--- the scratch step whose compute equals the grown model's total
-local equal_step = o.steps + math.floor(base_flops / F_M + 0.5)
+-- the scratch step whose compute equals the grown model's total (the rule
+-- of the pipeline and the prune study: grove.train.steps_for_flops)
+local equal_step = train.steps_for_flops(base_flops + o.steps * F_M, o.preset, M, o.batch, size)
 if equal_step > o.scratch_steps then
   error(string.format("grow_study: the grown model's total compute equals %d scratch steps; --scratch_steps (%d) must be at least that",
     equal_step, o.scratch_steps), 0)

@@ -88,10 +88,13 @@ end
 -- since the first run. Compiled traces keep the objects they were
 -- specialised on alive, and new traces may evict old ones, so garbage of
 -- earlier spec files can be released while `work` runs: the JIT's traces are
--- flushed before each count, and a count may fall but never grow (a leak
--- of one object per run grows it `times` over).
+-- flushed before each count, the counts after the first `times` runs may
+-- fall below the first count but not grow (a leak of one object per run
+-- grows them `times` over), and after a second `times` runs, with that
+-- garbage gone, they must be exactly what they were.
 function spec.no_leaks(work, times)
   local grove = grove or require "grove"
+  times = times or 3
   local function settled()
     jit.flush()
     grove.collect()
@@ -99,11 +102,16 @@ function spec.no_leaks(work, times)
   end
   work()
   local m0 = settled()
-  for _ = 1, times or 3 do work() end
+  for _ = 1, times do work() end
   local m1 = settled()
+  for _ = 1, times do work() end
+  local m2 = settled()
   for _, k in ipairs{"live_tensors", "live_nodes", "live_bytes"} do
     if m1[k] > m0[k] then
-      error(string.format("%s grew from %d to %d over %d runs", k, m0[k], m1[k], times or 3), 2)
+      error(string.format("%s grew from %d to %d over %d runs", k, m0[k], m1[k], times), 2)
+    end
+    if m2[k] ~= m1[k] then
+      error(string.format("%s went from %d to %d over %d more runs", k, m1[k], m2[k], times), 2)
     end
   end
 end

@@ -97,3 +97,48 @@ spec.describe("training", function()
     spec.raises(function() grove.train.run(opts { steps = 2, out = "/nonexistent/run", resume = true }) end, "--resume")
   end)
 end)
+
+spec.describe("compute accounting", function()
+  -- forward_flops recounted from the model's own weights: 2 FLOPs per
+  -- multiply-add of every block matrix over the tokens it acts on (image
+  -- tokens, or caption tokens for the cross-attention keys and values), the
+  -- patch embedding and the output projection, plus each block's attention
+  -- sums (linear attention: 4·T·D·head_dim; cross-attention scores and
+  -- weighted sums: 4·T·L·D)
+  spec.it("forward_flops matches a count from the parameter shapes", function()
+    local B, size = 5, 32
+    for _, depth in ipairs { 1, 3 } do
+      local c = grove.nn.resolve_config("tiny")
+      c.depth = depth
+      local m = grove.nn.Sana(c, { seed = 1 })
+      local T = B * (size / c.patch_size) ^ 2
+      local L = c.text_len
+      local count = depth * (4 * T * c.width * c.head_dim + 4 * T * L * c.cross_heads * c.cross_head_dim)
+      for _, np in ipairs(m:named_parameters()) do
+        local name, n = np[1], np[2]:numel()
+        if name:match("weight$") and np[2]:dim() >= 2 then
+          if name:match("attn2%.to_[kv]%.") then count = count + 2 * B * L * n
+          elseif name:match("^transformer_blocks") or name:match("^patch_embed") or name:match("^proj_out") then
+            count = count + 2 * T * n
+          end
+        end
+      end
+      spec.eq(grove.nn.forward_flops(c, B, size, size), count, "depth " .. depth)
+      spec.eq(grove.train.step_flops("tiny", depth, B, size), 3 * count, "a step is 3 forwards")
+    end
+  end)
+
+  spec.it("steps_for_flops rounds to the nearest step; calibration_flops is one forward per prompt and noise level", function()
+    local F = grove.train.step_flops("tiny", 4, 32)
+    spec.eq(grove.train.steps_for_flops(0, "tiny", 4, 32), 0)
+    spec.eq(grove.train.steps_for_flops(1000 * F, "tiny", 4, 32), 1000)
+    spec.eq(grove.train.steps_for_flops(2.49 * F, "tiny", 4, 32), 2)
+    spec.eq(grove.train.steps_for_flops(2.51 * F, "tiny", 4, 32), 3)
+    -- a budget spent at another depth: 100 steps at depth 6 in depth-4 steps
+    local F6 = grove.train.step_flops("tiny", 6, 32)
+    spec.eq(grove.train.steps_for_flops(100 * F6, "tiny", 4, 32), math.floor(100 * F6 / F + 0.5))
+    local c = grove.nn.resolve_config("tiny")
+    spec.eq(grove.prune.calibration_flops(c, 64, 8), grove.nn.forward_flops(c, 512, 32, 32))
+    spec.eq(grove.prune.calibration_flops(c, 6, 2, 16), grove.nn.forward_flops(c, 12, 16, 16))
+  end)
+end)
