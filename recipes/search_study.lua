@@ -10,7 +10,8 @@
 -- per category and overall. The study itself is grove.search.study
 -- (lua/grove/search/study.lua), which recipes/pipeline.lua runs too.
 --   grove recipes/search_study.lua --checkpoint runs/tiny/checkpoint.safetensors --judge runs/judge/judge.safetensors
--- Writes OUT/table.md, OUT/results.csv, OUT/scaling.png and OUT/example.png.
+-- Writes OUT/table.md, OUT/comparisons.md (paired differences with 95% CIs), OUT/results.csv,
+-- OUT/scaling.png and OUT/example.png.
 local args = require "grove.cli.args"
 local d = grove.search.study_defaults
 
@@ -35,4 +36,5 @@ io.stdout:setvbuf("line")
 
 local r = grove.search.study(o)
 print(r.table)
+print(r.comparisons_table)
 print(string.format("search study -> %s (%.0f s)", o.out, r.time))

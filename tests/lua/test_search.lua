@@ -366,7 +366,41 @@ spec.describe("recipes/search_study.lua", function()
     -- the oracle picks a passing candidate whenever there is one
     spec.assert(overall.oracle4 >= overall.tournament4 and overall.oracle4 >= overall.random4)
     spec.assert(io.open(dir .. "/scaling.png") ~= nil and io.open(dir .. "/table.md") ~= nil, "plot and table written")
+    -- the paired comparisons at N = 2 and 4 (the steps one at N = 2 only)
+    local cmp = assert(io.open(dir .. "/comparisons.md")):read("*a")
+    for _, what in ipairs { "tournament N = 4 − N = 1", "tournament − random pick, N = 2", "oracle − tournament, N = 4",
+                            "2 candidates − 2× steps" } do
+      spec.assert(cmp:find(what, 1, true), what .. " in comparisons.md:\n" .. cmp)
+    end
+    spec.assert(not cmp:find("4 candidates − 4× steps", 1, true), cmp)
     os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  spec.it("study_comparisons pairs the lines prompt by prompt and names a winner only when the CI excludes 0", function()
+    local ones, zeros, mixed = { 1, 1, 1, 1, 1, 1 }, { 0, 0, 0, 0, 0, 0 }, { 1, 0, 1, 0, 1, 0 }
+    local rows = {
+      { line = "tournament", n = 1, evals = 10, per_prompt = zeros },
+      { line = "tournament", n = 2, evals = 20, per_prompt = ones },
+      { line = "random", n = 2, evals = 20, per_prompt = mixed },
+      { line = "oracle", n = 2, evals = 20, per_prompt = ones },
+      { line = "steps ×2", n = 1, evals = 20, per_prompt = zeros },
+    }
+    local by = {}
+    for _, c in ipairs(grove.search.study_comparisons(rows, 10)) do by[c.kind .. c.N] = c end
+    -- every prompt gains 1: the interval is exactly [1, 1]
+    spec.eq(by.gain2.result.diff, 1)
+    spec.eq(by.gain2.result.lo, 1)
+    spec.eq(by.gain2.result.better, 1)
+    spec.eq(by.gain2.result.n, 6)
+    -- tournament 1,1,1,1,1,1 against 1,0,1,0,1,0: differences 0 or 1, all ≥ 0, mean 0.5
+    spec.near(by.chance2.result.diff, 0.5, 1e-12)
+    spec.eq(by.chance2.result.better, 1)
+    -- equal lines: no difference detected
+    spec.eq(by.oracle2.result.diff, 0)
+    spec.eq(by.oracle2.result.better, 0)
+    spec.assert(by.oracle2.result.sentence:find("no difference detected", 1, true), by.oracle2.result.sentence)
+    spec.eq(by.steps2.result.better, 1)
+    spec.eq(by.steps2.what, "2 candidates − 2× steps (equal model evaluations)")
   end)
 end)
 

@@ -293,20 +293,18 @@ return function(grove, run)
     local fm = {}
     for i = 4, #h do fm[i] = "%.3f" end
     doc:table { caption = "Candidates against steps", header = h, rows = t, bold_last = true, formats = fm }
-    -- the same comparisons with their intervals, from the per-prompt values
-    local per = {}
-    for _, r in ipairs(search.rows) do per[r.line .. "@" .. r.evals] = r.per_prompt end
-    local function pp(line, k) return per[line .. "@" .. k * o.search_steps] end
+    -- the comparisons at the largest N (and at the most steps the steps line
+    -- reached) with their intervals, from the per-prompt values
     local ks, most = o.search_max_n, 1
     for _, r in ipairs(search.rows) do if r.line:match("^steps") and r.n == 1 then most = math.max(most, r.evals / o.search_steps) end end
-    comparison_table(doc, string.format("Paired differences over the study's prompts (%d per category)", o.search_prompts), {
-      compare_row(string.format("tournament N = %d − N = 1", ks), pp("tournament", ks), "N = " .. ks, pp("tournament", 1), "N = 1"),
-      compare_row(string.format("tournament − random pick, N = %d", ks), pp("tournament", ks), "tournament", pp("random", ks),
-        "random pick"),
-      compare_row(string.format("oracle − tournament, N = %d", ks), pp("oracle", ks), "oracle", pp("tournament", ks), "tournament"),
-      compare_row(string.format("%d candidates − %d× steps (equal model evaluations)", most, most), pp("tournament", most),
-        most .. " candidates", pp("steps ×" .. most, most), most .. "× steps"),
-    })
+    local picked = {}
+    for _, c in ipairs(grove.search.study_comparisons(search.rows, o.search_steps)) do
+      if (c.kind == "steps" and c.N == most) or (c.kind ~= "steps" and c.N == ks) then
+        picked[#picked + 1] = compare_row(c.what, c.a, c.names[1], c.b, c.names[2])
+      end
+    end
+    comparison_table(doc, string.format("Paired differences over the study's prompts (%d per category)", o.search_prompts),
+      picked)
     -- what the table says, in one sentence per comparison: read from the rows
     local at = {}
     for _, r in ipairs(search.rows) do at[r.line .. "@" .. r.evals] = r.overall end

@@ -12,14 +12,48 @@
 -- candidate: steps·N denoising steps instead of steps (up to steps_max_n).
 --
 --   local r = grove.search.study { parts = parts, judge = judge_or_path_or_"evaluator", out = "runs/search_study" }
---   -- r.results[line][N] = {per_category =, overall =}, r.Ns, r.table (markdown), r.rows (line, N, evals, scores)
--- Writes OUT/table.md, OUT/results.csv, OUT/scaling.png and OUT/example.png.
+--   -- r.results[line][N] = {per_category =, overall =}, r.Ns, r.table (markdown), r.rows (line, N, evals, scores),
+--   -- r.comparisons (search.study_comparisons), r.comparisons_table (markdown)
+-- Writes OUT/table.md, OUT/comparisons.md, OUT/results.csv, OUT/scaling.png and OUT/example.png.
 return function(grove, search)
   search.study_defaults = {
     prompts = 20, max_n = 64, steps = 20, steps_max_n = 16, cfg = 4.5, batch = 64, size = 32, seed = 0,
     out = "runs/search_study",
   }
   search.study_lines = { "tournament", "best_of_n", "oracle", "random", "steps" }
+
+  -- The study's comparisons as paired differences over its prompts
+  -- (grove.stats.compare: a winner only when the 95% CI excludes 0), from
+  -- rows as search.study returns them ({line =, n =, evals =, per_prompt =}):
+  -- for every N > 1 the tournament at N against N = 1, against a random pick
+  -- among the same N and against the oracle, and, where the steps line
+  -- reaches N·steps, N candidates against one candidate with N× the steps
+  -- (equal model evaluations). Each: {kind =, N =, what =, names =, a =, b =
+  -- (the per-prompt values), result =}.
+  function search.study_comparisons(rows, steps)
+    local per = {}
+    for _, r in ipairs(rows) do per[r.line .. "@" .. r.evals] = r.per_prompt end
+    local function pp(line, k) return per[line .. "@" .. k * steps] end
+    local out = {}
+    local function add(kind, N, what, a, na, b, nb)
+      if not a or not b or #a == 0 or #a ~= #b then return end
+      out[#out + 1] = { kind = kind, N = N, what = what, names = { na, nb }, a = a, b = b,
+                        result = grove.stats.compare(a, b, { names = { na, nb } }) }
+    end
+    local Ns = {}
+    for _, r in ipairs(rows) do if r.line == "tournament" and r.n > 1 then Ns[#Ns + 1] = r.n end end
+    table.sort(Ns)
+    for _, k in ipairs(Ns) do
+      add("gain", k, string.format("tournament N = %d − N = 1", k), pp("tournament", k), "N = " .. k, pp("tournament", 1), "N = 1")
+      add("chance", k, string.format("tournament − random pick, N = %d", k), pp("tournament", k), "tournament",
+          pp("random", k), "random pick")
+      add("oracle", k, string.format("oracle − tournament, N = %d", k), pp("oracle", k), "oracle", pp("tournament", k),
+          "tournament")
+      add("steps", k, string.format("%d candidates − %d× steps (equal model evaluations)", k, k), pp("tournament", k),
+          k .. " candidates", pp("steps ×" .. k, k), k .. "× steps")
+    end
+    return out
+  end
 
   local function power_of_two(n) return n >= 1 and n % 1 == 0 and 2 ^ math.floor(math.log(n) / math.log(2) + 0.5) == n end
 
@@ -219,6 +253,15 @@ return function(grove, search)
     end
     local md_text = table.concat(md, "\n")
     write(o.out .. "/table.md", md_text)
+    local comparisons = search.study_comparisons(table_rows, o.steps)
+    local cmp = { string.format("| comparison | difference | 95%% CI | n | verdict |"), "|---|---|---|---|---|" }
+    for _, c in ipairs(comparisons) do
+      local r = c.result
+      cmp[#cmp + 1] = string.format("| %s | %+.3f | %+.3f to %+.3f | %d | %s |", c.what, r.diff, r.lo, r.hi, r.n,
+        r.better > 0 and c.names[1] .. " better" or r.better < 0 and c.names[2] .. " better" or "no difference detected")
+    end
+    local cmp_text = table.concat(cmp, "\n")
+    write(o.out .. "/comparisons.md", cmp_text)
     write(o.out .. "/results.csv", table.concat(csv, "\n"))
 
     local series = {}
@@ -241,6 +284,7 @@ return function(grove, search)
     local pk = pick_with(search.policies.tournament.fn, r1, #example, r1.score, o.seed + 1)
     grove.image.save(o.out .. "/example.png", search.grid(example, { example[pk] }))
     return { results = results, Ns = Ns, table = md_text, rows = table_rows, prompts = prompts,
+             comparisons = comparisons, comparisons_table = cmp_text,
              example_prompt = prompts[1], time = grove.now() - t0 }
   end
 end
