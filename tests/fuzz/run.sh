@@ -9,6 +9,9 @@
 # also holds the regression inputs of every crash found) in a scratch copy,
 # so the checked-in corpus does not grow. Crashes are written to
 # BUILD_DIR/fuzz-artifacts/; the script fails when any target fails.
+# FUZZ_TIMEOUT (default 20) is libFuzzer's -timeout, in wall-clock seconds
+# per input: a long run that shares the machine at idle priority (an input
+# can wait minutes for a core) needs more.
 # The targets write each input to a scratch file (the loaders take paths,
 # and grove's writers sync what they write): in /dev/shm unless TMPDIR is
 # set, so that a disk's syncs do not set the pace.
@@ -47,7 +50,7 @@ for t in "${targets[@]}"; do
   [ -x "$bin" ] || { echo "run.sh: no $bin (build with -DGROVE_FUZZ=ON)" >&2; failed+=("$t"); continue; }
   work="$(mktemp -d -p /tmp)"
   cp "$here/corpus/$t/"* "$work/" 2>/dev/null
-  args=(-seed=1 -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
+  args=(-seed=1 -max_len="${max_len[$t]}" -timeout="${FUZZ_TIMEOUT:-20}" -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$artifacts/$t-")
   [ -n "${dict[$t]:-}" ] && args+=(-dict="$here/${dict[$t]}")
   # the Lua-driven targets run grove's Lua per input (tens to hundreds of

@@ -60,7 +60,7 @@ return function(grove)
     end
 
     local c = {}
-    c.depth = int("num_layers", 0, MAX_LAYERS)
+    c.depth = int("num_layers", 1, MAX_LAYERS)
     local heads, head_dim = int("num_attention_heads"), int("attention_head_dim")
     c.width, c.head_dim = heads * head_dim, head_dim
     if c.width > MAX_SIZE then
