@@ -31,11 +31,11 @@ local STAGES = { "base", "grow", "scratch", "prune", "finetune", "scratch_pruned
 -- comes from the profile.
 local profiles = {
   quick = {
-    preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1500, grow_steps = 600,
+    preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1000, grow_steps = 300,
     ft_steps = 100, batch = 32, lr = 2e-3, ft_lr = 5e-4, decay = 1 / 3, ema = 0.995, ft_ema = 0.95,
     eval_prompts = 30, eval_steps = 20, calib_prompts = 64, calib_timesteps = 8,
-    judge_steps = 2000, judge_samples = 128, judge_width = 64, judge_depth = 3, judge_stem_depth = 1, judge_eval_images = 256,
-    search_prompts = 8, search_max_n = 16, search_steps_max_n = 16, search_steps = 20, grid_steps = 20,
+    judge_steps = 800, judge_samples = 128, judge_width = 64, judge_depth = 3, judge_stem_depth = 1, judge_eval_images = 128,
+    search_prompts = 6, search_max_n = 16, search_steps_max_n = 8, search_steps = 20, grid_steps = 20,
   },
 }
 -- The other profiles name only what differs from quick.
@@ -48,8 +48,8 @@ end
 -- the studies' sizes (docs/growth.md, docs/pruning.md, docs/search.md) and
 -- a base as long as the former main job's
 profiles.full = profile_from(profiles.quick, {
-  base_steps = 4000, grow_steps = 2000, eval_prompts = 60, judge_steps = 4000, judge_samples = 256,
-  search_prompts = 20, search_max_n = 64,
+  base_steps = 4000, grow_steps = 2000, eval_prompts = 60, judge_steps = 4000, judge_samples = 256, judge_eval_images = 256,
+  search_prompts = 20, search_max_n = 64, search_steps_max_n = 16,
 })
 -- a few steps of everything: the browser test's report (tests/browser/)
 profiles.test = profile_from(profiles.quick, {

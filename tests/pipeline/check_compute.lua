@@ -47,7 +47,7 @@ for _, c in ipairs { { "scratch", want_scratch }, { "scratch_pruned", want_prune
 end
 
 if plan_log then
-  local quick = { preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1500, grow_steps = 600,
+  local quick = { preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1000, grow_steps = 300,
                   ft_steps = 100, batch = 32, calib_prompts = 64, calib_timesteps = 8 }
   local qs, qp = expected(quick)
   local text = assert(io.open(plan_log)):read("*a")
