@@ -194,6 +194,7 @@ spec.describe("Gemma-2 encoder: the fixtures (transformers' Gemma2Model, float64
       { { num_key_value_heads = 3 }, "not a multiple of num_key_value_heads 3" },
       { { rms_norm_eps = json.null }, "'rms_norm_eps' must be a positive number" },
       { { query_pre_attn_scalar = DROP }, "key 'query_pre_attn_scalar' is missing" },
+      { { num_hidden_layers = 0 }, "'num_hidden_layers' must be an integer >= 1, got 0" },
     }
     for _, c in ipairs(cases) do
       local dir = variant(fx, c[1])

@@ -83,7 +83,7 @@ return function(grove, diffusers)
     end
     local s = {
       hidden = int_key(c, "hidden_size", where), intermediate = int_key(c, "intermediate_size", where),
-      layers = int_key(c, "num_hidden_layers", where, 0), heads = int_key(c, "num_attention_heads", where),
+      layers = int_key(c, "num_hidden_layers", where), heads = int_key(c, "num_attention_heads", where),
       kv_heads = int_key(c, "num_key_value_heads", where), head_dim = int_key(c, "head_dim", where),
       vocab = int_key(c, "vocab_size", where), eps = num_key(c, "rms_norm_eps", where, true),
       theta = num_key(c, "rope_theta", where, true), query_scalar = num_key(c, "query_pre_attn_scalar", where, true),
