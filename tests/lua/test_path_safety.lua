@@ -69,7 +69,7 @@ spec.describe("diffusers transformer configs", function()
   end
   spec.it("sizes are bounded before a model is built from them", function()
     spec.eq(with("num_layers", 2)().depth, 2)
-    spec.raises(with("num_layers", 1e15), "config.json: key 'num_layers' is 1e+15; grove needs an integer from 0 to 4096")
+    spec.raises(with("num_layers", 1e15), "config.json: key 'num_layers' is 1e+15; grove needs an integer from 1 to 4096")
     spec.raises(with("attention_head_dim", 2 ^ 40), "key 'attention_head_dim' is")
     spec.raises(with("in_channels", 2 ^ 31), "key 'in_channels' is")
     spec.raises(with("num_attention_heads", 8192), "num_attention_heads × attention_head_dim of at most 131072")
