@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets of a fuzz build (tests/fuzz/README.md).
-#   tests/fuzz/run.sh BUILD_DIR [runs N] [seconds S] [TARGET ...]
+#   tests/fuzz/run.sh BUILD_DIR [runs N] [seconds S] [cpu C] [TARGET ...]
 # "runs N": each target for N executions from a fixed seed (the CI smoke;
 # the Lua-driven targets N/5);
 # "seconds S": each target for S seconds (the long runs of docs/reliability.md);
-# both: whichever comes first.
+# "cpu C": each target until its process has used C seconds of processor
+# time (user + system), then interrupted: the hour per target of a long run
+# on a machine shared with other work, at idle priority
+# (chrt -i 0 nice -n 19 ...);
+# several: whichever comes first.
 # Each target starts from its seed corpus (tests/fuzz/corpus/<format>/, which
 # also holds the regression inputs of every crash found) in a scratch copy,
 # so the checked-in corpus does not grow. Crashes are written to
@@ -17,14 +21,14 @@
 # set, so that a disk's syncs do not set the pace.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-build="${1:?usage: run.sh BUILD_DIR [runs N | seconds S] [TARGET ...]}"
+build="${1:?usage: run.sh BUILD_DIR [runs N] [seconds S] [cpu C] [TARGET ...]}"
 shift
-runs_all="" seconds=""
-while [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ]; }; do
-  if [ "$1" = runs ]; then runs_all=$2; else seconds=$2; fi
+runs_all="" seconds="" cpu=""
+while [ $# -ge 2 ] && { [ "$1" = runs ] || [ "$1" = seconds ] || [ "$1" = cpu ]; }; do
+  case "$1" in runs) runs_all=$2;; seconds) seconds=$2;; cpu) cpu=$2;; esac
   shift 2
 done
-[ -z "$runs_all" ] && [ -z "$seconds" ] && runs_all=2000
+[ -z "$runs_all" ] && [ -z "$seconds" ] && [ -z "$cpu" ] && runs_all=2000
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 # one scratch folder per run, removed however the run ends (a target killed
 # mid-input leaves its files behind otherwise)
@@ -62,9 +66,24 @@ for t in "${targets[@]}"; do
   fi
   [ -n "$seconds" ] && args+=(-max_total_time="$seconds")
   start=$(date +%s)
-  if "$bin" "${args[@]}" "$work" > "$work.log" 2>&1; then
+  "$bin" "${args[@]}" "$work" > "$work.log" 2>&1 &
+  pid=$!
+  used=""
+  if [ -n "$cpu" ]; then
+    # libFuzzer prints its final statistics on SIGINT and exits with 72
+    tck=$(getconf CLK_TCK)
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 5
+      used=$(awk -v t="$tck" '{ print int(($14 + $15) / t) }' "/proc/$pid/stat" 2>/dev/null) || break
+      if [ "${used:-0}" -ge "$cpu" ]; then kill -INT "$pid"; break; fi
+    done
+  fi
+  wait "$pid"
+  rc=$?
+  [ -n "$cpu" ] && [ "$rc" = 72 ] && [ "${used:-0}" -ge "$cpu" ] && rc=0
+  if [ "$rc" = 0 ]; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work.log" | grep -o '[0-9]*$')
-    echo "fuzz_$t: ok, ${execs:-?} executions in $(( $(date +%s) - start )) s, corpus $(ls "$work" | wc -l) inputs"
+    echo "fuzz_$t: ok, ${execs:-?} executions in $(( $(date +%s) - start )) s${used:+ ($used s of CPU)}, corpus $(ls "$work" | wc -l) inputs"
     rm -f "$work.log"
   else
     echo "fuzz_$t: FAILED (log: $work.log; inputs in $artifacts)" >&2
