@@ -189,8 +189,10 @@ function stats.format(r, digits)
                        num(r.lo, digits), num(r.hi, digits), r.n)
 end
 
--- stats.paired plus the sentence the rule allows. opt.names = {"X", "Y"};
--- opt.lower_is_better for losses and errors.
+-- stats.paired plus the sentence the rule allows and its short form for a
+-- table cell (r.verdict_text: "X better", "Y better" or "no difference
+-- detected"). opt.names = {"X", "Y"}; opt.lower_is_better for losses and
+-- errors.
 function stats.compare(a, b, opt)
   opt = opt or {}
   local names = opt.names or { "A", "B" }
@@ -200,10 +202,13 @@ function stats.compare(a, b, opt)
                            math.floor(r.level * 100 + 0.5), num(r.lo, opt.digits), num(r.hi, opt.digits), r.n)
   if better > 0 then
     r.sentence = string.format("%s beats %s (%s)", names[1], names[2], ci)
+    r.verdict_text = names[1] .. " better"
   elseif better < 0 then
     r.sentence = string.format("%s beats %s (%s)", names[2], names[1], ci)
+    r.verdict_text = names[2] .. " better"
   else
     r.sentence = string.format("no difference detected between %s and %s (%s)", names[1], names[2], ci)
+    r.verdict_text = "no difference detected"
   end
   r.better = better
   return r

@@ -68,8 +68,7 @@ return function(grove, run)
   local function compare_row(what, a, na, b, nb)
     if not a or not b or #a == 0 or #a ~= #b then return nil end
     local r = stats.compare(a, b, { names = { na, nb } })
-    local verdict = r.better > 0 and (na .. " better") or r.better < 0 and (nb .. " better") or "no difference detected"
-    local row = { what, r.diff, string.format("%.3f to %.3f", r.lo, r.hi), r.n, verdict }
+    local row = { what, r.diff, string.format("%.3f to %.3f", r.lo, r.hi), r.n, r.verdict_text }
     result_of[row] = r
     return row
   end

@@ -258,7 +258,7 @@ return function(grove, search)
     for _, c in ipairs(comparisons) do
       local r = c.result
       cmp[#cmp + 1] = string.format("| %s | %+.3f | %+.3f to %+.3f | %d | %s |", c.what, r.diff, r.lo, r.hi, r.n,
-        r.better > 0 and c.names[1] .. " better" or r.better < 0 and c.names[2] .. " better" or "no difference detected")
+        r.verdict_text)
     end
     local cmp_text = table.concat(cmp, "\n")
     write(o.out .. "/comparisons.md", cmp_text)
