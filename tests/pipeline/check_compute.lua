@@ -5,7 +5,8 @@
 -- RUN_DIR: a finished run (its manifests give the options and the steps the
 -- scratch stages trained; loss.csv the steps they logged). PLAN_LOG: the
 -- output of `recipes/pipeline.lua --plan` for the quick profile, whose
--- plan lines must state the same counts for the quick profile's sizes.
+-- scratch lines must state the counts that follow from the sizes its other
+-- lines state.
 -- Prints "ok: ..." lines; exits 1 on the first mismatch.
 local pipeline = require "grove.pipeline"
 local run, plan_log = arg[1], arg[2]
@@ -47,15 +48,33 @@ for _, c in ipairs { { "scratch", want_scratch }, { "scratch_pruned", want_prune
 end
 
 if plan_log then
-  local quick = { preset = "tiny", base_depth = 3, grow_depth = 6, prune_depth = 4, base_steps = 1000, grow_steps = 300,
-                  ft_steps = 100, batch = 32, calib_prompts = 64, calib_timesteps = 8 }
-  local qs, qp = expected(quick)
+  -- the quick profile's sizes as its own plan states them: the counts are
+  -- recomputed from those, so the check follows the profile when it changes
   local text = assert(io.open(plan_log)):read("*a")
-  local s = text:match("\n  scratch +depth 6 from scratch, (%d+) steps")
-  local p = text:match("\n  scratch_pruned +depth 4 from scratch, (%d+) steps")
+  local function num(pattern, what)
+    local v = tonumber(text:match(pattern))
+    if not v then fail("the plan log states no " .. what .. " (pattern " .. pattern .. ")") end
+    return v
+  end
+  local quick = {
+    preset = text:match("\n  base +([%w_]+), depth") or fail("the plan log names no preset"),
+    base_depth = num("\n  base +[%w_]+, depth (%d+),", "base depth"),
+    base_steps = num("\n  base +[%w_]+, depth %d+, (%d+) steps", "base steps"),
+    batch = num("\n  base +[^\n]-, batch (%d+),", "batch"),
+    grow_depth = num("\n  grow +[^\n]-: %d+ %-> (%d+) blocks", "grown depth"),
+    grow_steps = num("\n  grow +[^\n]- blocks, then (%d+) steps", "grow steps"),
+    calib_prompts = num("\n  prune +[^\n]- on (%d+) prompts", "calibration prompts"),
+    calib_timesteps = num("\n  prune +[^\n]- prompts x (%d+) noise levels", "calibration noise levels"),
+    prune_depth = num("\n  prune +[^\n]-: %d+ %-> (%d+) blocks", "pruned depth"),
+    ft_steps = num("\n  finetune +(%d+) steps", "fine-tuning steps"),
+  }
+  local qs, qp = expected(quick)
+  local s = text:match("\n  scratch +depth " .. quick.grow_depth .. " from scratch, (%d+) steps")
+  local p = text:match("\n  scratch_pruned +depth " .. quick.prune_depth .. " from scratch, (%d+) steps")
   if tonumber(s) ~= qs or tonumber(p) ~= qp then
     fail(string.format("the quick plan says %s and %s scratch steps; the compute-matched counts are %d and %d",
       tostring(s), tostring(p), qs, qp))
   end
-  print(string.format("ok: the quick profile's plan: scratch %d steps at depth 6, scratch_pruned %d at depth 4", qs, qp))
+  print(string.format("ok: the quick profile's plan: scratch %d steps at depth %d, scratch_pruned %d at depth %d",
+    qs, quick.grow_depth, qp, quick.prune_depth))
 end
