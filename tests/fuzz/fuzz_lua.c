@@ -7,15 +7,15 @@
  * "bad argument #1 to ...": input that reached code that never checked it)
  * counts as a crash, as does anything ASan or UBSan sees.
  */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+#include "lua_position.h"
 
 static lua_State *L;
 static int fuzz_fn = LUA_NOREF;
@@ -54,33 +54,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Whether msg has "<file>.lua:<line>: " right before p, where <file> is a
- * file that exists: the position Lua puts before its own runtime errors.
- * grove's messages about input carry none but may quote the input, which
- * can hold any words, positions included (the fuzzer learns ".lua:" and
- * "bad argument #" from this file's own comparisons); it cannot learn the
- * path of a file of this machine, which no comparison shows it. A path
- * longer than LuaJIT's 60 characters for a chunk name is cut to "..." and
- * its end: that form counts only at the start of the message, where Lua
- * puts it and where grove's messages have their own words. */
+/* the folders this harness loads Lua from (lua_position.h) */
+static const char *const lua_roots[] = {GROVE_LUA_SOURCE_DIR, GROVE_LUA_BUILD_DIR, FUZZ_SCRIPT};
+
 static int after_position(const char *msg, const char *p)
 {
-    if (p - msg < 2 || p[-1] != ' ' || p[-2] != ':') return 0;
-    const char *q = p - 2;
-    const char *digits_end = q;
-    while (q > msg && q[-1] >= '0' && q[-1] <= '9') q--;
-    if (q == digits_end) return 0;
-    if (q - msg < 5 || strncmp(q - 5, ".lua:", 5)) return 0;
-    const char *end = q - 1, *start = end;
-    while (start > msg && !strchr(" \t\n'\"", start[-1])) start--;
-    char path[PATH_MAX];
-    size_t n = (size_t)(end - start);
-    if (n == 0 || n >= sizeof path) return 0;
-    memcpy(path, start, n);
-    path[n] = 0;
-    if (start == msg && n > 3 && path[0] == '.' && path[1] == '.' && path[2] == '.') return 1;
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return lua_position_before(msg, p, lua_roots, sizeof lua_roots / sizeof *lua_roots);
 }
 
 /* Errors that only a bug in grove's Lua gives: Lua's runtime errors, at a
