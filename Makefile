@@ -52,11 +52,14 @@ test-asan: deps-test build
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ctest --output-on-failure
 
-# libFuzzer targets of every input format under ASan + UBSan (tests/fuzz/README.md)
+# libFuzzer targets of every input format under ASan + UBSan (tests/fuzz/README.md);
+# the smoke also takes the long runs' path once: a target stopped by SIGINT
+# after 2 s of CPU (run.sh cpu C), which must end ok
 fuzz: deps-test
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGROVE_FUZZ=ON -DGROVE_TESTS=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(if $(FUZZ_SECONDS),seconds $(FUZZ_SECONDS),runs $(FUZZ_RUNS))
+	$(if $(FUZZ_SECONDS),,tests/fuzz/run.sh $(FUZZ_BUILD) cpu 2 json)
 
 bench: build
 	scripts/bench
